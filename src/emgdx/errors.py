@@ -1,0 +1,94 @@
+"""One exception family for everything emgdx refuses to do.
+
+Every error raised because of bad input derives from :class:`EmgdxError`. Errors about a
+file derive from :class:`ReadError` and always name the file and the problem, so that a
+clinician reading a log knows *which* recording to look at and *why* it was rejected.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+__all__ = [
+    "ChannelMismatchError",
+    "ConfigError",
+    "EmgdxError",
+    "EmptySignalError",
+    "HeaderMismatchError",
+    "NoRecordsError",
+    "NonFiniteDataError",
+    "NonNumericDataError",
+    "ReadError",
+    "SamplingRateError",
+    "SignalError",
+    "TruncatedDataError",
+    "UnknownFormatError",
+]
+
+
+class EmgdxError(Exception):
+    """Base class of every error emgdx raises on purpose."""
+
+
+class ConfigError(EmgdxError, ValueError):
+    """An invalid configuration value (e.g. a band edge above Nyquist)."""
+
+
+class SignalError(EmgdxError, ValueError):
+    """A signal that cannot be processed (too short, wrong shape, not finite)."""
+
+
+class ReadError(EmgdxError):
+    """A file that cannot be read. The message always starts with the file's path.
+
+    Parameters
+    ----------
+    path
+        The offending file or folder.
+    problem
+        What is wrong with it, in words a user can act on.
+    """
+
+    def __init__(self, path: str | PathLike[str], problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # picklable across processes
+        return (type(self), (self.path, self.problem))
+
+
+class UnknownFormatError(ReadError):
+    """Neither the extension nor the content matches a format emgdx can read."""
+
+
+class TruncatedDataError(ReadError):
+    """The data stops before the header says it should."""
+
+
+class HeaderMismatchError(ReadError):
+    """The header contradicts the data or itself (sample count, format, channels)."""
+
+
+class NonNumericDataError(ReadError):
+    """A text table holds values that are not numbers."""
+
+
+class NonFiniteDataError(ReadError):
+    """The signal contains NaN or infinite values."""
+
+
+class EmptySignalError(ReadError):
+    """The file holds no samples."""
+
+
+class SamplingRateError(ReadError):
+    """The sampling rate is missing, not a number, zero or negative, or cannot be inferred."""
+
+
+class ChannelMismatchError(ReadError):
+    """Channels disagree (different lengths, rates or counts) or a named channel is absent."""
+
+
+class NoRecordsError(ReadError):
+    """A folder holds no readable recording."""
