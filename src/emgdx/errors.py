@@ -15,6 +15,7 @@ __all__ = [
     "EmgdxError",
     "EmptySignalError",
     "HeaderMismatchError",
+    "MissingFileError",
     "NoRecordsError",
     "NonFiniteDataError",
     "NonNumericDataError",
@@ -56,6 +57,10 @@ class ReadError(EmgdxError):
 
     def __reduce__(self) -> tuple[type, tuple[str, str]]:  # picklable across processes
         return (type(self), (self.path, self.problem))
+
+
+class MissingFileError(ReadError, FileNotFoundError):
+    """A file or folder that does not exist (or a signal file a header names is absent)."""
 
 
 class UnknownFormatError(ReadError):

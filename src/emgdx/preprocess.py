@@ -1,0 +1,1287 @@
+"""Preprocessing: band-pass, mains notch, resampling, normalisation and fixed windows.
+
+The road through this module, for one record::
+
+    Recording + QC usable mask
+      -> unusable samples replaced by linear interpolation      (garbage cannot ring the filters)
+      -> resample_poly to ``target_fs_hz``                        (polyphase, anti-alias FIR)
+      -> one zero-phase SOS cascade: Butterworth band-pass + notches at the mains harmonics
+      -> usable mask at the output rate (QC mask, dilated by ``mask_margin_s`` and the FIR reach)
+      -> optional per-record normalisation
+    many records -> make_windows -> Windows (+ per-window or fitted normalisation)
+
+Why this order. Resampling first and filtering at the (usually 4x lower) output rate costs half
+as much as filtering at the source rate (one N2001 record, 262,124 samples, default cascade of
+7 sections: resample 3.2 ms + filter 1.7 ms at 6 kHz, against filter 6.7 ms at 23.4 kHz +
+resample 3.2 ms) and gives the same signal (the two orders differ by 0.8 % rms on that record),
+because both steps are linear and time-invariant in the pass band. The Butterworth upper edge
+then trims what the resampler's anti-alias FIR lets through in its transition band (for a 6 kHz
+output that FIR is -6 dB at 3 kHz and -34 dB at 3.4 kHz, so aliases land above ~2.6 kHz; hence
+the default upper edge of 2.5 kHz).
+
+Why interpolate unusable samples before filtering. Measured on a synthetic 100 µV-rms EMG with a
+0.3 s stretch of ±2500 µV rail-to-rail garbage (and a 500 µV offset), filtered with the default
+cascade at 6 kHz: left in place, the garbage changes usable samples by >5 µV up to 340 ms away
+(>1 µV up to 580 ms, mostly ringing of the narrow notches); zero-filled, up to 140 ms (the offset
+makes a step); linearly interpolated, 31 ms (>10 µV: 8 ms). Interpolation is therefore done
+before filtering, and the default ``mask_margin_s`` of 50 ms covers what is left. The tests
+repeat this measurement (``test_garbage_does_not_leak_beyond_margin``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, fields
+from fractions import Fraction
+from functools import lru_cache
+from typing import Any, Literal, Protocol, cast, get_args, overload
+
+import numpy as np
+import pandas as pd
+from scipy import signal as sps
+
+from emgdx.errors import ConfigError, SignalError
+from emgdx.recording import Cohort, Recording, Windows
+
+__all__ = [
+    "CONFIG_VERSION",
+    "FilterDesign",
+    "Normaliser",
+    "PreprocessConfig",
+    "QCLike",
+    "bandpass",
+    "design_filter",
+    "make_windows",
+    "normalise_windows",
+    "notch",
+    "preprocess_cohort",
+    "preprocess_recording",
+    "preprocess_records",
+    "resample",
+    "resample_mask",
+    "resample_ratio",
+]
+
+#: Version of the JSON form of :class:`PreprocessConfig` (bump when fields change meaning).
+CONFIG_VERSION = 1
+
+NormaliseMethod = Literal["none", "zscore", "robust"]
+NormaliseScope = Literal["window", "record", "fitted"]
+_NORMALISE_METHODS: tuple[str, ...] = get_args(NormaliseMethod)
+_NORMALISE_SCOPES: tuple[str, ...] = get_args(NormaliseScope)
+
+# A low-pass edge this close to Nyquist would remove next to nothing (and the bilinear warping
+# squeezes its transition against Nyquist), so the band-pass degrades to a high-pass instead of
+# failing: a legal low sampling rate must never crash the pipeline.
+_NYQUIST_FRACTION = 0.95
+
+
+class QCLike(Protocol):
+    """What preprocessing needs from a QC report (:class:`emgdx.quality.QualityReport`)."""
+
+    @property
+    def usable_mask(self) -> np.ndarray | None: ...
+
+    @property
+    def line_freq_hz(self) -> float | None: ...
+
+
+ProgressCallback = Callable[[int, int], None]
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------
+
+
+def _is_number(value: object) -> bool:
+    # bool is an int subclass; True as a band edge is a mistake, not 1 Hz.
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Everything preprocessing does, as one frozen, validated, JSON-serialisable value.
+
+    Defaults suit concentric-needle EMG (recorded clinically at 2 Hz - 10 kHz, sampled at
+    ~20-50 kHz) feeding models at 6 kHz.
+
+    Attributes
+    ----------
+    band_hz
+        ``(low, high)`` Butterworth band-pass edges in Hz, or ``None`` for no band-pass. Default
+        ``(20, 2500)``: 20 Hz removes movement and electrode drift while keeping MUAP energy; 2.5
+        kHz stays below the anti-alias transition of a 6 kHz output. When ``high`` is at or
+        above 0.95 x Nyquist of the output rate the filter becomes a high-pass (never an error).
+    filter_order
+        Butterworth order (applied forward and backward, so the magnitude is squared).
+    notch
+        ``"auto"``: notch at the mains frequency the QC report detected (none if it found
+        none, or without a QC report); a number: always notch there; ``None``: no notch.
+    notch_harmonics
+        How many multiples of the mains frequency to notch, the fundamental included; only
+        those below the band's upper edge (or Nyquist) are used.
+    notch_q
+        Quality factor of each notch (-3 dB width = frequency / Q).
+    target_fs_hz
+        Output sampling rate, or ``None`` to keep each record's rate.
+    normalise
+        ``"none"`` (default: amplitude in µV is itself diagnostic, e.g. large neurogenic MUAPs),
+        ``"zscore"`` (mean / standard deviation) or ``"robust"`` (median / IQR).
+    normalise_scope
+        ``"window"``: each window by its own statistics; ``"record"``: each record by the
+        statistics of its usable samples; ``"fitted"``: one set of statistics fitted on training
+        data only (:class:`Normaliser`, passed to :func:`preprocess_cohort`), so nothing leaks
+        from test subjects.
+    window_s, hop_s
+        Window length and step in seconds (overlap = ``window_s - hop_s``).
+    mask_margin_s
+        Extra time marked unusable on both sides of every unusable stretch, to cover filter
+        transients (see the module docstring for the measurement behind the default).
+    min_usable_fraction
+        A window is kept only if at least this fraction of its samples is usable (1.0 = all).
+    """
+
+    band_hz: tuple[float, float] | None = (20.0, 2500.0)
+    filter_order: int = 4
+    notch: Literal["auto"] | float | None = "auto"
+    notch_harmonics: int = 3
+    notch_q: float = 30.0
+    target_fs_hz: float | None = 6000.0
+    normalise: NormaliseMethod = "none"
+    normalise_scope: NormaliseScope = "window"
+    window_s: float = 1.0
+    hop_s: float = 0.5
+    mask_margin_s: float = 0.05
+    min_usable_fraction: float = 1.0
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        band = self.band_hz
+        if band is not None:
+            if (
+                not isinstance(band, list | tuple)
+                or len(band) != 2
+                or not all(_is_number(v) and math.isfinite(v) for v in band)
+            ):
+                problems.append(f"band_hz must be two finite numbers (low, high), got {band!r}")
+            else:
+                low, high = float(band[0]), float(band[1])
+                if not 0 < low < high:
+                    problems.append(f"band_hz must satisfy 0 < low < high, got ({low}, {high})")
+                object.__setattr__(self, "band_hz", (low, high))
+        if not isinstance(self.filter_order, int) or isinstance(self.filter_order, bool):
+            problems.append(f"filter_order must be an integer, got {self.filter_order!r}")
+        elif not 1 <= self.filter_order <= 10:
+            problems.append(f"filter_order must be between 1 and 10, got {self.filter_order}")
+        if self.notch is not None and self.notch != "auto":
+            if not _is_number(self.notch) or not (math.isfinite(self.notch) and self.notch > 0):
+                problems.append(
+                    f"notch must be 'auto', None or a positive frequency in Hz, got {self.notch!r}"
+                )
+            else:
+                object.__setattr__(self, "notch", float(self.notch))
+        if not isinstance(self.notch_harmonics, int) or isinstance(self.notch_harmonics, bool):
+            problems.append(f"notch_harmonics must be an integer, got {self.notch_harmonics!r}")
+        elif self.notch_harmonics < 1:
+            problems.append(f"notch_harmonics must be >= 1, got {self.notch_harmonics}")
+        self._check_positive("notch_q", problems)
+        if self.target_fs_hz is not None:
+            self._check_positive("target_fs_hz", problems)
+        if self.normalise not in _NORMALISE_METHODS:
+            problems.append(
+                f"normalise must be one of {_NORMALISE_METHODS}, got {self.normalise!r}"
+            )
+        if self.normalise_scope not in _NORMALISE_SCOPES:
+            problems.append(
+                f"normalise_scope must be one of {_NORMALISE_SCOPES}, got {self.normalise_scope!r}"
+            )
+        self._check_positive("window_s", problems)
+        self._check_positive("hop_s", problems)
+        margin = self.mask_margin_s
+        if not _is_number(margin) or not (math.isfinite(margin) and margin >= 0):
+            problems.append(f"mask_margin_s must be a number >= 0, got {margin!r}")
+        else:
+            object.__setattr__(self, "mask_margin_s", float(margin))
+        frac = self.min_usable_fraction
+        if not _is_number(frac) or not 0 < frac <= 1:
+            problems.append(f"min_usable_fraction must be in (0, 1], got {frac!r}")
+        else:
+            object.__setattr__(self, "min_usable_fraction", float(frac))
+        if problems:
+            raise ConfigError("invalid preprocessing config: " + "; ".join(problems))
+
+    def _check_positive(self, name: str, problems: list[str]) -> None:
+        value = getattr(self, name)
+        if not _is_number(value) or not (math.isfinite(value) and value > 0):
+            problems.append(f"{name} must be a positive number, got {value!r}")
+        else:
+            object.__setattr__(self, name, float(value))
+
+    # ---- serialisation -----------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (tuples become lists), with a ``version`` key."""
+        out: dict[str, Any] = {"version": CONFIG_VERSION}
+        for key, value in asdict(self).items():
+            out[key] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PreprocessConfig:
+        """Build a config from :meth:`to_dict` output; unknown keys or bad values raise.
+
+        Raises
+        ------
+        ConfigError
+            On unknown keys, an unsupported ``version`` or any invalid value.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"preprocessing config must be a mapping, got {type(data).__name__}")
+        values = dict(data)
+        version = values.pop("version", CONFIG_VERSION)
+        if version != CONFIG_VERSION:
+            raise ConfigError(
+                f"preprocessing config version {version!r} is not supported "
+                f"(this emgdx reads version {CONFIG_VERSION})"
+            )
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown preprocessing config key(s) {unknown}; allowed: {sorted(known)}"
+            )
+        if isinstance(values.get("band_hz"), list):
+            values["band_hz"] = tuple(values["band_hz"])
+        return cls(**values)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """JSON text of :meth:`to_dict`."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> PreprocessConfig:
+        """Parse :meth:`to_json` output; malformed JSON raises :class:`ConfigError` too."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"preprocessing config is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+
+# --------------------------------------------------------------------------------------------
+# Filters
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class FilterDesign:
+    """One zero-phase SOS cascade (band-pass or high-pass, plus notches) and what it does.
+
+    Attributes
+    ----------
+    sos
+        Second-order sections, float64 (read-only; shared between records through a cache);
+        float32 signals are filtered with a float32 copy (max. error 2e-5 of full scale on
+        N2001 data, at half the cost of float64).
+    fs_hz
+        Sampling rate the design is for.
+    kind
+        ``"bandpass"``, ``"highpass"`` (upper edge too close to Nyquist) or ``"none"``.
+    band_hz
+        Edges actually used: ``(low, high)``, ``(low, None)`` for a high-pass, or ``None``.
+    notch_hz
+        Centre frequencies of the notches in the cascade.
+    note
+        Human-readable reason when the design departs from what was asked, else ``None``.
+    """
+
+    sos: np.ndarray
+    fs_hz: float
+    kind: Literal["bandpass", "highpass", "none"]
+    band_hz: tuple[float, float | None] | None
+    notch_hz: tuple[float, ...]
+    note: str | None = None
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """Filter ``x`` forward and backward (zero phase) with the whole cascade at once.
+
+        Raises
+        ------
+        SignalError
+            When ``x`` is too short for the filter's edge padding.
+        """
+        data = np.asarray(x)
+        if data.dtype != np.float32 and data.dtype != np.float64:
+            data = data.astype(np.float32)
+        if self.sos.shape[0] == 0:
+            return data.copy()
+        sos = self.sos.astype(data.dtype)
+        padlen = _padlen(sos)
+        if data.shape[-1] <= padlen:
+            raise SignalError(
+                f"signal of {data.shape[-1]} samples is too short for the filter "
+                f"(needs more than {padlen} at {self.fs_hz:g} Hz)"
+            )
+        return cast(np.ndarray, sps.sosfiltfilt(sos, data, axis=-1, padlen=padlen))
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready summary, stored in ``Recording.meta['preprocess']['filter']``."""
+        return {
+            "kind": self.kind,
+            "band_hz": None if self.band_hz is None else list(self.band_hz),
+            "notch_hz": list(self.notch_hz),
+            "note": self.note,
+        }
+
+
+def _padlen(sos: np.ndarray) -> int:
+    # scipy's default for sosfiltfilt, written out so short signals get a clear error.
+    n_sections = sos.shape[0]
+    extra = min((sos[:, 2] == 0).sum(), (sos[:, 5] == 0).sum())
+    return int(3 * (2 * n_sections + 1 - extra))
+
+
+def _validate_fs(fs_hz: float, what: str = "fs_hz") -> float:
+    if not _is_number(fs_hz) or not (math.isfinite(fs_hz) and fs_hz > 0):
+        raise SignalError(f"{what} must be a positive number, got {fs_hz!r}")
+    return float(fs_hz)
+
+
+def design_filter(
+    fs_hz: float,
+    band_hz: tuple[float, float] | None,
+    order: int = 4,
+    line_hz: float | None = None,
+    n_harmonics: int = 1,
+    q: float = 30.0,
+) -> FilterDesign:
+    """Design the band-pass + notch cascade for one sampling rate (cached).
+
+    Parameters
+    ----------
+    fs_hz
+        Sampling rate of the signal to be filtered.
+    band_hz
+        ``(low, high)`` edges, or ``None`` for no band-pass. If ``high >= 0.95 * fs_hz / 2`` the
+        band-pass degrades to a high-pass at ``low`` and :attr:`FilterDesign.note` says so (a
+        legal low rate must never crash the pipeline).
+    order
+        Butterworth order.
+    line_hz
+        Mains frequency to notch, or ``None`` for no notch.
+    n_harmonics
+        Number of multiples of ``line_hz`` to notch (fundamental included); only those below
+        the upper band edge (or 0.95 x Nyquist) are kept.
+    q
+        Quality factor of each :func:`scipy.signal.iirnotch`.
+
+    Returns
+    -------
+    FilterDesign
+
+    Raises
+    ------
+    SignalError
+        When the lower band edge is not below 0.95 x Nyquist, or arguments are invalid.
+    """
+    fs = _validate_fs(fs_hz)
+    if not _is_number(order) or int(order) != order:
+        raise SignalError(f"filter order must be an integer, got {order!r}")
+    band = None if band_hz is None else (float(band_hz[0]), float(band_hz[1]))
+    line = None if line_hz is None else float(line_hz)
+    return _design_cached(fs, band, int(order), line, int(n_harmonics), float(q))
+
+
+@lru_cache(maxsize=128)
+def _design_cached(
+    fs: float,
+    band: tuple[float, float] | None,
+    order: int,
+    line: float | None,
+    n_harmonics: int,
+    q: float,
+) -> FilterDesign:
+    if order < 1:
+        raise SignalError(f"filter order must be >= 1, got {order}")
+    nyq = fs / 2.0
+    limit = _NYQUIST_FRACTION * nyq
+    sections: list[np.ndarray] = []
+    kind: Literal["bandpass", "highpass", "none"] = "none"
+    used_band: tuple[float, float | None] | None = None
+    note: str | None = None
+    upper = limit
+    if band is not None:
+        low, high = band
+        if not 0 < low < high:
+            raise SignalError(f"band_hz must satisfy 0 < low < high, got {band}")
+        if low >= limit:
+            raise SignalError(
+                f"band low edge {low:g} Hz is not below 0.95 x Nyquist ({limit:g} Hz) at "
+                f"{fs:g} Hz; lower the band or raise the sampling rate"
+            )
+        if high >= limit:
+            kind, used_band = "highpass", (low, None)
+            note = (
+                f"upper band edge {high:g} Hz >= 0.95 x Nyquist ({limit:g} Hz at {fs:g} Hz): "
+                f"high-pass at {low:g} Hz only"
+            )
+            sections.append(sps.butter(order, low, "highpass", fs=fs, output="sos"))
+        else:
+            kind, used_band, upper = "bandpass", (low, high), high
+            sections.append(sps.butter(order, (low, high), "bandpass", fs=fs, output="sos"))
+    notches: list[float] = []
+    if line is not None:
+        if not (math.isfinite(line) and line > 0):
+            raise SignalError(f"line frequency must be positive, got {line}")
+        if n_harmonics < 1:
+            raise SignalError(f"n_harmonics must be >= 1, got {n_harmonics}")
+        if not (math.isfinite(q) and q > 0):
+            raise SignalError(f"notch Q must be positive, got {q}")
+        for k in range(1, n_harmonics + 1):
+            f0 = k * line
+            if f0 >= upper:
+                break
+            b, a = sps.iirnotch(f0, q, fs=fs)
+            sections.append(sps.tf2sos(b, a))
+            notches.append(f0)
+    sos = np.vstack(sections) if sections else np.zeros((0, 6))
+    sos.flags.writeable = False  # shared between threads through the cache
+    return FilterDesign(sos, fs, kind, used_band, tuple(notches), note)
+
+
+def bandpass(
+    x: np.ndarray, fs_hz: float, band_hz: tuple[float, float], order: int = 4
+) -> np.ndarray:
+    """Zero-phase Butterworth band-pass (``butter(..., output="sos")`` + ``sosfiltfilt``).
+
+    If the upper edge is at or above 0.95 x Nyquist the filter degrades to a high-pass at the
+    lower edge (use :func:`design_filter` to see which was applied).
+
+    Parameters
+    ----------
+    x
+        Signal, 1-D (or n-D, filtered along the last axis); float32 stays float32.
+    fs_hz
+        Sampling rate of ``x`` in Hz.
+    band_hz
+        ``(low, high)`` edges in Hz.
+    order
+        Butterworth order (the magnitude response is squared by the forward-backward pass).
+
+    Returns
+    -------
+    numpy.ndarray
+        The filtered signal.
+    """
+    return design_filter(fs_hz, band_hz, order).apply(x)
+
+
+def notch(
+    x: np.ndarray, fs_hz: float, line_hz: float, n_harmonics: int = 1, q: float = 30.0
+) -> np.ndarray:
+    """Zero-phase notches at ``line_hz`` and its multiples, as one SOS cascade.
+
+    Parameters
+    ----------
+    x
+        Signal (filtered along the last axis).
+    fs_hz
+        Sampling rate in Hz.
+    line_hz
+        Mains frequency (50 or 60 Hz).
+    n_harmonics
+        Number of multiples notched, fundamental included (only those below 0.95 x Nyquist).
+    q
+        Quality factor of each notch.
+
+    Returns
+    -------
+    numpy.ndarray
+        The filtered signal.
+    """
+    return design_filter(fs_hz, None, 1, line_hz, n_harmonics, q).apply(x)
+
+
+# --------------------------------------------------------------------------------------------
+# Resampling
+# --------------------------------------------------------------------------------------------
+
+
+def resample_ratio(
+    fs_from_hz: float, fs_to_hz: float, max_denominator: int = 1000
+) -> tuple[int, int]:
+    """``(up, down)`` with ``fs_from_hz * up / down`` equal (or closest) to ``fs_to_hz``.
+
+    The exact ratio is used when its terms are at most ``max_denominator`` (e.g. 23437.5 ->
+    6000 Hz is exactly 32/125); otherwise the best rational approximation with such terms.
+    """
+    fs_from = _validate_fs(fs_from_hz, "fs_from_hz")
+    fs_to = _validate_fs(fs_to_hz, "fs_to_hz")
+    # Floats are exact binary fractions, so this ratio is exact before any approximation.
+    ratio = Fraction(fs_to) / Fraction(fs_from)
+    if ratio.numerator > max_denominator or ratio.denominator > max_denominator:
+        ratio = ratio.limit_denominator(max_denominator)
+        if ratio.numerator == 0 or ratio.numerator > max_denominator:
+            raise SignalError(
+                f"cannot resample {fs_from:g} -> {fs_to:g} Hz with up/down <= {max_denominator}"
+            )
+    return ratio.numerator, ratio.denominator
+
+
+@lru_cache(maxsize=32)
+def _resample_fir(up: int, down: int) -> np.ndarray:
+    # The same FIR resample_poly designs by default (Kaiser, beta 5, 10 zero crossings per
+    # side), built once per ratio instead of once per record (saves ~0.25 ms a record).
+    max_rate = max(up, down)
+    h = sps.firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0))
+    fir = h.astype(np.float32)
+    fir.flags.writeable = False
+    return fir
+
+
+def resample(
+    x: np.ndarray, fs_from_hz: float, fs_to_hz: float, *, max_denominator: int = 1000
+) -> tuple[np.ndarray, float]:
+    """Polyphase resampling (:func:`scipy.signal.resample_poly`) to a new rate.
+
+    Parameters
+    ----------
+    x
+        1-D signal; float32 stays float32.
+    fs_from_hz, fs_to_hz
+        Source and requested rates in Hz.
+    max_denominator
+        Largest ``up``/``down`` factor allowed (see :func:`resample_ratio`).
+
+    Returns
+    -------
+    y : numpy.ndarray
+        Resampled signal of ``ceil(len(x) * up / down)`` samples.
+    fs_hz : float
+        The rate actually achieved, ``fs_from_hz * up / down`` (equal to ``fs_to_hz`` whenever
+        the ratio is exact, as for all usual EMG rates).
+
+    Notes
+    -----
+    The ends are extended by odd reflection (``padtype="antireflect"``), which keeps an offset
+    or slow drift from producing an edge transient: on a 500 µV-offset test signal the first
+    5 ms erred by 4 µV instead of 316 µV with scipy's default zero padding.
+    """
+    up, down = resample_ratio(fs_from_hz, fs_to_hz, max_denominator)
+    achieved = float(fs_from_hz) * up / down
+    data = np.asarray(x)
+    if up == down == 1:
+        return data.copy(), achieved
+    fir = _resample_fir(up, down)
+    if data.dtype != np.float32:
+        data = data.astype(np.float64)
+        fir = fir.astype(np.float64)
+    y = sps.resample_poly(data, up, down, window=fir, padtype="antireflect")
+    return y, achieved
+
+
+def _fir_reach(up: int, down: int) -> int:
+    """Half-length (in upsampled samples) of resample_poly's FIR; 0 when nothing is resampled."""
+    return 0 if up == down == 1 else 10 * max(up, down)
+
+
+def resample_mask(
+    mask: np.ndarray,
+    fs_from_hz: float,
+    fs_to_hz: float,
+    n_out: int,
+    *,
+    margin_samples: int = 0,
+    max_denominator: int = 1000,
+) -> np.ndarray:
+    """Usable mask at the output rate of :func:`resample`.
+
+    Output sample ``j`` is usable only if every source sample its value depends on was usable:
+    those within the resampling FIR's reach of ``j``, widened by ``margin_samples`` source
+    samples on each side.
+
+    Parameters
+    ----------
+    mask
+        Boolean mask at the source rate (``True`` = usable).
+    fs_from_hz, fs_to_hz
+        Source and requested rates (the ratio is taken as in :func:`resample_ratio`).
+    n_out
+        Length of the resampled signal.
+    margin_samples
+        Extra source samples dropped on both sides of every unusable stretch.
+    max_denominator
+        As in :func:`resample`.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask of ``n_out`` samples.
+    """
+    src = np.asarray(mask, dtype=bool)
+    if src.ndim != 1:
+        raise SignalError(f"mask must be 1-D, got shape {src.shape}")
+    if margin_samples < 0:
+        raise SignalError(f"margin_samples must be >= 0, got {margin_samples}")
+    up, down = resample_ratio(fs_from_hz, fs_to_hz, max_denominator)
+    n_in = src.shape[0]
+    if up == down == 1 and n_out != n_in:
+        raise SignalError(f"same rate but n_out={n_out} differs from the mask's {n_in} samples")
+    if n_in == 0 or n_out == 0:
+        return np.zeros(n_out, dtype=bool)
+    if src.all():
+        return np.ones(n_out, dtype=bool)
+    starts, ends = _unusable_runs(src)
+    reach = _fir_reach(up, down)
+    # Output j depends on source samples i with |i*up - j*down| <= reach (widened by the
+    # margin). Those indices grow with j, so each unusable run [s, e) spoils one contiguous
+    # range of outputs, found in closed form (faster than a sliding count over every sample).
+    first = -((reach - (starts - margin_samples) * up) // down)  # ceil(((s-m)*up - reach)/down)
+    last = ((ends - 1 + margin_samples) * up + reach) // down
+    np.clip(first, 0, n_out, out=first)
+    np.clip(last + 1, 0, n_out, out=last)
+    change = np.zeros(n_out + 1, dtype=np.int64)
+    np.add.at(change, first, 1)
+    np.add.at(change, last, -1)
+    return cast(np.ndarray, np.cumsum(change[:-1]) == 0)
+
+
+def _unusable_runs(usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and (exclusive) ends of the stretches where ``usable`` is False."""
+    padded = np.zeros(usable.shape[0] + 2, dtype=np.int8)
+    padded[1:-1] = ~usable
+    change = np.flatnonzero(np.diff(padded))
+    return change[0::2].astype(np.int64), change[1::2].astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# Normalisation
+# --------------------------------------------------------------------------------------------
+
+# Below this scale (µV) a window is flat: dividing would only amplify rounding, so the scale
+# becomes 1 and the window comes out centred (zeros when constant) instead of NaN.
+_MIN_SCALE = 1e-9
+
+
+_CHUNK_ROWS = 512  # rows per float64 block: bounded memory on large window sets
+
+
+def _zscore_global(arr: np.ndarray) -> tuple[float, float]:
+    # Two passes in float64 blocks: exact zero spread for constant data, no full float64 copy.
+    flat = arr.reshape(-1)
+    step = _CHUNK_ROWS * 8192
+    n = flat.size
+    total = sum(float(flat[i : i + step].sum(dtype=np.float64)) for i in range(0, n, step))
+    mean = total / n
+    sq = 0.0
+    for i in range(0, n, step):
+        dev = flat[i : i + step].astype(np.float64) - mean
+        sq += float(np.dot(dev, dev))
+    return mean, math.sqrt(sq / n)
+
+
+def _global_stats(arr: np.ndarray, method: str) -> tuple[float, float]:
+    """Scalar centre and (floored) scale of all samples of ``arr``."""
+    if method == "zscore":
+        center, scale = _zscore_global(arr)
+    elif method == "robust":
+        q25, med, q75 = np.percentile(arr.reshape(-1), [25, 50, 75])
+        center, scale = float(med), float(q75 - q25)
+        # More than half the samples equal (e.g. a mostly-zero record): the IQR is 0 though
+        # the signal is not flat, so fall back to the standard deviation rather than to 1.
+        if not scale > _MIN_SCALE:
+            scale = _zscore_global(arr)[1]
+    else:
+        raise ConfigError(f"normalise method must be 'zscore' or 'robust', got {method!r}")
+    return center, scale if scale > _MIN_SCALE else 1.0
+
+
+def _row_stats(arr: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row centre and (floored) scale of a 2-D array, shaped ``[n, 1]`` for broadcasting."""
+    n = arr.shape[0]
+    center = np.empty((n, 1))
+    scale = np.empty((n, 1))
+    for i in range(0, n, _CHUNK_ROWS):
+        block = arr[i : i + _CHUNK_ROWS].astype(np.float64)
+        if method == "zscore":
+            c = block.mean(axis=1, keepdims=True)
+            s = block.std(axis=1, keepdims=True)
+        elif method == "robust":
+            q25, c, q75 = np.percentile(block, [25, 50, 75], axis=1, keepdims=True)
+            s = q75 - q25
+            flat = ~(s > _MIN_SCALE)
+            if flat.any():  # see _global_stats: IQR 0 but not constant
+                s = np.where(flat, block.std(axis=1, keepdims=True), s)
+        else:
+            raise ConfigError(f"normalise method must be 'zscore' or 'robust', got {method!r}")
+        center[i : i + _CHUNK_ROWS] = c
+        scale[i : i + _CHUNK_ROWS] = s
+    return center, np.where(scale > _MIN_SCALE, scale, 1.0)
+
+
+def normalise_windows(data: np.ndarray, method: str) -> np.ndarray:
+    """Normalise every row of ``data`` by its own statistics (no fitting; scope ``"window"``).
+
+    Parameters
+    ----------
+    data
+        ``[n_windows, n_samples]`` array.
+    method
+        ``"zscore"`` (mean / std), ``"robust"`` (median / IQR) or ``"none"``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 array of the same shape; flat rows become zeros, never NaN.
+    """
+    arr = np.asarray(data, dtype=np.float32)
+    if method == "none" or arr.size == 0:
+        return arr.copy()
+    if arr.ndim != 2:
+        raise SignalError(f"windows must be 2-D [n, samples], got {arr.shape}")
+    center, scale = _row_stats(arr, method)
+    return ((arr - center.astype(np.float32)) / scale.astype(np.float32)).astype(np.float32)
+
+
+class Normaliser:
+    """Scalar centre/scale normalisation whose statistics are fitted on training data only.
+
+    Parameters
+    ----------
+    method
+        ``"zscore"`` (mean / standard deviation) or ``"robust"`` (median / interquartile
+        range, unscaled, as in scikit-learn's ``RobustScaler``).
+    center, scale
+        Known statistics (e.g. from :meth:`from_dict`); leave ``None`` to :meth:`fit`.
+
+    Examples
+    --------
+    >>> norm = Normaliser("zscore").fit(np.array([1.0, 3.0]))
+    >>> norm.transform(np.array([5.0])).tolist()
+    [3.0]
+    """
+
+    def __init__(
+        self,
+        method: Literal["zscore", "robust"] = "zscore",
+        *,
+        center: float | None = None,
+        scale: float | None = None,
+    ) -> None:
+        if method not in ("zscore", "robust"):
+            raise ConfigError(f"Normaliser method must be 'zscore' or 'robust', got {method!r}")
+        if (center is None) != (scale is None):
+            raise ConfigError("Normaliser needs both center and scale, or neither")
+        if scale is not None and not (math.isfinite(scale) and scale > 0):
+            raise ConfigError(f"Normaliser scale must be positive and finite, got {scale!r}")
+        if center is not None and not math.isfinite(center):
+            raise ConfigError(f"Normaliser center must be finite, got {center!r}")
+        self.method = method
+        self.center = None if center is None else float(center)
+        self.scale = None if scale is None else float(scale)
+
+    @property
+    def fitted(self) -> bool:
+        """Whether the statistics are known."""
+        return self.center is not None
+
+    @staticmethod
+    def _as_array(data: Windows | np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        if isinstance(data, Windows):
+            return data.data
+        if isinstance(data, np.ndarray):
+            return data
+        parts = [np.asarray(p, dtype=np.float32).ravel() for p in data]
+        if not parts:
+            raise SignalError("cannot fit a Normaliser on no data")
+        return np.concatenate(parts)
+
+    def fit(self, data: Windows | np.ndarray | Sequence[np.ndarray]) -> Normaliser:
+        """Learn centre and scale from ``data`` (training windows or arrays) and return self."""
+        arr = self._as_array(data)
+        if arr.size == 0:
+            raise SignalError("cannot fit a Normaliser on no data")
+        if not np.isfinite(arr).all():
+            raise SignalError("cannot fit a Normaliser on non-finite data")
+        self.center, self.scale = _global_stats(arr, self.method)
+        return self
+
+    @overload
+    def transform(self, data: Windows) -> Windows: ...
+    @overload
+    def transform(self, data: np.ndarray) -> np.ndarray: ...
+
+    def transform(self, data: Windows | np.ndarray) -> Windows | np.ndarray:
+        """Apply the fitted statistics; returns the same kind (Windows or float32 array).
+
+        Raises
+        ------
+        ConfigError
+            When the normaliser has not been fitted.
+        """
+        if self.center is None or self.scale is None:
+            raise ConfigError(f"Normaliser({self.method!r}) is not fitted: call fit() first")
+        center, scale = np.float32(self.center), np.float32(self.scale)
+        if isinstance(data, Windows):
+            out = (data.data - center) / scale
+            return Windows(out.astype(np.float32), data.fs_hz, data.index.copy())
+        return ((np.asarray(data, dtype=np.float32) - center) / scale).astype(np.float32)
+
+    @overload
+    def fit_transform(self, data: Windows) -> Windows: ...
+    @overload
+    def fit_transform(self, data: np.ndarray) -> np.ndarray: ...
+
+    def fit_transform(self, data: Windows | np.ndarray) -> Windows | np.ndarray:
+        """:meth:`fit` then :meth:`transform` on the same (training) data."""
+        return self.fit(data).transform(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict, saved with a model so that prediction uses the training statistics."""
+        return {"method": self.method, "center": self.center, "scale": self.scale}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Normaliser:
+        """Rebuild from :meth:`to_dict` output (unknown keys raise :class:`ConfigError`)."""
+        unknown = sorted(set(data) - {"method", "center", "scale"})
+        if unknown:
+            raise ConfigError(f"unknown Normaliser key(s) {unknown}")
+        return cls(data.get("method", "zscore"), center=data.get("center"), scale=data.get("scale"))
+
+    def __repr__(self) -> str:
+        if not self.fitted:
+            return f"Normaliser({self.method!r}, not fitted)"
+        return f"Normaliser({self.method!r}, center={self.center:.4g}, scale={self.scale:.4g})"
+
+
+# --------------------------------------------------------------------------------------------
+# One record
+# --------------------------------------------------------------------------------------------
+
+
+def _fill_unusable(x: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """Copy of ``x`` with unusable samples replaced by linear interpolation between usable ones.
+
+    Interpolating (not zeroing) matters when the signal has an offset; see the module docstring.
+    """
+    out = np.array(x, dtype=np.float32, copy=True)
+    n = out.shape[0]
+    starts, ends = _unusable_runs(usable)
+    if starts.size == 0:
+        return out
+    if starts[0] == 0 and ends[0] == n:
+        out[:] = 0.0
+        return out
+    # Only the usable neighbours of each run matter to a linear interpolation, so np.interp gets
+    # those few anchor points instead of every usable sample (3.7 -> <1 ms on an N2001 record).
+    anchors = np.concatenate([starts - 1, ends])
+    anchors = np.unique(anchors[(anchors >= 0) & (anchors < n)])
+    bad_idx = np.flatnonzero(~usable)
+    out[bad_idx] = np.interp(bad_idx, anchors, out[anchors].astype(np.float64))
+    return out
+
+
+def _qc_mask(recording: Recording, qc: QCLike | None) -> np.ndarray | None:
+    if qc is None:
+        return None
+    qc_id = getattr(qc, "record_id", None)
+    if qc_id is not None and qc_id != recording.record_id:
+        raise SignalError(f"{recording.record_id}: QC report belongs to another record ({qc_id!r})")
+    mask = getattr(qc, "usable_mask", None)
+    if mask is None:
+        return None
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != (recording.n_samples,):
+        raise SignalError(
+            f"{recording.record_id}: QC usable mask has shape {mask.shape}, "
+            f"signal has {recording.n_samples} samples"
+        )
+    return mask
+
+
+def _line_hz(config: PreprocessConfig, qc: QCLike | None) -> tuple[float | None, str]:
+    if config.notch is None:
+        return None, "off"
+    if config.notch == "auto":
+        detected = None if qc is None else getattr(qc, "line_freq_hz", None)
+        if detected is None:
+            return None, "auto: no mains interference detected" if qc else "auto: no QC report"
+        return float(detected), "auto: detected by QC"
+    return float(config.notch), "fixed"
+
+
+def preprocess_recording(
+    recording: Recording, config: PreprocessConfig, qc: QCLike | None = None
+) -> tuple[Recording, np.ndarray]:
+    """Filter, notch and resample one record; return it with its usable mask at the new rate.
+
+    Parameters
+    ----------
+    recording
+        The record (float32 µV).
+    config
+        What to do.
+    qc
+        Its QC report (any object with ``usable_mask`` and ``line_freq_hz``), or ``None``: then
+        every sample counts as usable and ``notch="auto"`` notches nothing.
+
+    Returns
+    -------
+    recording : Recording
+        A new record (metadata kept) at the output rate, float32 µV (or normalised units with
+        ``normalise_scope="record"``); ``meta["preprocess"]`` says exactly what ran.
+    usable : numpy.ndarray
+        Boolean mask at the output rate: the QC mask, dilated by ``mask_margin_s`` and by the
+        resampling FIR's reach. Unusable input samples are interpolated over before filtering,
+        so they do not ring into their neighbours (see the module docstring).
+
+    Raises
+    ------
+    SignalError
+        When the signal is not finite, too short to filter, or the band does not fit the rate.
+    """
+    rid = recording.record_id
+    x = recording.signal
+    if x.size == 0:
+        raise SignalError(f"{rid}: empty signal")
+    if not np.isfinite(x).all():
+        raise SignalError(f"{rid}: signal contains NaN or infinite values")
+    fs_in = recording.fs_hz
+    mask_in = _qc_mask(recording, qc)
+    n_unusable = 0 if mask_in is None else int(x.size - np.count_nonzero(mask_in))
+    if n_unusable:
+        x = _fill_unusable(x, cast(np.ndarray, mask_in))
+
+    fs_out = fs_in
+    up = down = 1
+    if config.target_fs_hz is not None and config.target_fs_hz != fs_in:
+        try:
+            up, down = resample_ratio(fs_in, config.target_fs_hz)
+            x, fs_out = resample(x, fs_in, config.target_fs_hz)
+        except SignalError as exc:
+            raise SignalError(f"{rid}: {exc}") from exc
+
+    line_hz, notch_source = _line_hz(config, qc)
+    try:
+        design = design_filter(
+            fs_out,
+            config.band_hz,
+            config.filter_order,
+            line_hz,
+            config.notch_harmonics,
+            config.notch_q,
+        )
+        y = design.apply(np.asarray(x, dtype=np.float32))
+    except SignalError as exc:
+        raise SignalError(f"{rid}: {exc}") from exc
+
+    margin = math.ceil(config.mask_margin_s * fs_in)
+    if mask_in is None or n_unusable == 0:
+        usable = np.ones(y.shape[0], dtype=bool)
+    else:
+        usable = resample_mask(mask_in, fs_in, fs_out, y.shape[0], margin_samples=margin)
+
+    info: dict[str, Any] = {
+        "version": CONFIG_VERSION,
+        "fs_in_hz": fs_in,
+        "fs_out_hz": fs_out,
+        "resample_up_down": [up, down],
+        "filter": design.describe(),
+        "notch_source": notch_source,
+        "interpolated_samples": n_unusable,
+        "mask_margin_s": config.mask_margin_s,
+        "usable_fraction": float(usable.mean()) if usable.size else 0.0,
+    }
+    if config.normalise != "none" and config.normalise_scope == "record":
+        basis = y[usable] if usable.any() else y
+        center, scale = _global_stats(basis, config.normalise)
+        y = (y - np.float32(center)) / np.float32(scale)
+        info["normalise"] = {
+            "method": config.normalise,
+            "scope": "record",
+            "center": float(center),
+            "scale": float(scale),
+        }
+    out = recording.with_signal(np.asarray(y, dtype=np.float32), fs_hz=fs_out)
+    out.meta["preprocess"] = info
+    return out, usable
+
+
+# --------------------------------------------------------------------------------------------
+# Windows
+# --------------------------------------------------------------------------------------------
+
+
+def _window_starts(
+    usable: np.ndarray | None, n: int, n_win: int, hop: int, min_count: int
+) -> tuple[np.ndarray, np.ndarray]:
+    if n < n_win:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    starts = np.arange(0, n - n_win + 1, hop, dtype=np.int64)
+    if usable is None:
+        return starts, np.ones(starts.size)
+    good_before = np.concatenate(([0], np.cumsum(usable, dtype=np.int64)))
+    counts = good_before[starts + n_win] - good_before[starts]
+    keep = counts >= min_count
+    return starts[keep], counts[keep] / n_win
+
+
+def make_windows(
+    recordings: Sequence[Recording],
+    masks: Sequence[np.ndarray | None] | None,
+    window_s: float,
+    hop_s: float,
+    *,
+    min_usable_fraction: float = 1.0,
+) -> Windows:
+    """Cut records into fixed windows (overlap ``window_s - hop_s``) that honour the masks.
+
+    Parameters
+    ----------
+    recordings
+        Records, all at one sampling rate.
+    masks
+        One boolean usable mask per record (or ``None`` entries / ``None`` for "all usable").
+    window_s, hop_s
+        Window length and step in seconds; rounded to whole samples at the records' rate.
+    min_usable_fraction
+        A window is emitted only if at least this fraction of its samples is usable.
+
+    Returns
+    -------
+    Windows
+        ``index`` columns: record_id, subject_id, label, start_s, start_sample, level, muscle,
+        usable_fraction. ``start_s = start_sample / fs_hz`` in the (preprocessed) record.
+
+    Raises
+    ------
+    SignalError
+        When there are no records, their rates differ (the message names them), a mask does
+        not match its record, or the window is shorter than one sample.
+    """
+    recs = list(recordings)
+    if not recs:
+        raise SignalError("make_windows needs at least one recording")
+    mask_list: list[np.ndarray | None] = [None] * len(recs) if masks is None else list(masks)
+    if len(mask_list) != len(recs):
+        raise SignalError(f"{len(mask_list)} masks for {len(recs)} recordings")
+    fs = recs[0].fs_hz
+    odd = [r for r in recs if not math.isclose(r.fs_hz, fs, rel_tol=1e-9)]
+    if odd:
+        shown = ", ".join(f"{r.record_id} ({r.fs_hz:g} Hz)" for r in odd[:5])
+        raise SignalError(
+            f"all recordings must share one sampling rate to be windowed: "
+            f"{recs[0].record_id} is at {fs:g} Hz but {shown}"
+            + (f" and {len(odd) - 5} more" if len(odd) > 5 else "")
+            + " differ; set target_fs_hz to resample them"
+        )
+    if not (_is_number(window_s) and window_s > 0 and _is_number(hop_s) and hop_s > 0):
+        raise SignalError(f"window_s and hop_s must be positive, got {window_s!r}, {hop_s!r}")
+    if not 0 < min_usable_fraction <= 1:
+        raise SignalError(f"min_usable_fraction must be in (0, 1], got {min_usable_fraction}")
+    n_win = round(window_s * fs)
+    hop = max(1, round(hop_s * fs))
+    if n_win < 1:
+        raise SignalError(f"window of {window_s} s is shorter than one sample at {fs:g} Hz")
+    min_count = math.ceil(min_usable_fraction * n_win - 1e-9)
+
+    per_rec: list[tuple[np.ndarray, np.ndarray]] = []
+    for rec, mask in zip(recs, mask_list, strict=True):
+        usable = None
+        if mask is not None:
+            usable = np.asarray(mask, dtype=bool)
+            if usable.shape != (rec.n_samples,):
+                raise SignalError(
+                    f"{rec.record_id}: mask has shape {usable.shape}, "
+                    f"signal has {rec.n_samples} samples"
+                )
+        per_rec.append(_window_starts(usable, rec.n_samples, n_win, hop, min_count))
+
+    total = sum(s.size for s, _ in per_rec)
+    data = np.empty((total, n_win), dtype=np.float32)
+    offsets = np.arange(n_win, dtype=np.int64)
+    columns: dict[str, list[Any]] = {
+        k: [] for k in ("record_id", "subject_id", "label", "level", "muscle")
+    }
+    starts_all: list[np.ndarray] = []
+    fractions: list[np.ndarray] = []
+    row = 0
+    for rec, (starts, frac) in zip(recs, per_rec, strict=True):
+        k = starts.size
+        if k == 0:
+            continue
+        # Index arithmetic gathers all windows of a record in one vectorised copy.
+        data[row : row + k] = rec.signal[starts[:, None] + offsets]
+        row += k
+        for key, value in (
+            ("record_id", rec.record_id),
+            ("subject_id", rec.subject_id),
+            ("label", rec.label),
+            ("level", rec.level),
+            ("muscle", rec.muscle),
+        ):
+            columns[key].extend([value] * k)
+        starts_all.append(starts)
+        fractions.append(frac)
+    start_sample = np.concatenate(starts_all) if starts_all else np.zeros(0, dtype=np.int64)
+    index = pd.DataFrame(
+        {
+            "record_id": columns["record_id"],
+            "subject_id": columns["subject_id"],
+            "label": columns["label"],
+            "start_s": start_sample / fs,
+            "start_sample": start_sample,
+            "level": columns["level"],
+            "muscle": columns["muscle"],
+            "usable_fraction": np.concatenate(fractions) if fractions else np.zeros(0),
+        }
+    )
+    return Windows(data, fs, index)
+
+
+# --------------------------------------------------------------------------------------------
+# Cohorts
+# --------------------------------------------------------------------------------------------
+
+
+def _resolve_jobs(n_jobs: int | None, n_items: int) -> int:
+    if n_jobs is None or n_jobs <= 0:
+        n_jobs = os.cpu_count() or 1
+    return max(1, min(n_jobs, n_items))
+
+
+def preprocess_records(
+    recordings: Cohort | Sequence[Recording],
+    config: PreprocessConfig,
+    qc_reports: Mapping[str, QCLike] | None = None,
+    *,
+    n_jobs: int | None = 1,
+    on_progress: ProgressCallback | None = None,
+) -> list[tuple[Recording, np.ndarray]]:
+    """Run :func:`preprocess_recording` over many records, in input order.
+
+    Parameters
+    ----------
+    recordings
+        A cohort or a list of records.
+    config
+        What to do.
+    qc_reports
+        ``record_id -> QC report`` (from ``emgdx.quality.assess_cohort``); if given it must
+        cover every record. ``None``: no QC (all samples usable, no automatic notch).
+    n_jobs
+        Worker threads (``None`` or <= 0: one per CPU). Threads pay off because scipy's
+        ``upfirdn`` and ``sosfilt`` release the GIL (measured on 2 cores: 5.4 -> 3.1 ms per
+        N2001 record).
+    on_progress
+        Called as ``on_progress(done, total)`` after every record.
+
+    Returns
+    -------
+    list of (Recording, numpy.ndarray)
+        Each processed record with its usable mask at the output rate.
+    """
+    recs = list(recordings)
+    if qc_reports is not None:
+        missing = [r.record_id for r in recs if r.record_id not in qc_reports]
+        if missing:
+            raise SignalError(
+                f"no QC report for {len(missing)} record(s): {missing[:5]}; pass reports for "
+                f"every record or qc_reports=None"
+            )
+
+    def one(rec: Recording) -> tuple[Recording, np.ndarray]:
+        qc = None if qc_reports is None else qc_reports[rec.record_id]
+        return preprocess_recording(rec, config, qc)
+
+    total = len(recs)
+    jobs = _resolve_jobs(n_jobs, total)
+    results: list[tuple[Recording, np.ndarray] | None] = [None] * total
+    if jobs == 1:
+        for i, rec in enumerate(recs):
+            results[i] = one(rec)
+            if on_progress is not None:
+                on_progress(i + 1, total)
+    else:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = {pool.submit(one, rec): i for i, rec in enumerate(recs)}
+            for done, fut in enumerate(as_completed(futures), start=1):
+                results[futures[fut]] = fut.result()
+                if on_progress is not None:
+                    on_progress(done, total)
+    return cast(list[tuple[Recording, np.ndarray]], results)
+
+
+def preprocess_cohort(
+    cohort: Cohort | Sequence[Recording],
+    config: PreprocessConfig,
+    qc_reports: Mapping[str, QCLike] | None = None,
+    *,
+    normaliser: Normaliser | None = None,
+    n_jobs: int | None = 1,
+    on_progress: ProgressCallback | None = None,
+) -> Windows:
+    """The whole road for a cohort: filter, notch, resample, window and normalise.
+
+    Parameters
+    ----------
+    cohort
+        A cohort or a list of records.
+    config
+        What to do.
+    qc_reports
+        ``record_id -> QC report`` (see :func:`preprocess_records`), or ``None``.
+    normaliser
+        Only for ``normalise_scope="fitted"``: a fitted :class:`Normaliser` is applied as is
+        (validation / test data); an unfitted one is fitted on *these* windows first (pass
+        training data only) and the caller keeps it for later use.
+    n_jobs
+        Worker threads over records (see :func:`preprocess_records`).
+    on_progress
+        ``on_progress(done, total)`` after every record.
+
+    Returns
+    -------
+    Windows
+
+    Raises
+    ------
+    ConfigError
+        ``normalise_scope="fitted"`` with ``normalise != "none"`` but no normaliser, or a
+        normaliser whose method differs from the config's.
+    """
+    needs_fit = config.normalise != "none" and config.normalise_scope == "fitted"
+    if needs_fit:
+        if normaliser is None:
+            raise ConfigError(
+                "normalise_scope='fitted' needs a Normaliser: pass an unfitted "
+                f"Normaliser({config.normalise!r}) with the training cohort (it is fitted there) "
+                "and the same, fitted object with validation/test cohorts"
+            )
+        if normaliser.method != config.normalise:
+            raise ConfigError(
+                f"normaliser method {normaliser.method!r} differs from config.normalise "
+                f"{config.normalise!r}"
+            )
+    done = preprocess_records(cohort, config, qc_reports, n_jobs=n_jobs, on_progress=on_progress)
+    windows = make_windows(
+        [r for r, _ in done],
+        [m for _, m in done],
+        config.window_s,
+        config.hop_s,
+        min_usable_fraction=config.min_usable_fraction,
+    )
+    if config.normalise != "none" and config.normalise_scope == "window":
+        data = normalise_windows(windows.data, config.normalise)
+        windows = Windows(data, windows.fs_hz, windows.index)
+    elif needs_fit:
+        norm = cast(Normaliser, normaliser)
+        if not norm.fitted:
+            norm.fit(windows)
+        windows = norm.transform(windows)
+    return windows
