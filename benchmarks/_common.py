@@ -57,7 +57,10 @@ def git_revision() -> str:
     try:
         return subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, check=True, cwd=DOCS.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=DOCS.parent,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -96,8 +99,10 @@ def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
     block = f"{begin}\n{body.rstrip()}\n{end}"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else (
-        text.rstrip() + "\n\n" + block + "\n"
+    text = (
+        pattern.sub(lambda _: block, text)
+        if pattern.search(text)
+        else (text.rstrip() + "\n\n" + block + "\n")
     )
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(text)

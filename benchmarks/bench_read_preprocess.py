@@ -36,6 +36,9 @@ CONFIG = PreprocessConfig(
 )
 
 
+QC_FINDINGS: dict[str, str] = {}  # record_id -> flags, from the latest full_set() run
+
+
 def full_set(folder: Path, n_jobs: int) -> dict[str, float]:
     """One pass over the whole folder; seconds per stage and the number of windows."""
     t0 = time.perf_counter()
@@ -45,6 +48,9 @@ def full_set(folder: Path, n_jobs: int) -> dict[str, float]:
     t2 = time.perf_counter()
     windows = preprocess_cohort(cohort, CONFIG, qc_reports=reports, n_jobs=n_jobs)
     t3 = time.perf_counter()
+    flagged = cohort.manifest[cohort.manifest["qc_flags"] != ""]
+    QC_FINDINGS.clear()
+    QC_FINDINGS.update(flagged["qc_flags"].to_dict())
     return {
         "read": t1 - t0,
         "qc": t2 - t1,
@@ -119,6 +125,18 @@ def main() -> int:
         f"(p90 {1e3 * float(np.percentile(per_record, 90)):.1f} ms, {len(per_record)} runs), "
         f"i.e. {11.18 / median(per_record):.0f}× faster than real time.",
     ]
+    by_flags: dict[str, list[str]] = {}
+    for rid, flags in sorted(QC_FINDINGS.items()):
+        by_flags.setdefault(flags, []).append(rid)
+    lines += [
+        "",
+        f"QC findings in the same run ({len(QC_FINDINGS)} of {n_rec} records flagged, "
+        "found by the checks themselves, no record lists in the code):",
+        "",
+        "| flags | records |",
+        "|---|---|",
+    ]
+    lines += [f"| {flags} | {len(ids)}: {', '.join(ids)} |" for flags, ids in by_flags.items()]
     body = "\n".join(lines)
     print(body)
     if not args.no_write:

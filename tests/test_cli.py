@@ -70,8 +70,18 @@ def test_info_errors_name_the_file(tmp_path: Path) -> None:
 def test_simulate_then_info_roundtrip(tmp_path: Path) -> None:
     out = tmp_path / "sim"
     code, stdout, stderr = _invoke(
-        "simulate", str(out), "--subjects-per-class", "1", "--records-per-subject", "2",
-        "--duration-s", "2", "--fs-hz", "10000", "--seed", "3",
+        "simulate",
+        str(out),
+        "--subjects-per-class",
+        "1",
+        "--records-per-subject",
+        "2",
+        "--duration-s",
+        "2",
+        "--fs-hz",
+        "10000",
+        "--seed",
+        "3",
     )
     assert code == 0, stdout + stderr
     code, stdout, _ = _invoke("info", str(out), "--json")
@@ -84,20 +94,30 @@ def test_simulate_then_info_roundtrip(tmp_path: Path) -> None:
 
 
 def test_run_demo_small_and_deterministic() -> None:
-    kwargs = dict(seed=5, subjects_per_class=1, records_per_subject=2, duration_s=3.0,
-                  fs_hz=10_000.0)
+    kwargs = dict(
+        seed=5, subjects_per_class=1, records_per_subject=2, duration_s=3.0, fs_hz=10_000.0
+    )
     a = run_demo(**kwargs)
     b = run_demo(**kwargs)
     table = a.class_table()
     assert list(table["label"]) == list(LABELS)
     assert (table["records"] == 2).all() and (table["windows"] > 0).all()
+    assert table["qc_flagged"].sum() == 4
     assert len(a.windows) == table["windows"].sum()
     assert a.windows.fs_hz == pytest.approx(a.config.target_fs_hz)
+    score = a.qc_score()
+    assert score["faults_injected"] == 4 and score["faults_caught"] == 4, score
+    assert score["clean_flagged"] == [], score
+    # the dropout record yields no windows at all; the clipped one loses its burst
+    dropout = next(rid for rid, kind in a.faults.items() if kind == "dropout")
+    assert dropout not in set(a.windows.index["record_id"])
     np.testing.assert_array_equal(a.windows.data, b.windows.data)
     # every window maps back to a simulated record of the right class
     man = a.cohort.manifest.set_index("record_id")
-    assert (man.loc[a.windows.index["record_id"], "label"].to_numpy()
-            == a.windows.index["label"].to_numpy()).all()
+    assert (
+        man.loc[a.windows.index["record_id"], "label"].to_numpy()
+        == a.windows.index["label"].to_numpy()
+    ).all()
 
 
 @pytest.mark.slow

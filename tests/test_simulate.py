@@ -26,6 +26,7 @@ from emgdx.simulate import (
     SimulatedCohort,
     SimulationConfig,
     draw_subject,
+    inject_fault,
     load_truth,
     muap_measures,
     simulate_cohort,
@@ -502,3 +503,25 @@ def test_closed_form_spectra_match_the_time_shapes() -> None:
         ref = shape((t - tau) / w)
         assert wave.min() == pytest.approx(-1.0, abs=0.01)
         assert np.abs(wave - ref).max() < 0.01  # power-law tails wrap around a little
+
+
+def test_inject_fault_kinds() -> None:
+    rec = simulate_recording("healthy", fs_hz=10_000.0, duration_s=4.0, seed=11).recording
+    rng = np.random.default_rng(0)
+    clipped = inject_fault(rec, "clipping", rng=rng, adc_range_uv=2500.0)
+    assert clipped.meta["digital_range_uv"] == (-2500.0, 2500.0)
+    at_rails = np.abs(clipped.signal) >= 2500.0 - 1e-3
+    assert at_rails.mean() > 0.01  # a real saturated stretch, not a stray sample
+    assert np.abs(clipped.signal).max() <= 2500.0 + 1e-3
+    tail = inject_fault(rec, "garbage_tail", rng=rng)
+    changed = np.flatnonzero(tail.signal != rec.signal)
+    assert changed.size > 0 and changed[-1] == rec.n_samples - 1
+    assert 0.3 <= (rec.n_samples - changed[0]) / rec.fs_hz <= 0.6 + 1e-9
+    assert not np.any(inject_fault(rec, "dropout", rng=rng).signal)
+    hum = inject_fault(rec, "line_noise", rng=rng).signal - rec.signal
+    spectrum = np.abs(np.fft.rfft(hum))
+    freqs = np.fft.rfftfreq(hum.size, 1 / rec.fs_hz)
+    assert freqs[np.argmax(spectrum)] == pytest.approx(60.0, abs=0.5)
+    assert rec.meta.get("injected_fault") is None  # the original is untouched
+    with pytest.raises(ConfigError, match="unknown fault"):
+        inject_fault(rec, "gremlins", rng=rng)

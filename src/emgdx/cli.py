@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -99,15 +100,17 @@ def info(
     ] = None,
 ) -> None:
     """Show rate, duration, label, subject and QC flags of a record or a whole folder."""
-    from emgdx.io import read, read_cohort
+    from emgdx.io import UnreadableFileWarning, read, read_cohort
     from emgdx.quality import assess_cohort
     from emgdx.recording import Cohort
 
     show = not as_json
     try:
         if path.is_dir():
-            with progress_bar("reading", enabled=show) as cb:
-                cohort = read_cohort(path, on_progress=cb)
+            with progress_bar("reading", enabled=show) as cb, warnings.catch_warnings():
+                # unreadable files are listed below (and in the JSON), not as Python warnings
+                warnings.simplefilter("ignore", UnreadableFileWarning)
+                cohort = read_cohort(path, on_progress=cb, fs_hz=fs_hz)
         else:
             cohort = Cohort.from_recordings(read(path, fs_hz=fs_hz))
         if qc:
@@ -226,6 +229,13 @@ def demo(
     out.print(table)
     flags = ", ".join(f"{k}: {v}" for k, v in summary["qc_flag_counts"].items() if v) or "none"
     out.print(f"QC flags: {flags}")
+    score = summary["qc_score"]
+    if score["faults_injected"]:
+        out.print(
+            f"QC caught {score['faults_caught']} of {score['faults_injected']} injected faults "
+            f"({', '.join(sorted(set(summary['injected_faults'].values())))}); "
+            f"flagged {len(score['clean_flagged'])} of {score['clean_records']} clean records"
+        )
     out.print(
         f"windows: {summary['n_windows']} x {summary['window_samples']} samples "
         f"at {summary['window_fs_hz']:g} Hz"

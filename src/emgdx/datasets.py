@@ -1,7 +1,7 @@
 """Where the real data lives.
 
 The real clinical data is never part of the repository. It is found at ``$EMGDX_DATA`` when that
-is set, else at ``../shared/data`` beside the project checkout (the layout developers and CI
+is set (and only there), else at ``../shared/data`` beside the project checkout (the layout developers and CI
 have), else at ``./shared/data`` or ``../shared/data`` from the current directory.
 """
 
@@ -18,8 +18,9 @@ _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 def data_root() -> Path | None:
     """The folder holding ``n2001/`` etc., or ``None`` when it cannot be found."""
     env = os.environ.get("EMGDX_DATA")
-    candidates = [Path(env)] if env else []
-    candidates += [
+    if env:  # an explicit location is the only one looked at: no silent fallback
+        return Path(env) if Path(env).is_dir() else None
+    candidates = [
         _PROJECT_ROOT.parent / "shared" / "data",
         Path.cwd() / "shared" / "data",
         Path.cwd().parent / "shared" / "data",

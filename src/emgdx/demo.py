@@ -7,19 +7,28 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from emgdx.preprocess import PreprocessConfig, preprocess_cohort
 from emgdx.progress import ProgressCallback
 from emgdx.quality import QC_FLAGS, assess_cohort
 from emgdx.recording import LABELS, Cohort, Windows
-from emgdx.simulate import simulate_cohort, write_cohort
+from emgdx.simulate import FAULT_KINDS, SimulatedCohort, inject_fault, simulate_cohort, write_cohort
 
-__all__ = ["DEMO_PREPROCESS", "DemoResult", "run_demo"]
+__all__ = ["DEMO_PREPROCESS", "FAULT_FLAG", "DemoResult", "run_demo"]
+
+#: The QC flag that must catch each injected fault.
+FAULT_FLAG: dict[str, str] = {
+    "clipping": "clipping",
+    "garbage_tail": "garbage_tail",
+    "dropout": "empty",
+    "line_noise": "line_noise",
+}
 
 #: Preprocessing used by the demo: band-pass 20 Hz - 5 kHz, notch at the detected mains
 #: frequency, resampling to 10 kHz, 1 s windows with 50 % overlap, per-window robust scaling.
@@ -42,6 +51,22 @@ class DemoResult:
     config: PreprocessConfig
     seconds: dict[str, float] = field(default_factory=dict)
     out_dir: Path | None = None
+    faults: dict[str, str] = field(default_factory=dict)
+
+    def qc_score(self) -> dict[str, Any]:
+        """How the QC did on the injected faults and on the clean records."""
+        flags = self.cohort.manifest["qc_flags"].to_dict()
+        caught = {
+            rid: FAULT_FLAG[kind] in flags[rid].split(";") for rid, kind in self.faults.items()
+        }
+        clean = [rid for rid in flags if rid not in self.faults]
+        return {
+            "faults_injected": len(self.faults),
+            "faults_caught": int(sum(caught.values())),
+            "missed": sorted(rid for rid, ok in caught.items() if not ok),
+            "clean_records": len(clean),
+            "clean_flagged": sorted(rid for rid in clean if flags[rid]),
+        }
 
     def class_table(self) -> pd.DataFrame:
         """Subjects, records, seconds, QC flags and windows per class."""
@@ -73,6 +98,8 @@ class DemoResult:
         return {
             "classes": self.class_table().to_dict(orient="records"),
             "qc_flag_counts": self.qc_counts(),
+            "injected_faults": self.faults,
+            "qc_score": self.qc_score(),
             "n_windows": len(self.windows),
             "window_samples": self.windows.n_samples,
             "window_fs_hz": self.windows.fs_hz,
@@ -91,6 +118,7 @@ def run_demo(
     fs_hz: float = 23_437.5,
     out_dir: Path | None = None,
     config: PreprocessConfig = DEMO_PREPROCESS,
+    inject_faults: bool = True,
     on_progress: dict[str, ProgressCallback] | None = None,
 ) -> DemoResult:
     """Simulate a small cohort, check its quality and cut it into preprocessed windows.
@@ -103,6 +131,9 @@ def run_demo(
         Size of the simulated cohort and its sampling rate (N2001's rate by default).
     out_dir
         If given, the simulated records are also written there (WFDB + manifest + truth).
+    inject_faults
+        Give one record each of the acquisition faults in :data:`emgdx.simulate.FAULT_KINDS`
+        (clipping, garbage tail, dropout, 60 Hz hum), so the summary shows the QC at work.
     config
         Preprocessing configuration.
     on_progress
@@ -120,6 +151,9 @@ def run_demo(
         seed=seed,
         on_progress=hooks.get("simulate"),
     )
+    faults: dict[str, str] = {}
+    if inject_faults:
+        sim, faults = _with_faults(sim, seed)
     seconds["simulate"] = time.perf_counter() - t0
     if out_dir is not None:
         t0 = time.perf_counter()
@@ -135,4 +169,21 @@ def run_demo(
         sim.cohort, config, qc_reports=reports, on_progress=hooks.get("preprocess")
     )
     seconds["preprocess"] = time.perf_counter() - t0
-    return DemoResult(sim.cohort, windows, config, seconds, out_dir)
+    return DemoResult(sim.cohort, windows, config, seconds, out_dir, faults)
+
+
+def _with_faults(sim: SimulatedCohort, seed: int) -> tuple[SimulatedCohort, dict[str, str]]:
+    """One record per fault kind, picked at random (seeded) among different records."""
+    rng = np.random.default_rng([seed, 2])
+    recs = list(sim.cohort.recordings)
+    n_faults = min(len(FAULT_KINDS), len(recs))
+    picks = rng.choice(len(recs), size=n_faults, replace=False)
+    faults: dict[str, str] = {}
+    for pos, kind in zip(picks, FAULT_KINDS, strict=False):
+        recs[pos] = inject_fault(recs[pos], kind, rng=rng)
+        faults[recs[pos].record_id] = kind
+    cohort = Cohort.from_recordings(recs)
+    extra = [c for c in sim.cohort.manifest.columns if c not in cohort.manifest.columns]
+    cohort.manifest[extra] = sim.cohort.manifest[extra]
+    cohort.manifest["injected_fault"] = cohort.manifest["record_id"].map(faults)
+    return replace(sim, cohort=cohort), faults

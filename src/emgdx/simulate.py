@@ -115,6 +115,7 @@ from emgdx.recording import LABELS, Cohort, Label, Recording
 
 __all__ = [
     "EVENT_KINDS",
+    "FAULT_KINDS",
     "LEVEL_EXCITATION",
     "MUSCLE",
     "GroundTruth",
@@ -124,6 +125,7 @@ __all__ = [
     "SimulationConfig",
     "SubjectParams",
     "draw_subject",
+    "inject_fault",
     "load_truth",
     "muap_measures",
     "simulate_cohort",
@@ -1806,8 +1808,67 @@ def simulate_cohort(
     return SimulatedCohort(cohort, truth, subjects, cfg, seed)
 
 
-def _adc_gain(signal: np.ndarray) -> float:
-    """A round ADC gain (counts per µV) that fits the signal into int16 with headroom."""
+#: Acquisition faults :func:`inject_fault` can add, each one a case the QC must catch.
+FAULT_KINDS: tuple[str, ...] = ("clipping", "garbage_tail", "dropout", "line_noise")
+
+
+def inject_fault(
+    recording: Recording,
+    kind: str,
+    *,
+    rng: np.random.Generator,
+    adc_range_uv: float = 2500.0,
+) -> Recording:
+    """A copy of ``recording`` with one acquisition fault of the kind real clinics produce.
+
+    ``"clipping"``: a 1-2 s burst (needle movement) driven far past the amplifier's range and
+    saturated at ±``adc_range_uv`` (``meta["digital_range_uv"]`` then holds the rails, as a
+    reader of integer files would set it). ``"garbage_tail"``: the last 0.3-0.6 s replaced by
+    non-EMG bit patterns (powers of two up to the rails), as when an acquisition system dumps
+    its buffer. ``"dropout"``: the whole record is an exact 0 (disconnected amplifier).
+    ``"line_noise"``: strong 60 Hz mains hum with two harmonics, twice the EMG's RMS.
+    ``meta["injected_fault"]`` names the fault, so demos and tests can score the QC.
+    """
+    if kind not in FAULT_KINDS:
+        raise ConfigError(f"unknown fault {kind!r}; choose from {FAULT_KINDS}")
+    x = recording.signal.astype(np.float64)
+    fs = recording.fs_hz
+    n = x.size
+    rail = float(adc_range_uv)
+    if kind == "clipping":
+        length = int(rng.uniform(1.0, 2.0) * fs)
+        start = int(rng.integers(0, max(1, n - length)))
+        burst = x[start : start + length]
+        # drive the burst well past the rails whatever the muscle's own amplitude
+        typical = max(float(np.percentile(np.abs(burst), 90)), 1e-6)
+        x[start : start + length] = burst * max(30.0, 1.5 * rail / typical)
+        x = np.clip(x, -rail, rail)
+    elif kind == "garbage_tail":
+        length = min(n, int(rng.uniform(0.3, 0.6) * fs))
+        exponents = rng.integers(4, 16, size=length)
+        counts = np.minimum(2.0**exponents, 32767.0) * rng.choice([-1.0, 1.0], size=length)
+        x[n - length :] = counts / 32767.0 * rail
+    elif kind == "dropout":
+        x[:] = 0.0
+    else:  # line_noise
+        t = np.arange(n) / fs
+        amp = 2.0 * math.sqrt(2.0) * float(np.sqrt(np.mean(x**2)))
+        for k, rel in ((1, 1.0), (2, 0.3), (3, 0.2)):
+            x += amp * rel * np.sin(2 * np.pi * 60.0 * k * t + rng.uniform(0, 2 * np.pi))
+    out = recording.with_signal(x.astype(np.float32))
+    out.meta["injected_fault"] = kind
+    out.meta["digital_range_uv"] = (-rail, rail)
+    return out
+
+
+def _adc_gain(signal: np.ndarray, digital_range_uv: tuple[float, float] | None = None) -> float:
+    """A round ADC gain (counts per µV) that fits the signal into int16 with headroom.
+
+    With known rails the gain maps them onto the int16 range, so clipped stretches stay at the
+    rails of the written file.
+    """
+    if digital_range_uv is not None:
+        return 32767.0 / max(abs(float(digital_range_uv[0])), abs(float(digital_range_uv[1])))
     peak = max(float(np.max(np.abs(signal))), 1e-3)
     gain = 30_000.0 / peak
     # Round down to 3 significant digits so that the header's printed gain is exact.
@@ -1856,7 +1917,7 @@ def write_cohort(
         rows = []
         for rec in sim.cohort.recordings:
             x = rec.signal.astype(np.float64)
-            gain = _adc_gain(x)
+            gain = _adc_gain(x, rec.meta.get("digital_range_uv"))
             digital = np.clip(np.rint(x * gain), -32767, 32767).astype(np.int16)
             comments = [
                 f"diagnosis: {rec.meta.get('diagnosis', rec.label)}",
