@@ -1,8 +1,9 @@
 """Where the real data lives.
 
-The real clinical data is never part of the repository. It is found at ``$EMGDX_DATA`` when that
-is set (and only there), else at ``../shared/data`` beside the project checkout (the layout developers and CI
-have), else at ``./shared/data`` or ``../shared/data`` from the current directory.
+The real clinical data is never part of the repository. It is found at ``$EMGDX_DATA`` when
+that is set (and only there), else at ``../shared/data`` beside the project checkout (the layout
+developers and CI have), else at ``./shared/data`` or ``../shared/data`` from the current
+directory.
 """
 
 from __future__ import annotations

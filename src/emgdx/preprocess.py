@@ -35,7 +35,7 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any, Literal, Protocol, cast, get_args, overload
@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy import signal as sps
 
+from emgdx.config import config_from_dict, config_to_dict
 from emgdx.errors import ConfigError, SignalError
 from emgdx.recording import Cohort, Recording, Windows
 
@@ -226,10 +227,7 @@ class PreprocessConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (tuples become lists), with a ``version`` key."""
-        out: dict[str, Any] = {"version": CONFIG_VERSION}
-        for key, value in asdict(self).items():
-            out[key] = list(value) if isinstance(value, tuple) else value
-        return out
+        return {"version": CONFIG_VERSION, **config_to_dict(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PreprocessConfig:
@@ -249,15 +247,7 @@ class PreprocessConfig:
                 f"preprocessing config version {version!r} is not supported "
                 f"(this emgdx reads version {CONFIG_VERSION})"
             )
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown preprocessing config key(s) {unknown}; allowed: {sorted(known)}"
-            )
-        if isinstance(values.get("band_hz"), list):
-            values["band_hz"] = tuple(values["band_hz"])
-        return cls(**values)
+        return config_from_dict(cls, values, what="preprocessing config")
 
     def to_json(self, indent: int | None = 2) -> str:
         """JSON text of :meth:`to_dict`."""

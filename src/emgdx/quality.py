@@ -99,7 +99,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -107,6 +107,7 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import get_window
 
+from emgdx.config import config_from_dict, config_to_dict
 from emgdx.errors import ConfigError, SignalError
 from emgdx.recording import Cohort, Recording
 
@@ -259,10 +260,7 @@ class QCConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict of every threshold."""
-        out = asdict(self)
-        out["line_freqs_hz"] = list(self.line_freqs_hz)
-        out["line_neighbour_hz"] = list(self.line_neighbour_hz)
-        return out
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> QCConfig:
@@ -273,16 +271,7 @@ class QCConfig:
         ConfigError
             When a key is not a :class:`QCConfig` field or a value is out of range.
         """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown QCConfig key(s): {unknown}")
-        try:
-            return cls(**dict(data))
-        except (TypeError, ValueError) as exc:
-            if isinstance(exc, ConfigError):
-                raise
-            raise ConfigError(f"invalid QCConfig value: {exc}") from exc
+        return config_from_dict(cls, data)
 
 
 @dataclass

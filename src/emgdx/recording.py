@@ -71,7 +71,7 @@ def normalise_label(text: str | None) -> Label | None:
     if not t or t in {"nan", "none", "unknown", "?"}:
         return None
     if t in LABELS:
-        return t  # type: ignore[return-value]
+        return t
     for label, pattern in _LABEL_PATTERNS:
         if pattern.search(t):
             return label

@@ -99,7 +99,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,7 @@ import scipy.signal
 import scipy.special
 from scipy.spatial import cKDTree
 
+from emgdx.config import config_from_dict, config_to_dict
 from emgdx.errors import ConfigError, ReadError
 from emgdx.recording import LABELS, Cohort, Label, Recording
 
@@ -294,16 +295,12 @@ class SimulationConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (inverse of :meth:`from_dict`)."""
-        return asdict(self)
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SimulationConfig:
         """Build from :meth:`to_dict` output; unknown keys raise :class:`ConfigError`."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"unknown SimulationConfig keys: {unknown}")
-        return cls(**dict(data))
+        return config_from_dict(cls, data)
 
 
 def _resolve_config(
@@ -414,15 +411,11 @@ class SubjectParams:
             raise ConfigError(f"{self.subject_id}: need at least 5 motor units")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SubjectParams:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"unknown SubjectParams keys: {unknown}")
-        return cls(**dict(data))
+        return config_from_dict(cls, data)
 
 
 def draw_subject(

@@ -1,0 +1,60 @@
+"""JSON round-trip for the typed configuration dataclasses (QC, preprocessing, simulation).
+
+One implementation of the rules every config follows: plain JSON types out (tuples become
+lists), unknown keys rejected with :class:`~emgdx.errors.ConfigError`, lists turned back into
+tuples where the field holds a tuple, and construction errors reported as ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from emgdx.errors import ConfigError
+
+__all__ = ["config_from_dict", "config_to_dict"]
+
+T = TypeVar("T")
+
+
+def config_to_dict(obj: Any) -> dict[str, Any]:
+    """The dataclass ``obj`` as a JSON-ready dict (top-level tuples become lists)."""
+    return {
+        key: list(value) if isinstance(value, tuple) else value
+        for key, value in dataclasses.asdict(obj).items()
+    }
+
+
+def _holds_tuple(field: dataclasses.Field[Any]) -> bool:
+    if isinstance(field.default, tuple):
+        return True
+    annotation = field.type if isinstance(field.type, str) else repr(field.type)
+    return "tuple" in annotation
+
+
+def config_from_dict(cls: type[T], data: Mapping[str, Any], *, what: str | None = None) -> T:
+    """Build the dataclass ``cls`` from :func:`config_to_dict` output.
+
+    Raises
+    ------
+    ConfigError
+        When ``data`` is not a mapping, has keys that are not fields, or holds invalid values.
+    """
+    name = what or cls.__name__
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{name} must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown {name} key(s) {unknown}; allowed: {sorted(fields)}")
+    values = {
+        key: tuple(value) if isinstance(value, list) and _holds_tuple(fields[key]) else value
+        for key, value in data.items()
+    }
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid {name} value: {exc}") from exc
