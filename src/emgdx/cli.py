@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -101,7 +102,7 @@ def info(
 ) -> None:
     """Show rate, duration, label, subject and QC flags of a record or a whole folder."""
     from emgdx.io import UnreadableFileWarning, read, read_cohort
-    from emgdx.quality import assess_cohort
+    from emgdx.quality import QC_FLAGS, assess_cohort
     from emgdx.recording import Cohort
 
     show = not as_json
@@ -128,23 +129,43 @@ def info(
         sys.stdout.write(json.dumps(payload, indent=2, default=_json_default) + "\n")
         return
 
-    table = Table(title=f"{path} — {len(cohort)} record(s), {len(cohort.subjects)} subject(s)")
+    table = Table(
+        title=f"{path} — {len(cohort)} record(s), {len(cohort.subjects)} subject(s)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
     for col in columns:
-        # identifiers must stay whole even in a narrow terminal; other columns may wrap
-        widest = max((len(str(r[col])) for r in rows), default=0) if col.endswith("_id") else None
         table.add_column(
-            col,
-            justify="right" if col in {"fs_hz", "duration_s"} else "left",
-            min_width=widest,
-            no_wrap=col.endswith("_id"),
+            INFO_HEADERS.get(col, col),
+            justify="right" if col in _RIGHT_ALIGNED else "left",
+            no_wrap=True,
         )
     for row in rows:
         table.add_row(*(_format_cell(c, row[c]) for c in columns))
-    out.print(table)
+    # A pipe or file gets the whole table (rich would squeeze it to 80 columns); a terminal
+    # gets what fits its width.
+    (out if out.is_terminal else Console(width=200)).print(table)
+    if qc:
+        flagged = manifest[manifest["qc_flags"] != ""]
+        counts = {f: int(manifest[f"qc_{f}"].sum()) for f in QC_FLAGS}
+        detail = ", ".join(f"{f} {n}" for f, n in counts.items() if n) or "none"
+        out.print(f"QC: {len(flagged)} of {len(manifest)} record(s) flagged ({detail})")
     if errors:
         err.print(f"[bold yellow]{len(errors)} file(s) could not be read:[/]")
         for e in errors:
             err.print(f"  {e['problem']}")
+
+
+INFO_HEADERS = {
+    "record_id": "record",
+    "subject_id": "subject",
+    "fs_hz": "fs (Hz)",
+    "duration_s": "dur (s)",
+    "qc_flags": "QC",
+    "usable_fraction": "usable",
+    "line_freq_hz": "mains (Hz)",
+}
+_RIGHT_ALIGNED = {"fs_hz", "duration_s", "usable_fraction", "line_freq_hz"}
 
 
 def _format_cell(column: str, value: Any) -> str:
@@ -155,7 +176,7 @@ def _format_cell(column: str, value: Any) -> str:
     if column == "duration_s":
         return f"{value:.2f}"
     if column == "usable_fraction":
-        return f"{100 * value:.1f} %"
+        return f"{100 * value:.1f}%"
     if column == "qc_flags":
         return value or "ok"
     if column == "line_freq_hz":
