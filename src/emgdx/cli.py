@@ -21,7 +21,7 @@ from rich.table import Table
 
 from emgdx import __version__
 from emgdx.errors import EmgdxError
-from emgdx.progress import progress_bar
+from emgdx.progress import progress_bar, progress_bars
 
 app = typer.Typer(
     name="emgdx",
@@ -226,12 +226,7 @@ def demo(
     from emgdx.demo import run_demo
 
     show = not as_json
-    with (
-        progress_bar("simulating", enabled=show) as p_sim,
-        progress_bar("quality control", enabled=show) as p_qc,
-        progress_bar("preprocessing", enabled=show) as p_pre,
-    ):
-        hooks = {"simulate": p_sim, "quality": p_qc, "preprocess": p_pre}
+    with progress_bars("simulate", "quality", "preprocess", enabled=show) as hooks:
         try:
             result = run_demo(seed=seed, out_dir=out_dir, on_progress=hooks)
         except EmgdxError as exc:
