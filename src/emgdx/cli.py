@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from emgdx import __version__
-from emgdx.errors import EmgdxError
+from emgdx.errors import EmgdxError, SamplingRateError
 from emgdx.progress import progress_bar, progress_bars
 
 app = typer.Typer(
@@ -31,7 +31,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages stay whole lines in logs
 
 
 def _version(value: bool) -> None:
@@ -151,9 +151,12 @@ def info(
         detail = ", ".join(f"{f} {n}" for f, n in counts.items() if n) or "none"
         out.print(f"QC: {len(flagged)} of {len(manifest)} record(s) flagged ({detail})")
     if errors:
+        sys.stdout.flush()  # the table first, then the problems, also when both go to a log
         err.print(f"[bold yellow]{len(errors)} file(s) could not be read:[/]")
         for e in errors:
             err.print(f"  {e['problem']}")
+        if any(isinstance(e, SamplingRateError) for e in cohort.errors):
+            err.print("hint: give the sampling rate of files that store none with --fs-hz")
 
 
 INFO_HEADERS = {
