@@ -1,0 +1,224 @@
+"""Window → record → subject aggregation of class probabilities.
+
+Two rules, both reported:
+
+``"mean"``
+    The record's score for a class is the mean window probability; a subject's score is the
+    mean of its records' scores (every record counts once, however many windows it has).
+``"vote"``
+    The record's score for a class is the share of its windows predicted as that class; a
+    subject's score is the share of its records voted as that class. Ties go to the class
+    with the higher mean probability.
+
+Every table has one row per unit and the columns ``subject_id``, ``label`` (the original
+label), ``y_true`` (target index for the task, -1 when unknown or outside the task),
+``true`` (class name or ``None``), ``p_<class>`` scores, ``y_pred``, ``predicted`` and
+``n_windows`` (record and subject tables), ``record_id`` (window and record tables),
+``n_records`` (subject table) and ``level`` when the index has it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from emgdx.errors import ConfigError, SignalError
+from emgdx.tasks import class_names as task_class_names
+from emgdx.tasks import encode_labels
+
+__all__ = ["LEVELS", "METHODS", "aggregate", "aggregate_all", "score_columns", "window_table"]
+
+Level = Literal["window", "record", "subject"]
+Method = Literal["mean", "vote"]
+#: Levels at which results are reported, finest first.
+LEVELS: tuple[Level, ...] = ("window", "record", "subject")
+#: Aggregation rules.
+METHODS: tuple[Method, ...] = ("mean", "vote")
+
+
+def score_columns(class_names: Sequence[str]) -> list[str]:
+    """Names of the score columns, ``p_<class>``, in class order."""
+    return [f"p_{c}" for c in class_names]
+
+
+def _check_probs(probs: np.ndarray, n_rows: int, n_classes: int) -> np.ndarray:
+    arr = np.asarray(probs, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape != (n_rows, n_classes):
+        raise SignalError(
+            f"probabilities must have shape ({n_rows}, {n_classes}) to match the index and "
+            f"task, got {arr.shape}"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise SignalError("probabilities contain NaN or infinite values")
+    return arr
+
+
+def _targets(labels: pd.Series, task: str) -> np.ndarray:
+    y_kept, keep = encode_labels(labels.to_list(), task)
+    y = np.full(len(labels), -1, dtype=np.int64)
+    y[keep] = y_kept
+    return y
+
+
+def _with_predictions(frame: pd.DataFrame, scores: np.ndarray, names: Sequence[str]) -> None:
+    for j, cls in enumerate(names):
+        frame[f"p_{cls}"] = scores[:, j]
+    y_true = frame["y_true"].to_numpy()
+    frame["true"] = [names[t] if t >= 0 else None for t in y_true]
+    frame["y_pred"] = np.argmax(scores, axis=1).astype(np.int64)
+    frame["predicted"] = [names[p] for p in frame["y_pred"]]
+
+
+def window_table(probs: np.ndarray, index: pd.DataFrame, task: str = "3class") -> pd.DataFrame:
+    """One row per window: ids, true target, probabilities and the argmax prediction.
+
+    Parameters
+    ----------
+    probs
+        ``[n_windows, n_classes]`` class probabilities in the task's class order.
+    index
+        The windows' index (``record_id``, ``subject_id``, ``label``; ``level`` if present).
+    task
+        One of :data:`emgdx.tasks.TASKS`.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    names = task_class_names(task)
+    arr = _check_probs(probs, len(index), len(names))
+    keep_cols = [c for c in ("record_id", "subject_id", "label", "level") if c in index.columns]
+    frame = index[keep_cols].reset_index(drop=True).copy()
+    frame["record_id"] = frame["record_id"].astype(str)
+    frame["subject_id"] = frame["subject_id"].astype(str)
+    frame["y_true"] = _targets(frame["label"], task)
+    _with_predictions(frame, arr, names)
+    return frame
+
+
+def _one_value(frame: pd.DataFrame, key: str, column: str) -> pd.Series:
+    """The single value of ``column`` per ``key`` group; raise if a group mixes values."""
+    counts = frame.groupby(key, sort=True)[column].nunique(dropna=False)
+    mixed = counts[counts > 1]
+    if len(mixed):
+        raise SignalError(
+            f"{key} {list(mixed.index[:5])} mix several values of {column!r}; "
+            "cannot aggregate a unit with conflicting metadata"
+        )
+    return frame.groupby(key, sort=True)[column].first()
+
+
+def _group(
+    frame: pd.DataFrame,
+    key: str,
+    scores: np.ndarray,
+    names: Sequence[str],
+    method: Method,
+    carry: Sequence[str],
+) -> pd.DataFrame:
+    """Aggregate rows of ``frame`` (with per-row ``scores``) into one row per ``key``."""
+    keys, inverse = np.unique(frame[key].to_numpy(), return_inverse=True)
+    n_units, n_cls = keys.size, len(names)
+    counts = np.bincount(inverse, minlength=n_units).astype(np.float64)
+    mean = np.zeros((n_units, n_cls))
+    np.add.at(mean, inverse, scores)
+    mean /= counts[:, None]
+    if method == "mean":
+        out_scores = mean
+    else:
+        votes = np.zeros((n_units, n_cls))
+        np.add.at(votes, (inverse, np.argmax(scores, axis=1)), 1.0)
+        votes /= counts[:, None]
+        # A vote share differs by at least 1/n between classes, far more than this nudge:
+        # it only breaks exact ties, in favour of the higher mean probability.
+        out_scores = votes + 1e-9 * mean
+    out = pd.DataFrame({key: keys.astype(str)})
+    for column in carry:
+        if column in frame.columns:
+            out[column] = _one_value(frame, key, column).reindex(keys).to_numpy()
+    out["y_true"] = _one_value(frame, key, "y_true").reindex(keys).to_numpy().astype(np.int64)
+    weight_col = "n_windows"
+    out[weight_col] = (
+        frame.groupby(key, sort=True)[weight_col].sum().reindex(keys).to_numpy()
+        if weight_col in frame.columns
+        else counts.astype(np.int64)
+    )
+    _with_predictions(out, out_scores, names)
+    return out
+
+
+def aggregate(
+    probs: np.ndarray,
+    index: pd.DataFrame,
+    *,
+    level: Level = "record",
+    method: Method = "mean",
+    task: str = "3class",
+) -> pd.DataFrame:
+    """Window probabilities → one table at ``level``.
+
+    Parameters
+    ----------
+    probs
+        ``[n_windows, n_classes]`` probabilities in the task's class order.
+    index
+        The windows' index table.
+    level
+        ``"window"``, ``"record"`` or ``"subject"`` (subjects via their records).
+    method
+        ``"mean"`` probability or majority ``"vote"`` (see the module docstring).
+    task
+        One of :data:`emgdx.tasks.TASKS`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per unit, sorted by its id (columns in the module docstring).
+
+    Raises
+    ------
+    SignalError
+        When shapes disagree, probabilities are not finite, or a record/subject carries
+        conflicting labels.
+    ConfigError
+        For an unknown level, method or task.
+    """
+    if level not in LEVELS:
+        raise ConfigError(f"unknown level {level!r}; choose one of {list(LEVELS)}")
+    if method not in METHODS:
+        raise ConfigError(f"unknown aggregation method {method!r}; choose one of {list(METHODS)}")
+    names = task_class_names(task)
+    windows = window_table(probs, index, task)
+    if level == "window":
+        return windows
+    cols = score_columns(names)
+    records = _group(
+        windows,
+        "record_id",
+        windows[cols].to_numpy(),
+        names,
+        method,
+        carry=("subject_id", "label", "level"),
+    )
+    if level == "record":
+        return records
+    # A subject may have records at several contraction levels: "level" stays per record.
+    subjects = _group(
+        records, "subject_id", records[cols].to_numpy(), names, method, carry=("label",)
+    )
+    subjects.insert(
+        subjects.columns.get_loc("n_windows") + 1,
+        "n_records",
+        records.groupby("subject_id", sort=True).size().reindex(subjects["subject_id"]).to_numpy(),
+    )
+    return subjects
+
+
+def aggregate_all(
+    probs: np.ndarray, index: pd.DataFrame, *, method: Method = "mean", task: str = "3class"
+) -> dict[str, pd.DataFrame]:
+    """:func:`aggregate` at every level: ``{"window": ..., "record": ..., "subject": ...}``."""
+    return {lvl: aggregate(probs, index, level=lvl, method=method, task=task) for lvl in LEVELS}

@@ -1,0 +1,109 @@
+"""Pieces every torch model shares: the amplitude (``aux``) branch + classifier head, shape checks.
+
+Kept private: the public surface is the model classes and the registry in
+:mod:`emgdx.models`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from emgdx.errors import ConfigError
+
+__all__ = ["AuxHead", "check_dropout", "count_parameters", "ms_to_samples", "shape_of"]
+
+
+def ms_to_samples(ms: float, fs_hz: float, *, minimum: int = 1) -> int:
+    """Round a duration in milliseconds to a whole number of samples at ``fs_hz``."""
+    if fs_hz <= 0:
+        raise ConfigError(f"fs_hz must be > 0, got {fs_hz}")
+    if ms <= 0:
+        raise ConfigError(f"durations must be > 0 ms, got {ms}")
+    return max(minimum, round(ms * 1e-3 * fs_hz))
+
+
+def check_dropout(dropout: float) -> float:
+    """Return ``dropout`` if it is a probability in [0, 1), else raise ConfigError."""
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+    return float(dropout)
+
+
+def shape_of(
+    input_shapes: Mapping[str, Sequence[int]], name: str, ndim: int, model: str
+) -> tuple[int, ...]:
+    """The shape of input ``name`` (without the batch dimension), checked to have ``ndim`` dims.
+
+    Raises
+    ------
+    ConfigError
+        When the input is missing or has the wrong number of dimensions.
+    """
+    if name not in input_shapes:
+        raise ConfigError(f"{model} needs input {name!r}; got inputs {sorted(input_shapes)}")
+    shape = tuple(int(s) for s in input_shapes[name])
+    if len(shape) != ndim or any(s <= 0 for s in shape):
+        raise ConfigError(
+            f"{model} needs input {name!r} with {ndim} positive dims (no batch dim), got {shape}"
+        )
+    return shape
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class AuxHead(nn.Module):
+    """Classifier head that joins the network's features with scalar side inputs (``aux``).
+
+    ``aux`` carries amplitude scalars (e.g. log10 RMS in µV before per-window normalisation):
+    amplitude is diagnostic (large neurogenic MUAPs) but, fed in through the waveform's scale,
+    it dominates what a CNN learns. Kept apart, it enters here through a small MLP. The aux
+    branch starts with batch norm so that its scale is learnt from the training data only.
+
+    Parameters
+    ----------
+    n_features
+        Width of the feature vector the network's body produces.
+    n_aux
+        Number of aux scalars (0: no aux branch; ``forward`` then ignores ``aux``).
+    n_classes
+        Number of output logits.
+    dropout
+        Dropout before the final linear layer.
+    aux_hidden
+        Width of the aux MLP.
+    """
+
+    def __init__(
+        self, n_features: int, n_aux: int, n_classes: int, dropout: float, aux_hidden: int = 16
+    ) -> None:
+        super().__init__()
+        if n_classes < 2:
+            raise ConfigError(f"n_classes must be >= 2, got {n_classes}")
+        if n_aux < 0:
+            raise ConfigError(f"n_aux must be >= 0, got {n_aux}")
+        self.n_aux = int(n_aux)
+        self.aux: nn.Module | None = None
+        width = n_features
+        if self.n_aux > 0:
+            # one ReLU instance per use: captum's DeepLift breaks on shared activation modules
+            self.aux = nn.Sequential(
+                nn.BatchNorm1d(self.n_aux), nn.Linear(self.n_aux, aux_hidden), nn.ReLU()
+            )
+            width += aux_hidden
+        self.classifier = nn.Sequential(
+            nn.Dropout(check_dropout(dropout)), nn.Linear(width, n_classes)
+        )
+
+    def forward(self, features: torch.Tensor, aux: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``[n, n_classes]`` from body features ``[n, n_features]`` and ``aux [n, k]``."""
+        if self.aux is not None:
+            if aux is None:
+                raise ValueError(f"this model was built with n_aux={self.n_aux}; pass aux")
+            features = torch.cat([features, self.aux(aux)], dim=1)
+        return self.classifier(features)

@@ -1,0 +1,171 @@
+"""Shared plumbing of the representations: input checks, JSON round trip, amplitude scalars."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from emgdx.config import config_from_dict, config_to_dict
+from emgdx.errors import ConfigError, SignalError
+
+__all__ = [
+    "AMPLITUDE_FLOOR_UV",
+    "AMPLITUDE_SCALARS",
+    "ReprBase",
+    "amplitude_scalars",
+    "check_aux",
+    "check_fs",
+    "check_windows",
+    "zscore_rows",
+]
+
+#: Floor (µV) under every amplitude before the log: a flat window gives log10(1e-3) = -3, not -inf.
+AMPLITUDE_FLOOR_UV = 1e-3
+
+#: Scalar amplitude side inputs a representation can put into ``aux`` (all log10 of µV).
+AMPLITUDE_SCALARS: tuple[str, ...] = ("log_rms", "log_mav", "log_p2p", "log_p99")
+
+# Rows per float64 block when reducing large window sets: bounded memory, numpy speed.
+_CHUNK_ROWS = 512
+
+
+def check_fs(fs_hz: float) -> float:
+    """``fs_hz`` as a float, or :class:`ConfigError` when it is not a positive finite number."""
+    try:
+        fs = float(fs_hz)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"fs_hz must be a positive number, got {fs_hz!r}") from exc
+    if not (math.isfinite(fs) and fs > 0):
+        raise ConfigError(f"fs_hz must be a positive finite number, got {fs_hz!r}")
+    return fs
+
+
+def check_windows(data: np.ndarray, what: str, min_samples: int = 2) -> np.ndarray:
+    """``data`` as a C-contiguous float32 ``[n, T]`` array; bad shapes or values raise.
+
+    Raises
+    ------
+    SignalError
+        When ``data`` is not 2-D, has fewer than ``min_samples`` columns, or holds NaN/inf.
+    """
+    arr = np.ascontiguousarray(data, dtype=np.float32)
+    if arr.ndim != 2:
+        raise SignalError(f"{what}: windows must be a 2-D array [n, samples], got {arr.shape}")
+    if arr.shape[1] < min_samples:
+        raise SignalError(
+            f"{what}: windows of {arr.shape[1]} samples are too short (need >= {min_samples})"
+        )
+    if arr.size and not np.isfinite(arr).all():
+        bad = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
+        raise SignalError(f"{what}: window {bad} holds NaN or infinite values")
+    return arr
+
+
+def amplitude_scalars(data: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """Log10 amplitude scalars of every window, ``[n, len(names)]`` float32.
+
+    Parameters
+    ----------
+    data
+        ``[n, T]`` windows in µV.
+    names
+        Any of :data:`AMPLITUDE_SCALARS`: ``log_rms`` (root mean square), ``log_mav`` (mean
+        absolute value), ``log_p2p`` (peak to peak), ``log_p99`` (99th percentile of ``|x|``).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``log10(max(value_uv, 1e-3))`` per window and scalar.
+    """
+    n = data.shape[0]
+    out = np.empty((n, len(names)), dtype=np.float64)
+    for i in range(0, n, _CHUNK_ROWS):
+        block = data[i : i + _CHUNK_ROWS].astype(np.float64)
+        for j, name in enumerate(names):
+            if name == "log_rms":
+                value = np.sqrt(np.mean(block * block, axis=1))
+            elif name == "log_mav":
+                value = np.mean(np.abs(block), axis=1)
+            elif name == "log_p2p":
+                value = block.max(axis=1) - block.min(axis=1)
+            elif name == "log_p99":
+                value = np.percentile(np.abs(block), 99.0, axis=1)
+            else:
+                raise ConfigError(f"unknown amplitude scalar {name!r}; known: {AMPLITUDE_SCALARS}")
+            out[i : i + _CHUNK_ROWS, j] = np.log10(np.maximum(value, AMPLITUDE_FLOOR_UV))
+    return out.astype(np.float32)
+
+
+def check_aux(names: Sequence[str], what: str) -> None:
+    """Raise :class:`ConfigError` unless ``names`` are distinct known amplitude scalars."""
+    if isinstance(names, str):
+        raise ConfigError(f"{what}: aux must be a sequence of names, got the string {names!r}")
+    unknown = [n for n in names if n not in AMPLITUDE_SCALARS]
+    if unknown:
+        raise ConfigError(f"{what}: unknown aux scalar(s) {unknown}; known: {AMPLITUDE_SCALARS}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{what}: aux names repeat: {list(names)}")
+
+
+def zscore_rows(arr: np.ndarray) -> np.ndarray:
+    """Z-score every row (all trailing axes together) in place; flat rows become zeros."""
+    if arr.size == 0:
+        return arr
+    flat = arr.reshape(arr.shape[0], -1)
+    mean = flat.mean(axis=1, keepdims=True, dtype=np.float64)
+    std = flat.std(axis=1, keepdims=True, dtype=np.float64)
+    std = np.where(std > 1e-12, std, 1.0)
+    flat -= mean.astype(arr.dtype)
+    flat /= std.astype(arr.dtype)
+    return arr
+
+
+class ReprBase:
+    """Mixin for the frozen representation configs: JSON round trip and a no-op ``fit``.
+
+    Subclasses are frozen dataclasses with a class-level ``name`` (the registry key) and
+    implement ``transform`` and ``output_shape``.
+    """
+
+    name: ClassVar[str] = ""
+
+    def fit(self, windows_data: np.ndarray, fs_hz: float) -> Self:
+        """Nothing to learn: every statistic is computed per window. Returns ``self``.
+
+        The inputs are still checked so that a bad training set fails here, early.
+        """
+        check_windows(windows_data, self.name)
+        check_fs(fs_hz)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict with the registry ``name`` first."""
+        return {"name": self.name, **config_to_dict(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Build from :meth:`to_dict` output; a ``name`` of another representation raises."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{cls.name} config must be a mapping, got {type(data).__name__}")
+        values = dict(data)
+        name = values.pop("name", cls.name)
+        if name != cls.name:
+            raise ConfigError(f"config is for representation {name!r}, not {cls.name!r}")
+        return config_from_dict(cls, values, what=f"{cls.name} representation config")
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """JSON text of :meth:`to_dict`."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> Self:
+        """Parse :meth:`to_json` output; malformed JSON raises :class:`ConfigError`."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{cls.name} config is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)

@@ -1,0 +1,639 @@
+"""Training of torch models on windows, with a subject-wise inner validation split.
+
+:func:`fit_torch` is the one training loop every torch model in emgdx goes through (cross-
+validation, the CLI, federated clients). What it guarantees:
+
+- the inner validation split used for early stopping holds out whole **subjects**, drawn from
+  the training data it was given (so from the training fold only), stratified by class;
+- class imbalance is handled by loss weights or by balanced sampling, fitted on the training
+  part only;
+- the model ends with the weights of its best validation epoch;
+- given the same seed, a CPU run is reproducible (one CPU generator feeds shuffling, sampling
+  and augmentation; no DataLoader worker processes).
+
+The device is chosen with ``device="auto"``: CUDA when ``torch.cuda.is_available()``, else CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+import numpy as np
+import torch
+from torch import nn
+
+from emgdx.augment import Augmenter, augmentation_to_dict, make_augmentation
+from emgdx.config import config_from_dict, config_to_dict
+from emgdx.errors import ConfigError, SignalError
+from emgdx.evaluation.splits import inner_validation_split
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "class_weights",
+    "fit_torch",
+    "predict_logits",
+    "predict_proba",
+    "resolve_device",
+]
+
+ProgressCallback = Callable[[int, int], None]
+Optimizer = Literal["adam", "adamw", "sgd"]
+Schedule = Literal["none", "cosine", "plateau", "onecycle"]
+Balance = Literal["none", "weights", "sampler"]
+Monitor = Literal["loss", "balanced_accuracy"]
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a torch model is trained: one frozen, validated, JSON-serialisable value.
+
+    Attributes
+    ----------
+    optimizer
+        ``"adam"``, ``"adamw"`` or ``"sgd"`` (with ``momentum``, Nesterov).
+    lr
+        Peak learning rate.
+    weight_decay
+        L2 penalty (decoupled for ``"adamw"``).
+    momentum
+        SGD momentum (ignored by Adam).
+    epochs
+        Maximum number of passes over the training windows.
+    batch_size
+        Windows per optimisation step.
+    schedule
+        Learning-rate schedule: ``"cosine"`` (annealed to 0 over ``epochs``), ``"plateau"``
+        (halved after ``plateau_patience`` epochs without validation improvement),
+        ``"onecycle"`` (warm-up then anneal, stepped per batch) or ``"none"``.
+    plateau_patience
+        Epochs without improvement before ``"plateau"`` lowers the rate.
+    patience
+        Early stopping: stop after this many epochs without validation improvement (``None``
+        or 0: never stop early; the best epoch is still restored when there is a validation
+        split).
+    val_fraction
+        Fraction of the training *subjects* held out for validation (0: no validation split;
+        all epochs run and the last weights are kept).
+    monitor
+        Validation quantity that picks the best epoch: ``"loss"`` (class-weighted cross-
+        entropy, smooth) or ``"balanced_accuracy"`` (window level).
+    balance
+        ``"weights"``: loss weights ``n / (n_classes * n_c)``; ``"sampler"``: every epoch draws
+        windows with probability inversely proportional to their class frequency; ``"none"``.
+    label_smoothing
+        Cross-entropy label smoothing (0 = none).
+    max_grad_norm
+        Gradient clipping threshold (``None``: no clipping).
+    windows_per_epoch
+        Train each epoch on a fresh random subset of this many windows (``None``: all).
+        Overlapping windows of one record are highly redundant; a subset per epoch gives more,
+        cheaper epochs, so early stopping can look more often.
+    augment
+        Augmentation specs, applied in order to training batches only (see
+        :mod:`emgdx.augment`): names or ``{"name": ..., **params}`` dicts.
+    seed
+        Seed of the validation split, shuffling, sampling, dropout and augmentation (and, in
+        :class:`~emgdx.pipeline.Pipeline`, of the weight initialisation). The caller's global
+        torch random state is left as it was.
+    device
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    eval_batch_size
+        Windows per forward pass at validation / prediction time.
+    """
+
+    optimizer: Optimizer = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    epochs: int = 30
+    batch_size: int = 64
+    schedule: Schedule = "cosine"
+    plateau_patience: int = 3
+    patience: int | None = 6
+    val_fraction: float = 0.2
+    monitor: Monitor = "loss"
+    balance: Balance = "weights"
+    label_smoothing: float = 0.0
+    max_grad_norm: float | None = 5.0
+    windows_per_epoch: int | None = None
+    augment: tuple[Any, ...] = ()
+    seed: int = 0
+    device: str = "auto"
+    eval_batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+
+        def choice(name: str, allowed: tuple[str, ...]) -> None:
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+        choice("optimizer", get_args(Optimizer))
+        choice("schedule", get_args(Schedule))
+        choice("monitor", get_args(Monitor))
+        choice("balance", get_args(Balance))
+        for name in ("lr",):
+            v = getattr(self, name)
+            if not _is_number(v) or not (math.isfinite(v) and v > 0):
+                problems.append(f"{name} must be a positive number, got {v!r}")
+        for name in ("weight_decay", "momentum", "label_smoothing"):
+            v = getattr(self, name)
+            if not _is_number(v) or not (math.isfinite(v) and v >= 0):
+                problems.append(f"{name} must be a number >= 0, got {v!r}")
+        if _is_number(self.label_smoothing) and self.label_smoothing >= 1:
+            problems.append(f"label_smoothing must be < 1, got {self.label_smoothing!r}")
+        for name in ("epochs", "batch_size", "eval_batch_size", "plateau_patience"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                problems.append(f"{name} must be a positive integer, got {v!r}")
+        if self.patience is not None and (
+            not isinstance(self.patience, int)
+            or isinstance(self.patience, bool)
+            or self.patience < 0
+        ):
+            problems.append(f"patience must be None or an integer >= 0, got {self.patience!r}")
+        wpe = self.windows_per_epoch
+        if wpe is not None and (not isinstance(wpe, int) or isinstance(wpe, bool) or wpe < 1):
+            problems.append(f"windows_per_epoch must be None or a positive integer, got {wpe!r}")
+        if not _is_number(self.val_fraction) or not 0 <= self.val_fraction < 1:
+            problems.append(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if self.max_grad_norm is not None and (
+            not _is_number(self.max_grad_norm) or not self.max_grad_norm > 0
+        ):
+            problems.append(f"max_grad_norm must be None or > 0, got {self.max_grad_norm!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            problems.append(f"seed must be an integer, got {self.seed!r}")
+        if not isinstance(self.device, str) or not (
+            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
+        ):
+            problems.append(
+                f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
+            )
+        if problems:
+            raise ConfigError("invalid training config: " + "; ".join(problems))
+        # Normalise augmentation specs to JSON dicts (validates them too).
+        try:
+            specs = tuple(augmentation_to_dict(make_augmentation(s)) for s in self.augment)
+        except TypeError as exc:
+            raise ConfigError(f"invalid training config: augment: {exc}") from exc
+        object.__setattr__(self, "augment", specs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict."""
+        out = config_to_dict(self)
+        out["augment"] = [dict(a) for a in self.augment]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys or bad values raise :class:`ConfigError`."""
+        return config_from_dict(cls, data, what="training config")
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """JSON text of :meth:`to_dict`."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        """Parse :meth:`to_json` output."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"training config is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`fit_torch` did.
+
+    Attributes
+    ----------
+    history
+        One dict per epoch: ``epoch`` (1-based), ``train_loss``, ``val_loss``,
+        ``val_balanced_accuracy`` (NaN without validation), ``lr``, ``seconds``.
+    best_epoch
+        Epoch whose weights the model holds at the end (1-based).
+    stopped_early
+        Whether early stopping ended training before ``epochs``.
+    train_subjects, val_subjects
+        Subjects used for fitting and for validation (disjoint).
+    n_train, n_val
+        Windows in each part.
+    class_weights
+        Loss weights used (all 1 unless ``balance="weights"``).
+    device
+        Device the model was trained on.
+    seconds
+        Wall time of the whole fit.
+    """
+
+    history: list[dict[str, float]]
+    best_epoch: int
+    stopped_early: bool
+    train_subjects: list[str]
+    val_subjects: list[str]
+    n_train: int
+    n_val: int
+    class_weights: list[float]
+    device: str
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best(self) -> dict[str, float]:
+        """The history row of :attr:`best_epoch`."""
+        return self.history[self.best_epoch - 1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (NaN becomes ``None``)."""
+
+        def clean(v: Any) -> Any:
+            return None if isinstance(v, float) and math.isnan(v) else v
+
+        return {
+            "history": [{k: clean(v) for k, v in row.items()} for row in self.history],
+            "best_epoch": self.best_epoch,
+            "stopped_early": self.stopped_early,
+            "train_subjects": self.train_subjects,
+            "val_subjects": self.val_subjects,
+            "n_train": self.n_train,
+            "n_val": self.n_val,
+            "class_weights": self.class_weights,
+            "device": self.device,
+            "seconds": self.seconds,
+        }
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else as given.
+
+    Raises
+    ------
+    ConfigError
+        When CUDA is asked for but not available.
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for but CUDA is not available")
+    return torch.device(device)
+
+
+def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Balanced weights ``n / (n_classes * n_c)`` (0 for a class absent from ``y``)."""
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    w = np.zeros(n_classes)
+    w[present] = counts.sum() / (present.sum() * counts[present])
+    return w
+
+
+def _to_tensors(inputs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    if "x" not in inputs:
+        raise SignalError(f"model inputs need an 'x' entry, got {sorted(inputs)}")
+    n = len(inputs["x"])
+    out: dict[str, torch.Tensor] = {}
+    for key, value in inputs.items():
+        arr = np.ascontiguousarray(value, dtype=np.float32)
+        if arr.shape[0] != n:
+            raise SignalError(f"input {key!r} has {arr.shape[0]} rows, 'x' has {n}")
+        if not np.isfinite(arr).all():
+            raise SignalError(f"input {key!r} holds NaN or infinite values")
+        out[key] = torch.from_numpy(arr)
+    return out
+
+
+def _forward(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    return model(batch["x"], batch.get("aux"))
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module,
+    inputs: Mapping[str, np.ndarray | torch.Tensor],
+    *,
+    batch_size: int = 256,
+    device: str | torch.device = "auto",
+) -> np.ndarray:
+    """Logits ``[n, n_classes]`` of ``model`` in eval mode, computed in batches.
+
+    Parameters
+    ----------
+    model
+        A module whose ``forward(x, aux=None)`` returns logits.
+    inputs
+        ``{"x": ..., "aux": ...}`` arrays with windows on the first axis.
+    batch_size
+        Windows per forward pass (bounds memory).
+    device
+        Where to run (``"auto"``: CUDA when available).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 logits.
+    """
+    dev = resolve_device(device)
+    tensors = {
+        k: v if isinstance(v, torch.Tensor) else torch.from_numpy(np.asarray(v, dtype=np.float32))
+        for k, v in inputs.items()
+    }
+    was_training = model.training
+    model.eval()
+    model.to(dev)
+    n = tensors["x"].shape[0]
+    parts: list[torch.Tensor] = []
+    try:
+        for start in range(0, n, batch_size):
+            batch = {k: v[start : start + batch_size].to(dev) for k, v in tensors.items()}
+            parts.append(_forward(model, batch).float().cpu())
+    finally:
+        model.train(was_training)
+    if not parts:
+        out_features = _n_outputs(model, tensors, dev)
+        return np.zeros((0, out_features), dtype=np.float32)
+    return torch.cat(parts).numpy()
+
+
+def _n_outputs(model: nn.Module, tensors: Mapping[str, torch.Tensor], dev: torch.device) -> int:
+    # An empty input still needs the right number of columns: run one dummy window.
+    dummy = {k: torch.zeros((1, *v.shape[1:]), device=dev) for k, v in tensors.items()}
+    return int(_forward(model, dummy).shape[1])
+
+
+def predict_proba(
+    model: nn.Module,
+    inputs: Mapping[str, np.ndarray | torch.Tensor],
+    *,
+    batch_size: int = 256,
+    device: str | torch.device = "auto",
+) -> np.ndarray:
+    """Class probabilities ``[n, n_classes]`` (softmax of :func:`predict_logits`)."""
+    logits = predict_logits(model, inputs, batch_size=batch_size, device=device)
+    return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+
+
+def _balanced_accuracy(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
+    recalls = [np.mean(pred[y == c] == c) for c in range(n_classes) if np.any(y == c)]
+    return float(np.mean(recalls)) if recalls else float("nan")
+
+
+def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(
+        params,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+        nesterov=cfg.momentum > 0,
+    )
+
+
+def fit_torch(
+    model: nn.Module,
+    inputs: Mapping[str, np.ndarray],
+    y: np.ndarray | Sequence[int],
+    groups: np.ndarray | Sequence[Any],
+    config: TrainConfig | None = None,
+    *,
+    n_classes: int | None = None,
+    fs_hz: float | None = None,
+    on_progress: ProgressCallback | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` in place on windows, early-stopping on held-out training subjects.
+
+    Parameters
+    ----------
+    model
+        ``nn.Module`` with ``forward(x, aux=None) -> logits [n, n_classes]``. For a
+        reproducible run, initialise its weights from a seed too (``build_model(seed=...)``).
+    inputs
+        Representation output: ``{"x": [n, ...]}`` plus optionally ``{"aux": [n, k]}``.
+    y
+        Integer targets ``[n]`` (see :func:`emgdx.tasks.encode_labels`).
+    groups
+        Subject id of every window; the validation split holds out whole subjects.
+    config
+        Training settings (defaults when ``None``).
+    n_classes
+        Number of classes (default: ``max(y) + 1``; pass it when a class may be absent).
+    fs_hz
+        Sampling rate of waveform inputs; needed by frequency-domain augmentations.
+    on_progress
+        ``on_progress(epoch, epochs)`` after every epoch (drives a progress bar).
+    on_epoch
+        Called with each epoch's history row (for logging).
+
+    Returns
+    -------
+    TrainResult
+        History, best epoch and the split; the model holds the best epoch's weights and is
+        left in eval mode.
+
+    Raises
+    ------
+    SignalError
+        Inputs, targets and groups disagree in length, or inputs are not finite.
+    ConfigError
+        An augmentation does not fit the input kind, or CUDA is asked for but absent.
+    """
+    cfg = config or TrainConfig()
+    t0 = time.perf_counter()
+    tensors = _to_tensors(inputs)
+    yy = np.asarray(y, dtype=np.int64)
+    g = np.asarray(groups)
+    n = tensors["x"].shape[0]
+    if yy.shape != (n,) or g.shape != (n,):
+        raise SignalError(f"{n} windows but {yy.shape[0]} targets and {g.shape[0]} subject ids")
+    if n == 0:
+        raise SignalError("no training windows")
+    if yy.min() < 0:
+        raise SignalError("targets must be >= 0 (drop unlabelled windows with encode_labels)")
+    k = int(n_classes if n_classes is not None else yy.max() + 1)
+    if yy.max() >= k:
+        raise SignalError(f"target {int(yy.max())} out of range for {k} classes")
+
+    device = resolve_device(cfg.device)
+    # Dropout draws from torch's global generator: seed it for this fit only (restored after),
+    # so that a fit is reproducible without changing the caller's random state.
+    fork = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork):
+        torch.manual_seed(cfg.seed)
+        return _fit_loop(model, tensors, yy, g, k, cfg, device, fs_hz, on_progress, on_epoch, t0)
+
+
+def _fit_loop(
+    model: nn.Module,
+    tensors: dict[str, torch.Tensor],
+    yy: np.ndarray,
+    g: np.ndarray,
+    k: int,
+    cfg: TrainConfig,
+    device: torch.device,
+    fs_hz: float | None,
+    on_progress: ProgressCallback | None,
+    on_epoch: Callable[[dict[str, float]], None] | None,
+    t0: float,
+) -> TrainResult:
+    """The body of :func:`fit_torch` (inputs already checked, random state already seeded)."""
+    n = tensors["x"].shape[0]
+    augmenter = Augmenter(cfg.augment, fs_hz=fs_hz, seed=cfg.seed + 1)
+    augmenter.check(tensors["x"].ndim)
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    train_idx, val_idx = np.arange(n), np.zeros(0, dtype=np.int64)
+    if cfg.val_fraction > 0 and np.unique(g).size >= 2:
+        tr, va = inner_validation_split(g, yy, cfg.val_fraction, cfg.seed)
+        # With a single subject in some class, a validation split could take away all of that
+        # class's training data; then it is better to train on everything without one.
+        if set(np.unique(yy[tr])) == set(np.unique(yy)):
+            train_idx, val_idx = tr, va
+    has_val = val_idx.size > 0
+    y_train = yy[train_idx]
+    weights = class_weights(y_train, k) if cfg.balance == "weights" else np.ones(k)
+    loss_fn = nn.CrossEntropyLoss(
+        weight=torch.tensor(weights, dtype=torch.float32, device=device),
+        label_smoothing=float(cfg.label_smoothing),
+    )
+    # Validation loss is class-weighted whenever training is balanced (by weights or by the
+    # sampler), so that monitoring "loss" favours balanced performance, not the majority class.
+    val_weights = class_weights(y_train, k) if cfg.balance != "none" else np.ones(k)
+    val_loss_fn = nn.CrossEntropyLoss(
+        weight=torch.tensor(val_weights, dtype=torch.float32, device=device)
+    )
+    sample_p: torch.Tensor | None = None
+    if cfg.balance == "sampler":
+        w_cls = class_weights(y_train, k)
+        sample_p = torch.tensor(w_cls[y_train], dtype=torch.float64)
+
+    model.to(device)
+    opt = _make_optimizer(model, cfg)
+    per_epoch = train_idx.size
+    if cfg.windows_per_epoch is not None:
+        per_epoch = min(per_epoch, cfg.windows_per_epoch)
+    steps_per_epoch = math.ceil(per_epoch / cfg.batch_size)
+    scheduler: Any = None
+    if cfg.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    elif cfg.schedule == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=0.5, patience=cfg.plateau_patience
+        )
+    elif cfg.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch
+        )
+
+    train_t = {key: v[torch.from_numpy(train_idx)] for key, v in tensors.items()}
+    y_train_t = torch.from_numpy(y_train)
+    val_inputs = {key: v[torch.from_numpy(val_idx)] for key, v in tensors.items()}
+    y_val = yy[val_idx]
+
+    history: list[dict[str, float]] = []
+    best_score = math.inf
+    best_epoch = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    since_best = 0
+    stopped_early = False
+    for epoch in range(1, cfg.epochs + 1):
+        e0 = time.perf_counter()
+        model.train()
+        if sample_p is not None:
+            order = torch.multinomial(sample_p, per_epoch, replacement=True, generator=gen)
+        else:
+            order = torch.randperm(train_idx.size, generator=gen)[:per_epoch]
+        total_loss = 0.0
+        seen = 0
+        lr_now = opt.param_groups[0]["lr"]
+        for start in range(0, per_epoch, cfg.batch_size):
+            sel = order[start : start + cfg.batch_size]
+            if sel.numel() < 2 and train_idx.size >= 2:
+                continue  # batch norm cannot train on a single window
+            batch = {key: v[sel].to(device) for key, v in train_t.items()}
+            if len(augmenter):
+                batch = augmenter(batch)
+            target = y_train_t[sel].to(device)
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(_forward(model, batch), target)
+            loss.backward()
+            if cfg.max_grad_norm is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            opt.step()
+            if cfg.schedule == "onecycle":
+                scheduler.step()
+            total_loss += float(loss.detach()) * sel.numel()
+            seen += sel.numel()
+        row: dict[str, float] = {
+            "epoch": float(epoch),
+            "train_loss": total_loss / max(1, seen),
+            "val_loss": float("nan"),
+            "val_balanced_accuracy": float("nan"),
+            "lr": float(lr_now),
+        }
+        if has_val:
+            logits = torch.from_numpy(
+                predict_logits(model, val_inputs, batch_size=cfg.eval_batch_size, device=device)
+            ).to(device)
+            row["val_loss"] = float(val_loss_fn(logits, torch.from_numpy(y_val).to(device)))
+            pred = logits.argmax(dim=1).cpu().numpy()
+            row["val_balanced_accuracy"] = _balanced_accuracy(y_val, pred, k)
+            score = row["val_loss"] if cfg.monitor == "loss" else -row["val_balanced_accuracy"]
+            if score < best_score:
+                best_score, best_epoch, since_best = score, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                since_best += 1
+        else:
+            best_epoch = epoch
+        if cfg.schedule == "cosine":
+            scheduler.step()
+        elif cfg.schedule == "plateau":
+            # Without validation, plateau follows the training loss.
+            scheduler.step(row["val_loss"] if has_val else row["train_loss"])
+        row["seconds"] = time.perf_counter() - e0
+        history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
+        if on_progress is not None:
+            on_progress(epoch, cfg.epochs)
+        if has_val and cfg.patience and since_best >= cfg.patience:
+            stopped_early = epoch < cfg.epochs
+            break
+    if stopped_early and on_progress is not None:
+        on_progress(cfg.epochs, cfg.epochs)  # let a progress bar finish
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    elif has_val:
+        best_epoch = len(history)  # validation never gave a finite score: keep the last epoch
+    model.eval()
+    return TrainResult(
+        history=history,
+        best_epoch=best_epoch,
+        stopped_early=stopped_early,
+        train_subjects=sorted({str(s) for s in g[train_idx]}),
+        val_subjects=sorted({str(s) for s in g[val_idx]}),
+        n_train=int(train_idx.size),
+        n_val=int(val_idx.size),
+        class_weights=[float(w) for w in weights],
+        device=str(device),
+        seconds=time.perf_counter() - t0,
+    )
