@@ -95,7 +95,12 @@ def test_simulate_then_info_roundtrip(tmp_path: Path) -> None:
 
 def test_run_demo_small_and_deterministic() -> None:
     kwargs = dict(
-        seed=5, subjects_per_class=1, records_per_subject=2, duration_s=3.0, fs_hz=10_000.0
+        seed=5,
+        subjects_per_class=1,
+        records_per_subject=2,
+        duration_s=3.0,
+        fs_hz=10_000.0,
+        evaluate=False,  # training + evaluation: tests/test_cli_diagnose.py
     )
     a = run_demo(**kwargs)
     b = run_demo(**kwargs)
@@ -121,10 +126,19 @@ def test_run_demo_small_and_deterministic() -> None:
 
 
 @pytest.mark.slow
-def test_demo_command_prints_summary() -> None:
-    code, stdout, stderr = _invoke("demo", "--json")
+def test_demo_command_prints_summary(tmp_path: Path) -> None:
+    # the default cohort, with a short subject-wise evaluation (the default run is ~1 min)
+    out = tmp_path / "demo"
+    code, stdout, stderr = _invoke(
+        "demo", "--json", "--out", str(out), "--epochs", "1", "--cv", "kfold"
+    )
     assert code == 0, stderr
     summary = json.loads(stdout)
     assert {row["label"] for row in summary["classes"]} == set(LABELS)
     assert summary["n_windows"] > 0
     assert summary["seconds"]["preprocess"] > 0
+    ev = summary["evaluation"]
+    assert ev["cv"] == "kfold" and ev["n_folds"] == 3 and ev["subjects_total"] == 9
+    assert Path(ev["report"]["html"]) == out / "report.html" and (out / "report.html").is_file()
+    assert json.loads((out / "results.json").read_text())["cv"] == "kfold"
+    assert len(list((out / "records").glob("*.hea"))) == 27

@@ -2,7 +2,11 @@
 
 ``emgdx info PATH``        what is in a record or a folder (rate, duration, label, QC flags)
 ``emgdx simulate OUT_DIR`` write a simulated cohort with ground truth
-``emgdx demo``             the main job on the embedded default (simulated) cohort
+``emgdx train DATA``       fit a pipeline on a folder of records and save it
+``emgdx evaluate DATA``    subject-wise cross-validation, with a JSON + HTML report
+``emgdx predict MODEL F…`` per-record class probabilities and QC of new files
+``emgdx demo``             the main job on the embedded default (simulated) cohort: QC,
+                           preprocessing, training and subject-wise evaluation with a report
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import math
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -21,7 +25,12 @@ from rich.table import Table
 
 from emgdx import __version__
 from emgdx.errors import EmgdxError, SamplingRateError
-from emgdx.progress import progress_bar, progress_bars
+from emgdx.progress import ProgressCallback, progress_bar, progress_bars
+
+if TYPE_CHECKING:
+    from emgdx.evaluation import CVResult
+    from emgdx.pipeline import Pipeline
+    from emgdx.recording import Cohort, Windows
 
 app = typer.Typer(
     name="emgdx",
@@ -144,7 +153,7 @@ def info(
         table.add_row(*(_format_cell(c, row[c]) for c in columns))
     # A pipe or file gets the whole table (rich would squeeze it to 80 columns); a terminal
     # gets what fits its width.
-    (out if out.is_terminal else Console(width=200)).print(table)
+    _print_table(table)
     if qc:
         flagged = manifest[manifest["qc_flags"] != ""]
         counts = {f: int(manifest[f"qc_{f}"].sum()) for f in QC_FLAGS}
@@ -169,6 +178,11 @@ INFO_HEADERS = {
     "line_freq_hz": "mains (Hz)",
 }
 _RIGHT_ALIGNED = {"fs_hz", "duration_s", "usable_fraction", "line_freq_hz"}
+
+
+def _print_table(table: Table) -> None:
+    """A pipe or file gets the whole table (rich would squeeze it to 80 columns)."""
+    (out if out.is_terminal else Console(width=200)).print(table)
 
 
 def _format_cell(column: str, value: Any) -> str:
@@ -217,26 +231,79 @@ def simulate(
     )
 
 
+Task = Annotated[
+    str, typer.Option("--task", help="3class, als_vs_rest (ALS vs all) or als_vs_healthy.")
+]
+ModelName = Annotated[
+    str, typer.Option("--model", help="Model name (cnn1d, cnn2d_stft, random_forest, ...).")
+]
+Epochs = Annotated[
+    int | None,
+    typer.Option("--epochs", min=1, help="Maximum training epochs (torch models; default 30)."),
+]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of training and of the folds.")]
+Representation = Annotated[
+    str | None,
+    typer.Option(
+        "--representation", help="Input representation (default: the one the model takes)."
+    ),
+]
+Threads = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        help="Torch CPU threads (default: torch's choice). On a CPU busy with other work, 1 "
+        "avoids over-subscription, which can slow training many times over.",
+    ),
+]
+FsHz = Annotated[
+    float | None,
+    typer.Option("--fs-hz", help="Sampling rate for formats that do not store one."),
+]
+
+
 @app.command()
 def demo(
     seed: int = 0,
     out_dir: Annotated[
-        Path | None, typer.Option("--out", help="Also write the simulated records here.")
-    ] = None,
+        Path,
+        typer.Option(
+            "--out", help="Folder for the report (report.html, results.json) and the records."
+        ),
+    ] = Path("emgdx-demo"),
+    model: ModelName = "",
+    epochs: Epochs = None,
+    cv: Annotated[
+        str, typer.Option("--cv", help="loso or kfold (subject-wise; the demo is never leaky).")
+    ] = "",
+    evaluate: Annotated[
+        bool, typer.Option("--evaluate/--no-evaluate", help="Train and evaluate a model.")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
 ) -> None:
-    """Run the main job on a simulated cohort (no download) and print a summary."""
-    from emgdx.demo import run_demo
+    """Simulate a cohort (no download), run QC, train and evaluate a model, write the report."""
+    from emgdx.demo import DEMO_CV, DEMO_EPOCHS, DEMO_MODEL, run_demo
 
     show = not as_json
-    with progress_bars("simulate", "quality", "preprocess", enabled=show) as hooks:
+    steps = ("simulate", "quality", "preprocess", "prepare", "folds", "epochs")
+    with progress_bars(*steps, enabled=show) as hooks:
         try:
-            result = run_demo(seed=seed, out_dir=out_dir, on_progress=hooks)
+            result = run_demo(
+                seed=seed,
+                out_dir=out_dir / "records",
+                report_dir=out_dir,
+                evaluate=evaluate,
+                model=model or DEMO_MODEL,
+                epochs=epochs or DEMO_EPOCHS,
+                cv=cv or DEMO_CV,
+                on_progress=hooks,
+            )
         except EmgdxError as exc:
             raise _fail(exc) from exc
 
     if as_json:
-        sys.stdout.write(json.dumps(result.to_dict(), indent=2, default=_json_default) + "\n")
+        _print_json(result.to_dict())
         return
     summary = result.to_dict()
     table = Table(title="emgdx demo — simulated cohort")
@@ -260,10 +327,450 @@ def demo(
         f"at {summary['window_fs_hz']:g} Hz"
     )
     out.print("preprocessing: " + json.dumps(summary["preprocess"], default=_json_default))
+    if result.evaluation is not None:
+        ev = summary["evaluation"]
+        _print_table(
+            _evaluation_table(
+                result.evaluation,
+                f"{ev['model']} ({ev['epochs']} epochs), {ev['cv']} cross-validation: "
+                f"{ev['n_folds']} folds, {ev['n_windows']} windows",
+            )
+        )
+        out.print(f"subjects right: {ev['subjects_correct']} of {ev['subjects_total']}")
     timing = ", ".join(f"{k} {v:.2f} s" for k, v in summary["seconds"].items())
     out.print(f"time: {timing}")
-    if out_dir is not None:
-        out.print(f"records written to {out_dir}")
+    out.print(f"records written to {out_dir / 'records'}")
+    if result.report is not None:
+        out.print(
+            f"report: {result.report['html']}  (results: {result.report['json']})",
+            soft_wrap=True,
+        )
+
+
+# ---- train / evaluate / predict ------------------------------------------------------------
+
+
+def _jsonify(value: Any) -> Any:
+    """Nested dicts/lists with NaN -> None and numpy scalars -> Python values."""
+    if isinstance(value, dict):
+        return {str(k): _jsonify(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonify(v) for v in value]
+    return _clean(value)
+
+
+def _print_json(payload: Any) -> None:
+    sys.stdout.write(
+        json.dumps(_jsonify(payload), indent=2, allow_nan=False, default=_json_default) + "\n"
+    )
+
+
+def _set_threads(threads: int | None) -> None:
+    """Set torch's intra-op threads for this process (``None``: leave torch's default)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _make_pipeline(
+    model: str, task: str, epochs: int | None, seed: int, representation: str | None
+) -> Pipeline:
+    """A fresh, unfitted pipeline as the CLI options describe it (raises ConfigError)."""
+    from emgdx.pipeline import Pipeline
+    from emgdx.training import TrainConfig
+
+    train = TrainConfig(seed=seed) if epochs is None else TrainConfig(seed=seed, epochs=epochs)
+    return Pipeline(model=model, representation=representation, task=task, train=train)
+
+
+def _read_folder(data: Path, fs_hz: float | None, on_progress: ProgressCallback) -> Cohort:
+    """Read a folder of records; unreadable files are listed on stderr and left out."""
+    from emgdx.errors import ConfigError
+    from emgdx.io import UnreadableFileWarning, read_cohort
+
+    if not data.is_dir():
+        raise ConfigError(f"{data}: DATA must be a folder of records (see `emgdx info`)")
+    with warnings.catch_warnings():
+        # reported below, in one list, instead of one Python warning per file
+        warnings.simplefilter("ignore", UnreadableFileWarning)
+        cohort = read_cohort(data, on_progress=on_progress, fs_hz=fs_hz)
+    if cohort.errors:
+        err.print(f"[bold yellow]{len(cohort.errors)} file(s) could not be read (left out):[/]")
+        for e in cohort.errors:
+            err.print(f"  {e}")
+    return cohort
+
+
+def _class_counts(windows: Windows, pipe: Pipeline) -> dict[str, int]:
+    """Windows per class of the pipeline's task (windows outside the task are not counted)."""
+    from emgdx.tasks import encode_labels
+
+    y, keep = encode_labels(windows.index["label"].to_list(), pipe.task)
+    return {name: int((y[keep] == i).sum()) for i, name in enumerate(pipe.class_names)}
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="Folder of labelled records (read_cohort).")],
+    model: ModelName = "cnn1d",
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder to save the fitted pipeline into.")
+    ] = Path("emgdx-model"),
+    task: Task = "3class",
+    epochs: Epochs = None,
+    seed: Seed = 0,
+    representation: Representation = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing model folder.")
+    ] = False,
+    threads: Threads = None,
+    fs_hz: FsHz = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
+) -> None:
+    """Fit a pipeline (QC, preprocessing, representation, model) on all records and save it."""
+    import time
+
+    from emgdx.errors import ConfigError
+
+    show = not as_json
+    _set_threads(threads)
+    try:
+        pipe = _make_pipeline(model, task, epochs, seed, representation)
+        if out_dir.exists() and not overwrite:
+            # checked before minutes of training, not after
+            raise ConfigError(f"{out_dir}: already exists (use --overwrite to replace it)")
+        with progress_bars("reading", "preparing", "training", enabled=show) as hooks:
+            cohort = _read_folder(data, fs_hz, hooks["reading"])
+            windows = pipe.prepare(cohort, on_progress=hooks["preparing"])
+            t0 = time.perf_counter()
+            pipe.fit(windows, on_progress=hooks["training"])
+            train_s = time.perf_counter() - t0
+        saved = pipe.save(out_dir, overwrite=overwrite)
+    except EmgdxError as exc:
+        raise _fail(exc) from exc
+
+    counts = _class_counts(windows, pipe)
+    result = pipe.train_result_
+    summary: dict[str, Any] = {
+        "model_dir": str(saved),
+        "model": pipe.model_name,
+        "representation": pipe.representation_name,
+        "task": pipe.task,
+        "records": len(cohort),
+        "subjects": len(pipe.train_subjects_),
+        "windows": int(sum(counts.values())),
+        "windows_per_class": counts,
+        "unreadable_files": len(cohort.errors),
+        "train_s": round(train_s, 2),
+        "best_epoch": None if result is None else result.best_epoch,
+        "epochs_run": None if result is None else len(result.history),
+        "stopped_early": None if result is None else result.stopped_early,
+        "val_subjects": None if result is None else result.val_subjects,
+        "device": None if result is None else result.device,
+    }
+    if as_json:
+        _print_json(summary)
+        return
+    per_class = ", ".join(f"{k} {v}" for k, v in counts.items())
+    out.print(
+        f"trained [bold]{pipe.model_name}[/] ({pipe.representation_name} input, task "
+        f"{pipe.task}) on {summary['subjects']} subjects, {len(cohort)} records, "
+        f"{summary['windows']} windows ({per_class}) in {train_s:.1f} s"
+    )
+    if result is not None:
+        stop = ", stopped early" if result.stopped_early else ""
+        out.print(
+            f"best epoch {result.best_epoch} of {len(result.history)}{stop} (validation "
+            f"subjects: {', '.join(result.val_subjects) or 'none'}; device {result.device})"
+        )
+    out.print(f"saved to {saved}", soft_wrap=True)
+
+
+class _FoldPipeline:
+    """A fresh pipeline per fold whose torch training drives the CLI's epoch bar."""
+
+    def __init__(self, pipe: Pipeline, on_epoch: ProgressCallback) -> None:
+        self.pipe = pipe
+        self.on_epoch = on_epoch
+
+    def fit(self, windows: Windows) -> _FoldPipeline:
+        self.pipe.fit(windows, on_progress=self.on_epoch)
+        return self
+
+    def predict_windows(self, windows: Windows) -> Any:
+        return self.pipe.predict_windows(windows)
+
+
+#: Levels and metrics of the evaluation table (all three levels, the three headline metrics).
+_EVAL_LEVELS = ("window", "record", "subject")
+_EVAL_METRICS = {
+    "balanced_accuracy": "balanced acc.",
+    "macro_f1": "macro F1",
+    "roc_auc": "ROC-AUC",
+}
+LEAKY_WARNING = (
+    "WARNING: --cv leaky splits WINDOWS at random, so windows of the same subject (and record) "
+    "are in training and test at once. Its scores are inflated and say nothing about new "
+    "patients: a demonstration of the leak only. Use --cv loso or --cv kfold for real results."
+)
+
+
+def _metric_cell(ev: dict[str, Any], key: str) -> str:
+    value = ev["metrics"].get(key)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    low, high = ev["ci"].get(key, [math.nan, math.nan])
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.2f}-{high:.2f}]"
+
+
+def _evaluation_table(result: CVResult, title: str) -> Table:
+    """Headline metrics (mean-probability aggregation) per subset and level, with CIs."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("records")
+    table.add_column("level")
+    table.add_column("n", justify="right")
+    table.add_column("subjects", justify="right")
+    for label in _EVAL_METRICS.values():
+        table.add_column(f"{label} [95 % CI]", justify="right")
+    for subset, name in (("all", "all"), ("low", "low contraction")):
+        if subset not in result.evaluation:
+            continue
+        for level in _EVAL_LEVELS:
+            ev = result.evaluation[subset]["mean"][level]
+            table.add_row(
+                name,
+                level,
+                str(ev["metrics"]["n"]),
+                str(ev["n_subjects"]),
+                *(_metric_cell(ev, key) for key in _EVAL_METRICS),
+            )
+    return table
+
+
+def _evaluation_summary(result: CVResult) -> list[dict[str, Any]]:
+    """The rows of :func:`_evaluation_table` as JSON-ready dicts."""
+    rows = []
+    for subset, by_method in result.evaluation.items():
+        for level in _EVAL_LEVELS:
+            ev = by_method["mean"][level]
+            row: dict[str, Any] = {
+                "subset": subset,
+                "level": level,
+                "n": ev["metrics"]["n"],
+                "n_subjects": ev["n_subjects"],
+            }
+            for key in _EVAL_METRICS:
+                row[key] = ev["metrics"].get(key)
+                row[f"{key}_ci"] = ev["ci"].get(key)
+            rows.append(row)
+    return rows
+
+
+@app.command()
+def evaluate(
+    data: Annotated[Path, typer.Argument(help="Folder of labelled records (read_cohort).")],
+    model: ModelName = "cnn1d",
+    cv: Annotated[
+        str,
+        typer.Option(
+            "--cv",
+            help="loso (leave one subject out), kfold (subject-wise) or leaky (window-wise: "
+            "a demonstration of the leak, never a result).",
+        ),
+    ] = "loso",
+    k: Annotated[int, typer.Option("--k", min=2, help="Folds for kfold / leaky.")] = 5,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for results.json and report.html.")
+    ] = Path("emgdx-report"),
+    task: Task = "3class",
+    epochs: Epochs = None,
+    seed: Seed = 0,
+    representation: Representation = None,
+    n_boot: Annotated[
+        int, typer.Option("--n-boot", min=0, help="Subject-bootstrap replicates for the CIs.")
+    ] = 1000,
+    threads: Threads = None,
+    fs_hz: FsHz = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
+) -> None:
+    """Cross-validate a model subject-wise and write results.json + report.html."""
+    from emgdx.evaluation import CV_SCHEMES, LeakyEvaluationWarning, cross_validate, write_report
+
+    if cv not in CV_SCHEMES:
+        err.print(f"[bold red]error:[/] --cv must be one of {', '.join(CV_SCHEMES)}, got {cv!r}")
+        raise typer.Exit(code=2)
+    show = not as_json
+    _set_threads(threads)
+    leaky = cv == "leaky"
+    if leaky:
+        err.print(f"[bold red]{LEAKY_WARNING}[/]")
+    try:
+        # Built once up front so a bad --model / --task fails before any reading.
+        probe = _make_pipeline(model, task, epochs, seed, representation)
+        with progress_bars("reading", "preparing", "folds", "epochs", enabled=show) as hooks:
+            cohort = _read_folder(data, fs_hz, hooks["reading"])
+            # QC and preprocessing fit nothing: done once, then split by subject
+            windows = probe.prepare(cohort, on_progress=hooks["preparing"])
+
+            def make() -> _FoldPipeline:
+                return _FoldPipeline(
+                    _make_pipeline(model, task, epochs, seed, representation), hooks["epochs"]
+                )
+
+            with warnings.catch_warnings():
+                # the warning was printed above, once, in words a user reads
+                warnings.simplefilter("ignore", LeakyEvaluationWarning)
+                result = cross_validate(
+                    make,
+                    windows,
+                    cv=cv,  # checked against CV_SCHEMES above
+                    task=task,
+                    k=k,
+                    seed=seed,
+                    n_boot=n_boot,
+                    config={
+                        "model": probe.model_name,
+                        "representation": probe.representation.to_dict(),
+                        "train": probe.train.to_dict(),
+                        "preprocess": probe.preprocess.to_dict(),
+                        "data": str(data),
+                    },
+                    on_progress=hooks["folds"],
+                )
+        title = f"emgdx: {probe.model_name}, {cv} cross-validation, task {task}"
+        if leaky:
+            title += " (LEAKY DEMONSTRATION)"
+        paths = write_report(result, out_dir, title=title)
+    except EmgdxError as exc:
+        raise _fail(exc) from exc
+
+    if as_json:
+        _print_json(
+            {
+                "model": probe.model_name,
+                "cv": result.cv,
+                "leaky": leaky,
+                "task": task,
+                "n_folds": len(result.folds),
+                "n_windows": len(result.index),
+                "metrics": _evaluation_summary(result),
+                "report": {k: str(v) for k, v in paths.items()},
+            }
+        )
+        return
+    n_subjects = result.index["subject_id"].nunique()
+    _print_table(
+        _evaluation_table(
+            result,
+            f"{title} — {n_subjects} subjects, {len(result.folds)} folds "
+            "(mean-probability aggregation)",
+        )
+    )
+    fit_s = sum(f["fit_s"] for f in result.folds)
+    out.print(f"training time over all folds: {fit_s:.1f} s")
+    out.print(f"report: {paths['html']}  (results: {paths['json']})", soft_wrap=True)
+    if leaky:
+        err.print(f"[bold red]{LEAKY_WARNING}[/]")
+
+
+@app.command()
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="A folder written by `emgdx train`.")],
+    files: Annotated[list[Path], typer.Argument(help="Record files to classify.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    fs_hz: FsHz = None,
+) -> None:
+    """Class probabilities, prediction, confidence and QC per record of each file."""
+    from emgdx.io import read
+    from emgdx.pipeline import Pipeline
+
+    try:
+        pipe = Pipeline.load(model_dir)
+    except EmgdxError as exc:
+        raise _fail(exc) from exc
+
+    rows: list[dict[str, Any]] = []
+    failed: list[dict[str, str]] = []
+    show = not as_json
+    with progress_bar("predicting", enabled=show) as cb:
+        cb(0, len(files))
+        for i, path in enumerate(files):
+            try:
+                recordings = read(path, fs_hz=fs_hz)
+                # per file: one bad file must not stop the others
+                table = pipe.predict(recordings)
+            except EmgdxError as exc:
+                failed.append({"path": str(path), "problem": str(exc)})
+            else:
+                for row in table.to_dict(orient="records"):
+                    row = {"file": str(path), **{k: _clean(v) for k, v in row.items()}}
+                    rows.append(row)
+                    if not row["n_windows"]:
+                        flags = row.get("qc_flags") or "none"
+                        failed.append(
+                            {
+                                "path": str(path),
+                                "problem": f"{path}: record {row['record_id']} has no usable "
+                                f"window to classify (QC flags: {flags})",
+                            }
+                        )
+            cb(i + 1, len(files))
+
+    if as_json:
+        _print_json(
+            {
+                "model": {
+                    "dir": str(model_dir),
+                    "name": pipe.model_name,
+                    "task": pipe.task,
+                    "classes": list(pipe.class_names),
+                },
+                "records": rows,
+                "failed": failed,
+            }
+        )
+    else:
+        _print_predictions(pipe, rows)
+        if failed:
+            sys.stdout.flush()
+            err.print(f"[bold red]{len(failed)} problem(s):[/]")
+            for f in failed:
+                err.print(f"  {f['problem']}")
+    if failed:
+        raise typer.Exit(code=1)
+
+
+def _print_predictions(pipe: Pipeline, rows: list[dict[str, Any]]) -> None:
+    table = Table(
+        title=f"emgdx predict — {pipe.model_name}, task {pipe.task}",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    show_label = any(r.get("label") for r in rows)
+    table.add_column("record", no_wrap=True)
+    if show_label:
+        table.add_column("true label")
+    for name in pipe.class_names:
+        table.add_column(f"P({name})", justify="right")
+    for col in ("predicted", "confidence", "windows", "QC", "usable"):
+        table.add_column(col, justify="left" if col in ("predicted", "QC") else "right")
+    for r in rows:
+        probs = [r.get(f"p_{n}") for n in pipe.class_names]
+        usable = r.get("usable_fraction")
+        table.add_row(
+            str(r["record_id"]),
+            *([str(r.get("label") or "-")] if show_label else []),
+            *("-" if p is None else f"{p:.3f}" for p in probs),
+            str(r.get("predicted") or "-"),
+            "-" if r.get("confidence") is None else f"{r['confidence']:.3f}",
+            str(r["n_windows"]),
+            (r.get("qc_flags") or "ok") if "qc_flags" in r else "-",
+            "-" if usable is None else f"{100 * usable:.0f}%",
+        )
+    _print_table(table)
 
 
 def main() -> None:
