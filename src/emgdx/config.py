@@ -8,12 +8,13 @@ tuples where the field holds a tuple, and construction errors reported as ``Conf
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from emgdx.errors import ConfigError
 
-__all__ = ["config_from_dict", "config_to_dict"]
+__all__ = ["config_from_dict", "config_to_dict", "parse_config_json"]
 
 T = TypeVar("T")
 
@@ -58,3 +59,11 @@ def config_from_dict(cls: type[T], data: Mapping[str, Any], *, what: str | None 
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid {name} value: {exc}") from exc
+
+
+def parse_config_json(text: str, what: str) -> Any:
+    """``json.loads`` whose malformed input raises :class:`ConfigError` naming the config."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{what} is not valid JSON: {exc}") from exc

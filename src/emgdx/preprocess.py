@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy import signal as sps
 
-from emgdx.config import config_from_dict, config_to_dict
+from emgdx.config import config_from_dict, config_to_dict, parse_config_json
 from emgdx.errors import ConfigError, SignalError
 from emgdx.recording import Cohort, Recording, Windows
 
@@ -256,11 +256,7 @@ class PreprocessConfig:
     @classmethod
     def from_json(cls, text: str) -> PreprocessConfig:
         """Parse :meth:`to_json` output; malformed JSON raises :class:`ConfigError` too."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"preprocessing config is not valid JSON: {exc}") from exc
-        return cls.from_dict(data)
+        return cls.from_dict(parse_config_json(text, "preprocessing config"))
 
 
 # --------------------------------------------------------------------------------------------

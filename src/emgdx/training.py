@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from emgdx.augment import Augmenter, augmentation_to_dict, make_augmentation
-from emgdx.config import config_from_dict, config_to_dict
+from emgdx.config import config_from_dict, config_to_dict, parse_config_json
 from emgdx.errors import ConfigError, SignalError
 from emgdx.evaluation.splits import inner_validation_split
 
@@ -207,11 +207,7 @@ class TrainConfig:
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
         """Parse :meth:`to_json` output."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"training config is not valid JSON: {exc}") from exc
-        return cls.from_dict(data)
+        return cls.from_dict(parse_config_json(text, "training config"))
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from emgdx.config import config_from_dict, config_to_dict
+from emgdx.config import config_from_dict, config_to_dict, parse_config_json
 from emgdx.errors import ConfigError, SignalError
 
 __all__ = [
@@ -164,8 +164,4 @@ class ReprBase:
     @classmethod
     def from_json(cls, text: str) -> Self:
         """Parse :meth:`to_json` output; malformed JSON raises :class:`ConfigError`."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{cls.name} config is not valid JSON: {exc}") from exc
-        return cls.from_dict(data)
+        return cls.from_dict(parse_config_json(text, f"{cls.name} config"))
