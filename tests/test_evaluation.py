@@ -581,6 +581,17 @@ def test_report_writes_strict_json_and_self_contained_html(
     assert render_html(load_results(paths["json"])).count("data:image/png") == 6
 
 
+def test_report_of_a_result_without_window_level(sim_windows: Windows) -> None:
+    """An ensemble combined from record tables has no window level; the report shows the rest."""
+    data = cross_validate(CentroidOnRms, sim_windows, cv="loso", n_boot=10).to_dict()
+    for by_method in data["evaluation"].values():
+        for evaluation in by_method.values():
+            del evaluation["window"]
+    page = render_html(data)
+    assert page.count("data:image/png") == 6
+    assert "<td>window</td>" not in page and "<td>record</td>" in page
+
+
 def test_leaky_report_carries_a_warning(sim_windows: Windows, tmp_path: Path) -> None:
     with pytest.warns(LeakyEvaluationWarning):
         leaky = cross_validate(SubjectMemoriser, sim_windows, cv="leaky", k=3, n_boot=10)

@@ -104,6 +104,11 @@ def _matplotlib() -> Any:
     return Figure
 
 
+def _levels_in(evaluation: Mapping[str, Any]) -> list[str]:
+    """The levels a result has (an ensemble of record-level results has no window level)."""
+    return [level for level in _LEVELS if level in evaluation]
+
+
 def _png(fig: Figure) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
@@ -117,9 +122,10 @@ def figure_confusion(
     figure_cls = _matplotlib()
     names = results["class_names"]
     evaluation = results["evaluation"][subset][method]
-    fig = figure_cls(figsize=(4.4 * len(_LEVELS), 3.8), layout="constrained")
-    axes = fig.subplots(1, len(_LEVELS))
-    for ax, level in zip(axes, _LEVELS, strict=True):
+    levels = _levels_in(evaluation)
+    fig = figure_cls(figsize=(4.4 * len(levels), 3.8), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(levels)))
+    for ax, level in zip(axes, levels, strict=True):
         cm = np.asarray(evaluation[level]["metrics"]["confusion"], dtype=float)
         rows = cm.sum(axis=1, keepdims=True)
         share = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
@@ -141,9 +147,10 @@ def figure_roc(results: Mapping[str, Any], subset: str = "all", method: str = "m
     """One-vs-rest ROC curves per class at window, record and subject level."""
     figure_cls = _matplotlib()
     evaluation = results["evaluation"][subset][method]
-    fig = figure_cls(figsize=(4.4 * len(_LEVELS), 3.8), layout="constrained")
-    axes = fig.subplots(1, len(_LEVELS))
-    for ax, level in zip(axes, _LEVELS, strict=True):
+    levels = _levels_in(evaluation)
+    fig = figure_cls(figsize=(4.4 * len(levels), 3.8), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(levels)))
+    for ax, level in zip(axes, levels, strict=True):
         curves = evaluation[level].get("roc", {})
         for name, curve in curves.items():
             ax.plot(curve["fpr"], curve["tpr"], label=f"{name} (AUC {_num(curve['auc'])})")
@@ -215,7 +222,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def _summary_table(evaluation: Mapping[str, Any]) -> str:
     header = ["level", "n", "subjects", *SCALAR_METRICS]
     rows = []
-    for level in _LEVELS:
+    for level in _levels_in(evaluation):
         ev = evaluation[level]
         rows.append(
             [
@@ -231,7 +238,7 @@ def _summary_table(evaluation: Mapping[str, Any]) -> str:
 def _per_class_table(evaluation: Mapping[str, Any], names: Sequence[str]) -> str:
     header = ["level", "class", "support", "sensitivity", "specificity", "precision", "F1", "AUC"]
     rows = []
-    for level in _LEVELS:
+    for level in _levels_in(evaluation):
         ev = evaluation[level]
         for name in names:
             pc = ev["metrics"]["per_class"][name]
