@@ -38,6 +38,7 @@ RUNS = RESULTS / "runs.json"
 # the command, kept out of git.
 FULL = DOCS.parent / "out" / "results"
 RESULTS_MD = DOCS / "results.md"
+KEEP_MARKER = "<!-- hand-written below: kept when the table is regenerated -->"
 OOF_COLUMNS = ("record_id", "subject_id", "label", "level", "start_s", "fold")
 LEVELS = ("window", "record", "subject")
 # What issue #3 asks for, under LOSO and under the deliberately leaky window split.
@@ -226,7 +227,11 @@ def write_markdown(rows: list[dict[str, Any]]) -> None:
     for r in sorted(rows, key=lambda r: r["name"]):
         wrong = ", ".join(r["wrong_subjects"]) or "none"
         lines.append(f"- `{r['name']}`: `{r['command']}` — {r['machine']}; subjects wrong: {wrong}")
-    RESULTS_MD.write_text("\n".join(lines) + "\n")
+    # Hand-written text (the discussion) after the marker survives regeneration.
+    kept = ""
+    if RESULTS_MD.exists() and KEEP_MARKER in (text := RESULTS_MD.read_text()):
+        kept = text[text.index(KEEP_MARKER) :]
+    RESULTS_MD.write_text("\n".join(lines) + "\n" + ("\n" + kept if kept else ""))
 
 
 def main() -> int:
