@@ -309,6 +309,13 @@ class Pipeline:
                 f"{expected} ({self.preprocess.window_s:g} s at {windows.fs_hz:g} Hz)"
             )
 
+    def model_inputs(self, windows: Windows) -> dict[str, np.ndarray]:
+        """What the model sees for ``windows``: the fitted normalisation, then the
+        representation (``x`` and, when set, ``aux``). Used by :mod:`emgdx.explain`."""
+        self._require_fitted()
+        self._check_windows(windows)
+        return self._inputs(windows)
+
     def _inputs(self, windows: Windows) -> dict[str, np.ndarray]:
         data = windows.data
         if self.normaliser_ is not None:
