@@ -195,6 +195,10 @@ class Pipeline:
         self.data_hash_: str | None = None
         self.train_subjects_: list[str] = []
         self._classical_train: dict[str, np.ndarray] | None = None
+        #: Reference ranges of quantitative EMG measures from the healthy training subjects
+        #: (:func:`emgdx.reference.reference_ranges`), set by fit and kept by save/load.
+        self.reference_: dict[str, Any] | None = None
+        self.weights_sha256_: str | None = None
 
     # ---- construction helpers ----------------------------------------------------------------
 
@@ -390,7 +394,31 @@ class Pipeline:
             model.fit(features, y)
             self._classical_train = {"x": features, "y": y}
         self.model_ = model
+        self.weights_sha256_ = None
+        self.reference_ = self._reference(windows)
         return self
+
+    @property
+    def windows_in_uv(self) -> bool:
+        """Whether prepared windows keep µV (no normalisation inside preprocessing)."""
+        return self.preprocess.normalise == "none" or self._fitted_norm()
+
+    def _reference(self, windows: Windows) -> dict[str, Any]:
+        from emgdx.reference import reference_ranges
+
+        if not self.windows_in_uv:
+            return {"available": False, "reason": "windows are normalised in preprocessing"}
+        return reference_ranges(windows)
+
+    def weights_sha256(self) -> str:
+        """SHA-256 of the weights file this pipeline saves (computed when not saved yet)."""
+        self._require_fitted()
+        if self.weights_sha256_ is None:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / _WEIGHTS
+                self._write_weights(path)
+                self.weights_sha256_ = _sha256_file(path)
+        return self.weights_sha256_
 
     def _require_fitted(self) -> None:
         if self.model_ is None:
@@ -559,7 +587,8 @@ class Pipeline:
                 "n_times": self.n_times_,
                 "input_shapes": {k: list(v) for k, v in (self.input_shapes_ or {}).items()},
                 "normaliser": None if self.normaliser_ is None else self.normaliser_.to_dict(),
-                "weights_sha256": _sha256_file(weights),
+                "weights_sha256": (digest := _sha256_file(weights)),
+                "reference": self.reference_,
                 "data": {"windows_sha256": self.data_hash_, "train_subjects": self.train_subjects_},
                 "train_result": None
                 if self.train_result_ is None
@@ -567,6 +596,7 @@ class Pipeline:
                 **extra,
             }
             (tmp / _CONFIG).write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+            self.weights_sha256_ = digest
             if target.exists():
                 backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
                 os.replace(target, backup / target.name)
@@ -643,6 +673,8 @@ class Pipeline:
             pipe.normaliser_ = Normaliser.from_dict(doc["normaliser"])
         pipe.data_hash_ = doc.get("data", {}).get("windows_sha256")
         pipe.train_subjects_ = list(doc.get("data", {}).get("train_subjects", []))
+        pipe.reference_ = doc.get("reference")
+        pipe.weights_sha256_ = digest
         model = pipe._build_model(pipe.input_shapes_, pipe.fs_hz_)
         if pipe.kind == "torch":
             from safetensors.torch import load_file
