@@ -105,7 +105,7 @@ def figure_record_evidence(
     ax_sig.plot(t, y, color="0.75", linewidth=0.4, zorder=1)
     lines = _coloured_trace(ax_sig, t, y, w)
     finite = y[np.isfinite(y)]
-    lim = float(np.quantile(np.abs(finite), 0.999)) * 1.15 if finite.size else 1.0
+    lim = float(np.abs(finite).max()) * 1.12 if finite.size else 1.0
     ax_sig.set_ylim(-lim, lim)
     ax_sig.set_xlim(float(t[0]), float(t[-1]))
     ax_sig.set_ylabel("amplitude (µV)")

@@ -1,0 +1,449 @@
+"""What a clinical report says, independent of how it is rendered (HTML or PDF).
+
+:func:`build_report` runs the pipeline on the recordings of one visit (or a single record),
+explains each decision, compares quantitative measures with the reference ranges stored in the
+model, and collects everything into a :class:`ClinicalReport`; :mod:`emgdx.report.html` and
+:mod:`emgdx.report.pdf` only lay it out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from emgdx.errors import ConfigError, EmgdxError
+from emgdx.recording import Cohort, Recording, Windows
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure as MplFigure
+
+    from emgdx.pipeline import Pipeline
+
+__all__ = [
+    "DISCLAIMER",
+    "ClinicalReport",
+    "EvidenceFigure",
+    "RecordSection",
+    "build_report",
+    "window_bootstrap_interval",
+]
+
+DISCLAIMER = (
+    "Decision support, not a diagnosis. This report was produced automatically by emgdx from "
+    "the recordings listed. It is meant to assist a qualified clinical neurophysiologist, who "
+    "must interpret it together with the full clinical and electrodiagnostic examination. "
+    "Probabilities are those of a statistical model trained on a limited number of subjects; "
+    "they are not the probability that the patient has the disease."
+)
+
+#: Recordings a visit needs before its probabilities get a bootstrap interval.
+MIN_RECORDS_FOR_CI = 3
+
+QC_TEXT = {
+    "empty": "the recording holds no signal",
+    "flat": "flat stretches (no signal) were found and left out",
+    "clipping": "the amplifier clipped (signal at its limits); clipped stretches were left out",
+    "garbage_tail": "the end of the file holds corrupt data; it was left out",
+    "line_noise": "mains interference was detected and notch-filtered",
+    "too_short": "too little usable signal for a reliable analysis",
+}
+
+
+@dataclass
+class EvidenceFigure:
+    """One figure: a title, a caption and the PNG bytes."""
+
+    title: str
+    caption: str
+    png: bytes
+
+
+@dataclass
+class RecordSection:
+    """Everything the report says about one recording."""
+
+    record_id: str
+    source: str
+    subject_id: str
+    muscle: str
+    level: str
+    fs_hz: float
+    duration_s: float
+    qc_flags: list[str]
+    qc_messages: list[str]
+    usable_fraction: float
+    n_windows: int
+    probs: dict[str, float]
+    intervals: dict[str, tuple[float, float]]
+    predicted: str | None
+    window_agreement: float
+    measures: pd.DataFrame
+    segments: pd.DataFrame
+    figures: list[EvidenceFigure] = field(default_factory=list)
+    note: str = ""
+    true_label: str | None = None
+
+    @property
+    def analysed(self) -> bool:
+        return self.predicted is not None
+
+
+@dataclass
+class ClinicalReport:
+    """A report for one record or one patient visit."""
+
+    title: str
+    patient: dict[str, str]
+    visit: dict[str, str]
+    created: str
+    records: list[RecordSection]
+    visit_probs: dict[str, float] | None
+    visit_intervals: dict[str, tuple[float, float]] | None
+    visit_predicted: str | None
+    model: dict[str, Any]
+    methods: str
+    references: list[str]
+    class_names: tuple[str, ...]
+    disclaimer: str = DISCLAIMER
+
+    @property
+    def summary_line(self) -> str:
+        """One sentence for the top of the report."""
+        analysed = [r for r in self.records if r.analysed]
+        if not analysed:
+            return "No recording could be analysed (see the quality findings)."
+        if self.visit_probs is not None and self.visit_predicted is not None:
+            p = self.visit_probs[self.visit_predicted]
+            bounds = (self.visit_intervals or {}).get(self.visit_predicted, (math.nan, math.nan))
+            return (
+                f"Most consistent with {self.visit_predicted.upper()} (model probability "
+                f"{p:.2f}{_interval_text(bounds)}) across {len(analysed)} recordings."
+            )
+        rec = analysed[0]
+        assert rec.predicted is not None
+        bounds = rec.intervals.get(rec.predicted, (math.nan, math.nan))
+        return (
+            f"Most consistent with {rec.predicted.upper()} (model probability "
+            f"{rec.probs[rec.predicted]:.2f}{_interval_text(bounds)})."
+        )
+
+
+def _interval_text(bounds: tuple[float, float]) -> str:
+    lo, hi = bounds
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return ""
+    return f", 95 % interval {lo:.2f}–{hi:.2f}"
+
+
+# --------------------------------------------------------------------------- uncertainty
+
+
+def window_bootstrap_interval(
+    probs: np.ndarray, *, block: int = 2, n_boot: int = 1000, seed: int = 0, ci: float = 0.95
+) -> np.ndarray:
+    """Percentile interval of a record's mean probability by a moving-block bootstrap.
+
+    Windows overlap (1 s windows every 0.5 s), so neighbours are not independent: blocks of
+    ``block`` consecutive windows are resampled.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[n_classes, 2]`` lower and upper bounds (the mean itself for a single window).
+    """
+    arr = np.asarray(probs, dtype=np.float64)
+    n = arr.shape[0]
+    if n == 0:
+        return np.full((arr.shape[1] if arr.ndim == 2 else 0, 2), np.nan)
+    if n == 1:
+        return np.repeat(arr[0][:, None], 2, axis=1)
+    block = max(1, min(block, n))
+    starts_max = n - block + 1
+    n_blocks = math.ceil(n / block)
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, starts_max, size=(n_boot, n_blocks))
+    idx = (starts[:, :, None] + np.arange(block)[None, None, :]).reshape(n_boot, -1)[:, :n]
+    means = arr[idx].mean(axis=1)  # [n_boot, n_classes]
+    alpha = (1 - ci) / 2
+    return np.quantile(means, [alpha, 1 - alpha], axis=0).T
+
+
+def _record_interval(values: np.ndarray, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """Bootstrap over records (visit level): ``[n_classes, 2]``."""
+    return window_bootstrap_interval(values, block=1, n_boot=n_boot, seed=seed)
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _png(fig: MplFigure, dpi: int = 130) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _model_info(pipeline: Pipeline) -> dict[str, Any]:
+    from emgdx import __version__
+
+    n_params = None
+    if pipeline.kind == "torch":
+        n_params = int(sum(p.numel() for p in pipeline.model_.parameters()))
+    ref = pipeline.reference_ or {}
+    return {
+        "name": pipeline.model_name,
+        "kind": pipeline.kind,
+        "task": pipeline.task,
+        "classes": list(pipeline.class_names),
+        "emgdx_version": __version__,
+        "weights_sha256": pipeline.weights_sha256(),
+        "training_data_sha256": pipeline.data_hash_ or "",
+        "n_training_subjects": len(pipeline.train_subjects_),
+        "n_parameters": n_params,
+        "reference": (
+            f"{ref.get('n_subjects')} healthy subjects, {ref.get('n_records')} records"
+            if ref.get("available")
+            else ref.get("reason", "none stored with this model")
+        ),
+    }
+
+
+def _qc_for(recording: Recording) -> tuple[list[str], float]:
+    from emgdx.quality import assess
+
+    report = assess(recording)
+    return list(report.flags), report.usable_fraction
+
+
+def _record_section(
+    pipeline: Pipeline,
+    recording: Recording,
+    *,
+    explain_method: str | None,
+    n_figures: int,
+) -> RecordSection:
+    from emgdx.reference import compare_to_reference, record_measures
+
+    flags, usable = _qc_for(recording)
+    names = pipeline.class_names
+    level = str(recording.meta.get("level") or "")
+    base = {
+        "record_id": recording.record_id,
+        "source": str(recording.source or ""),
+        "subject_id": str(recording.subject_id or ""),
+        "muscle": str(recording.muscle or ""),
+        "level": level,
+        "fs_hz": float(recording.fs_hz),
+        "duration_s": float(recording.signal.size / recording.fs_hz),
+        "qc_flags": flags,
+        "qc_messages": [QC_TEXT.get(f, f) for f in flags],
+        "usable_fraction": usable,
+        "true_label": recording.label,
+    }
+    try:
+        windows: Windows = pipeline.prepare(recording)
+    except EmgdxError as exc:
+        return _unanalysed(base, names, f"Not analysed: {exc}")
+    if len(windows) == 0:
+        return _unanalysed(base, names, "Not analysed: no usable 1-s window after quality control.")
+    probs = pipeline.predict_windows(windows)
+    mean = probs.mean(axis=0)
+    overlap = round(pipeline.preprocess.window_s / pipeline.preprocess.hop_s)
+    bounds = window_bootstrap_interval(probs, block=max(1, overlap))
+    top = int(mean.argmax())
+    agreement = float(np.mean(probs.argmax(axis=1) == top))
+    measures = pd.DataFrame()
+    if pipeline.windows_in_uv:
+        per_record = record_measures(windows, max_windows_per_record=None)
+        if len(per_record):
+            measures = compare_to_reference(per_record.iloc[0], pipeline.reference_, level or None)
+    figures: list[EvidenceFigure] = []
+    segments = pd.DataFrame(columns=["start_s", "end_s", "share", "peak_uv"])
+    if explain_method and pipeline.kind == "torch" and n_figures > 0:
+        figures, segments = _evidence(pipeline, windows, explain_method, n_figures)
+    elif pipeline.kind == "classical" and n_figures > 0:
+        figures = _feature_figure(pipeline)
+    return RecordSection(
+        **base,
+        n_windows=len(windows),
+        probs={n: float(p) for n, p in zip(names, mean, strict=True)},
+        intervals={n: (float(b[0]), float(b[1])) for n, b in zip(names, bounds, strict=True)},
+        predicted=names[top],
+        window_agreement=agreement,
+        measures=measures,
+        segments=segments,
+        figures=figures,
+    )
+
+
+def _unanalysed(base: dict[str, Any], names: Sequence[str], note: str) -> RecordSection:
+    return RecordSection(
+        **base,
+        n_windows=0,
+        probs={n: math.nan for n in names},
+        intervals={n: (math.nan, math.nan) for n in names},
+        predicted=None,
+        window_agreement=math.nan,
+        measures=pd.DataFrame(),
+        segments=pd.DataFrame(columns=["start_s", "end_s", "share", "peak_uv"]),
+        note=note,
+    )
+
+
+def _evidence(
+    pipeline: Pipeline, windows: Windows, method: str, n_figures: int
+) -> tuple[list[EvidenceFigure], pd.DataFrame]:
+    from emgdx.explain import attribute_record, attribute_windows, top_segments
+    from emgdx.explain.figures import (
+        figure_image_evidence,
+        figure_record_evidence,
+        figure_top_segments,
+    )
+
+    explanation = attribute_record(pipeline, windows, method)  # type: ignore[arg-type]
+    segments = top_segments(explanation, k=3)
+    figs = [
+        EvidenceFigure(
+            "Evidence on the signal",
+            f"Preprocessed signal coloured by the evidence for '{explanation.target_name}' "
+            f"({method.replace('_', ' ')}); the lower panel is the evidence over time and the "
+            "numbered boxes are the most influential 100-ms segments.",
+            _png(figure_record_evidence(explanation, segments=segments)),
+        )
+    ]
+    if n_figures > 1 and len(segments):
+        figs.append(
+            EvidenceFigure(
+                "Most influential segments",
+                "The numbered segments zoomed in (50 ms either side); the percentage is each "
+                "segment's share of all evidence in the record.",
+                _png(figure_top_segments(explanation, segments=segments)),
+            )
+        )
+    if n_figures > 2 and explanation.windows.inputs.ndim == 4:
+        # The window that holds the top segment, with Grad-CAM over its time-frequency image.
+        starts = explanation.window_starts_s
+        best = 0
+        if len(segments):
+            centre = 0.5 * (segments["start_s"].iloc[0] + segments["end_s"].iloc[0])
+            best = int(np.argmin(np.abs(starts + windows.window_s / 2 - centre)))
+        cam = attribute_windows(pipeline, windows, "gradcam", target=explanation.target)
+        kind = "scalogram" if pipeline.representation_name == "cwt" else "spectrogram"
+        figs.append(
+            EvidenceFigure(
+                f"Evidence on the {kind}",
+                f"The model's input for the window with the most evidence ({kind}), and the same "
+                "image with the Grad-CAM map; the white contour encloses the half-maximum.",
+                _png(figure_image_evidence(explanation.windows, best, heat=cam)),
+            )
+        )
+    return figs, segments
+
+
+def _feature_figure(pipeline: Pipeline) -> list[EvidenceFigure]:
+    from emgdx.explain import feature_importance
+    from emgdx.explain.figures import figure_feature_importance
+
+    try:
+        importance = feature_importance(pipeline, method="model")
+    except ConfigError:
+        return []
+    return [
+        EvidenceFigure(
+            "What the model relies on",
+            "The model's own feature importance (not specific to this record).",
+            _png(figure_feature_importance(importance)),
+        )
+    ]
+
+
+def build_report(
+    pipeline: Pipeline,
+    recordings: Recording | Sequence[Recording] | Cohort,
+    *,
+    patient: Mapping[str, str] | None = None,
+    visit: Mapping[str, str] | None = None,
+    explain_method: str | None = "integrated_gradients",
+    n_figures: int = 3,
+    title: str | None = None,
+) -> ClinicalReport:
+    """Analyse, explain and summarise the recordings of one patient visit.
+
+    Parameters
+    ----------
+    pipeline
+        A fitted pipeline.
+    recordings
+        One recording (a record report) or several (a visit report).
+    patient, visit
+        Identifiers shown in the header (e.g. ``{"id": ..., "name": ...}``, ``{"date": ...}``).
+    explain_method
+        Attribution method of the evidence figures (torch models); None for no figures.
+    n_figures
+        Figures per record (1: signal; 2: + zoomed segments; 3: + time-frequency image).
+    title
+        Report title.
+    """
+    from emgdx.report.methods import methods_paragraph
+
+    if not pipeline.fitted:
+        raise ConfigError("the report needs a fitted pipeline (train or load one)")
+    if isinstance(recordings, Recording):
+        recs = [recordings]
+    elif isinstance(recordings, Cohort):
+        recs = list(recordings.recordings)
+    else:
+        recs = list(recordings)
+    if not recs:
+        raise ConfigError("no recordings to report on")
+    sections = [
+        _record_section(pipeline, r, explain_method=explain_method, n_figures=n_figures)
+        for r in recs
+    ]
+    names = tuple(pipeline.class_names)
+    analysed = [s for s in sections if s.analysed]
+    visit_probs = visit_intervals = None
+    visit_predicted = None
+    if len(analysed) > 1:
+        values = np.array([[s.probs[n] for n in names] for s in analysed])
+        mean = values.mean(axis=0)
+        # A bootstrap over two recordings says nothing: no interval below MIN_RECORDS_FOR_CI.
+        bounds = (
+            _record_interval(values)
+            if len(analysed) >= MIN_RECORDS_FOR_CI
+            else np.full((len(names), 2), np.nan)
+        )
+        visit_probs = {n: float(p) for n, p in zip(names, mean, strict=True)}
+        visit_intervals = {
+            n: (float(b[0]), float(b[1])) for n, b in zip(names, bounds, strict=True)
+        }
+        visit_predicted = names[int(mean.argmax())]
+    fs = {s.fs_hz for s in sections}
+    methods, references = methods_paragraph(
+        pipeline,
+        explain_method=explain_method if pipeline.kind == "torch" else None,
+        source_fs_hz=fs.pop() if len(fs) == 1 else None,
+    )
+    pat = {k: str(v) for k, v in (patient or {}).items()}
+    if not pat and len({s.subject_id for s in sections}) == 1:
+        pat = {"id": sections[0].subject_id}
+    return ClinicalReport(
+        title=title or ("EMG visit report" if len(sections) > 1 else "EMG record report"),
+        patient=pat,
+        visit={k: str(v) for k, v in (visit or {}).items()},
+        created=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        records=sections,
+        visit_probs=visit_probs,
+        visit_intervals=visit_intervals,
+        visit_predicted=visit_predicted,
+        model=_model_info(pipeline),
+        methods=methods,
+        references=references,
+        class_names=names,
+    )
