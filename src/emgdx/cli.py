@@ -24,13 +24,13 @@ from rich.console import Console
 from rich.table import Table
 
 from emgdx import __version__
-from emgdx.errors import EmgdxError, SamplingRateError
+from emgdx.errors import ConfigError, EmgdxError, SamplingRateError
 from emgdx.progress import ProgressCallback, progress_bar, progress_bars
 
 if TYPE_CHECKING:
     from emgdx.evaluation import CVResult
     from emgdx.pipeline import Pipeline
-    from emgdx.recording import Cohort, Windows
+    from emgdx.recording import Cohort, Recording, Windows
 
 app = typer.Typer(
     name="emgdx",
@@ -771,6 +771,170 @@ def _print_predictions(pipe: Pipeline, rows: list[dict[str, Any]]) -> None:
             "-" if usable is None else f"{100 * usable:.0f}%",
         )
     _print_table(table)
+
+
+ExplainMethod = Annotated[
+    str,
+    typer.Option(
+        "--method",
+        help="saliency, integrated_gradients, gradcam or occlusion (torch models).",
+    ),
+]
+
+
+def _load_pipeline(model_dir: Path) -> Pipeline:
+    from emgdx.pipeline import Pipeline
+
+    try:
+        return Pipeline.load(model_dir)
+    except EmgdxError as exc:
+        raise _fail(exc) from exc
+
+
+def _read_records(files: list[Path], fs_hz: float | None) -> tuple[list[Recording], list[str]]:
+    """Every record of every file; unreadable files become problems, not a crash."""
+    from emgdx.io import read
+
+    records: list[Recording] = []
+    problems: list[str] = []
+    for path in files:
+        try:
+            records.extend(read(path, fs_hz=fs_hz))
+        except EmgdxError as exc:
+            problems.append(str(exc))
+    return records, problems
+
+
+@app.command()
+def explain(
+    model_dir: Annotated[Path, typer.Argument(help="A folder written by `emgdx train`.")],
+    file: Annotated[Path, typer.Argument(help="A record file to explain.")],
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for the figures and explanation.json.")
+    ] = Path("explanation"),
+    method: ExplainMethod = "integrated_gradients",
+    target: Annotated[
+        str | None,
+        typer.Option("--target", help="Class to explain (default: the predicted class)."),
+    ] = None,
+    segments: Annotated[int, typer.Option("--segments", min=1, help="Top segments.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    fs_hz: FsHz = None,
+) -> None:
+    """Why the model decided what it did: evidence on the signal, figures and top segments."""
+    import numpy as np
+
+    from emgdx.explain import attribute_record, feature_importance, top_segments
+    from emgdx.explain import figures as figs
+
+    pipe = _load_pipeline(model_dir)
+    records, problems = _read_records([file], fs_hz)
+    if problems:
+        raise _fail(EmgdxError(problems[0]))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[str] = []
+    results: list[dict[str, Any]] = []
+    try:
+        if pipe.kind != "torch":
+            importance = feature_importance(pipe, method="model")
+            fig_path = out_dir / "feature_importance.png"
+            figs.figure_feature_importance(importance).savefig(fig_path, dpi=130)
+            written.append(str(fig_path))
+            results.append({"feature_importance": importance.head(15).to_dict(orient="records")})
+        for rec in records:
+            expl = attribute_record(pipe, rec, method, target=target)  # type: ignore[arg-type]
+            top = top_segments(expl, k=segments)
+            stem = rec.record_id.replace(":", "_").replace("/", "_")
+            paths = {
+                "signal": out_dir / f"{stem}_evidence.png",
+                "segments": out_dir / f"{stem}_segments.png",
+            }
+            figs.figure_record_evidence(expl, segments=top).savefig(paths["signal"], dpi=130)
+            if len(top):
+                figs.figure_top_segments(expl, segments=top).savefig(paths["segments"], dpi=130)
+            else:
+                paths.pop("segments")
+            if expl.windows.inputs.ndim == 4:
+                paths["image"] = out_dir / f"{stem}_image.png"
+                best = int(np.argmax(expl.windows.evidence().sum(axis=1)))
+                figs.figure_image_evidence(expl.windows, best).savefig(paths["image"], dpi=130)
+            written += [str(p) for p in paths.values()]
+            results.append(
+                {
+                    "record_id": expl.record_id,
+                    "method": method,
+                    "explained_class": expl.target_name,
+                    "probabilities": expl.record_probs,
+                    "windows": len(expl.windows),
+                    "top_segments": top.to_dict(orient="records"),
+                    "figures": {k: str(v) for k, v in paths.items()},
+                }
+            )
+    except EmgdxError as exc:
+        raise _fail(exc) from exc
+    summary = {"model": pipe.model_name, "file": str(file), "records": results}
+    (out_dir / "explanation.json").write_text(json.dumps(_jsonify(summary), indent=2) + "\n")
+    if as_json:
+        _print_json(summary)
+        return
+    for r in results:
+        if "record_id" not in r:
+            continue
+        probs = ", ".join(f"{k} {v:.2f}" for k, v in r["probabilities"].items())
+        out.print(
+            f"[bold]{r['record_id']}[/]: evidence for [bold]{r['explained_class']}[/] ({probs})"
+        )
+        for i, seg in enumerate(r["top_segments"], start=1):
+            out.print(
+                f"  {i}. {seg['start_s']:.3f}–{seg['end_s']:.3f} s: "
+                f"{100 * seg['share']:.0f} % of the evidence, peak {seg['peak_uv']:.0f} µV"
+            )
+    out.print(f"figures: {', '.join(written)}")
+
+
+@app.command()
+def report(
+    model_dir: Annotated[Path, typer.Argument(help="A folder written by `emgdx train`.")],
+    files: Annotated[list[Path], typer.Argument(help="The recordings of one record or visit.")],
+    out_file: Annotated[
+        Path, typer.Option("--out", help="report.html or report.pdf (chosen by the suffix).")
+    ] = Path("report.html"),
+    patient: Annotated[
+        str | None, typer.Option("--patient", help="Patient identifier shown on the report.")
+    ] = None,
+    visit: Annotated[str | None, typer.Option("--visit", help="Visit date or identifier.")] = None,
+    method: ExplainMethod = "integrated_gradients",
+    figures: Annotated[
+        int, typer.Option("--figures", min=0, max=3, help="Evidence figures per record (0-3).")
+    ] = 3,
+    fs_hz: FsHz = None,
+) -> None:
+    """The clinical report (HTML or PDF) of one record or of a patient visit."""
+    from emgdx.report import build_report, write_report
+
+    if out_file.suffix.lower() not in (".html", ".htm", ".pdf"):
+        raise _fail(ConfigError(f"{out_file}: --out must end in .html or .pdf"))
+    pipe = _load_pipeline(model_dir)
+    records, problems = _read_records(files, fs_hz)
+    for problem in problems:
+        err.print(f"[bold red]skipped:[/] {problem}")
+    if not records:
+        raise _fail(EmgdxError("no readable recording to report on"))
+    try:
+        rep = build_report(
+            pipe,
+            records,
+            patient={"id": patient} if patient else None,
+            visit={"id": visit} if visit else None,
+            explain_method=method,
+            n_figures=figures,
+        )
+        path = write_report(rep, out_file)
+    except EmgdxError as exc:
+        raise _fail(exc) from exc
+    out.print(f"{rep.summary_line}\nreport: {path}")
+    if problems:
+        raise typer.Exit(code=1)
 
 
 def main() -> None:
