@@ -251,7 +251,12 @@ def _record_section(
     except EmgdxError as exc:
         return _unanalysed(base, names, f"Not analysed: {exc}")
     if len(windows) == 0:
-        return _unanalysed(base, names, "Not analysed: no usable 1-s window after quality control.")
+        return _unanalysed(
+            base,
+            names,
+            f"Not analysed: no usable {pipeline.preprocess.window_s:g}-s window after quality "
+            "control.",
+        )
     probs = pipeline.predict_windows(windows)
     mean = probs.mean(axis=0)
     overlap = round(pipeline.preprocess.window_s / pipeline.preprocess.hop_s)
