@@ -17,6 +17,7 @@ happens inside each fold, on training subjects only.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import platform
 import shlex
@@ -138,6 +139,7 @@ def record_run(
         "prepare_seconds": round(prep_s, 1),
         "n_folds": len(result.folds),
         "machine": machine_line("torch", "scikit-learn"),
+        "torch_threads": _torch_threads(),
         "data_hash": result.data_hash,
     }
     for subset in ("all", "low"):
@@ -159,6 +161,14 @@ def record_run(
     return row
 
 
+def _torch_threads() -> int | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return int(torch.get_num_threads())
+
+
 def save_oof(result: Any, folder: Path) -> None:
     """Out-of-fold window probabilities + the index columns needed to re-aggregate them."""
     columns = [c for c in OOF_COLUMNS if c in result.index.columns]
@@ -170,10 +180,13 @@ def save_oof(result: Any, folder: Path) -> None:
 
 def save_row(row: dict[str, Any]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    rows = json.loads(RUNS.read_text()) if RUNS.exists() else []
-    rows = [r for r in rows if r["name"] != row["name"]] + [row]
-    RUNS.write_text(json.dumps(rows, indent=1) + "\n")
-    write_markdown(rows)
+    # Runs may finish at the same moment in parallel processes: read-modify-write under a lock.
+    with (FULL.parent / ".runs.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = json.loads(RUNS.read_text()) if RUNS.exists() else []
+        rows = [r for r in rows if r["name"] != row["name"]] + [row]
+        RUNS.write_text(json.dumps(rows, indent=1) + "\n")
+        write_markdown(rows)
 
 
 def _fmt(value: Any) -> str:
@@ -226,7 +239,16 @@ def write_markdown(rows: list[dict[str, Any]]) -> None:
     lines += ["", "## Commands and machines", ""]
     for r in sorted(rows, key=lambda r: r["name"]):
         wrong = ", ".join(r["wrong_subjects"]) or "none"
-        lines.append(f"- `{r['name']}`: `{r['command']}` — {r['machine']}; subjects wrong: {wrong}")
+        threads = r.get("torch_threads")
+        # Runs with 1 thread shared the 2 cores with a second run: their times are not comparable.
+        env = (
+            f"; torch threads {threads}" + (" (two runs in parallel)" if threads == 1 else "")
+            if threads
+            else ""
+        )
+        lines.append(
+            f"- `{r['name']}`: `{r['command']}` — {r['machine']}{env}; subjects wrong: {wrong}"
+        )
     # Hand-written text (the discussion) after the marker survives regeneration.
     kept = ""
     if RESULTS_MD.exists() and KEEP_MARKER in (text := RESULTS_MD.read_text()):
