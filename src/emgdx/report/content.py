@@ -233,7 +233,7 @@ def _record_section(
     flags, usable = _qc_for(recording)
     names = pipeline.class_names
     level = str(recording.meta.get("level") or "")
-    base = {
+    base: dict[str, Any] = {
         "record_id": recording.record_id,
         "source": str(recording.source or ""),
         "subject_id": str(recording.subject_id or ""),

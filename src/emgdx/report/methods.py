@@ -162,11 +162,12 @@ def methods_paragraph(
     fs = pipeline.fs_hz_ or pre.target_fs_hz
     if fs:
         steps.append(f"resampled to {_fmt_hz(fs)} (polyphase filter)")
-    lo, hi = pre.band_hz
-    steps.append(
-        f"band-pass filtered from {lo:g} to {hi:g} Hz (zero-phase Butterworth, order "
-        f"{pre.filter_order}, second-order sections)"
-    )
+    if pre.band_hz is not None:
+        lo, hi = pre.band_hz
+        steps.append(
+            f"band-pass filtered from {lo:g} to {hi:g} Hz (zero-phase Butterworth, order "
+            f"{pre.filter_order}, second-order sections)"
+        )
     if pre.notch == "auto":
         steps.append(
             "notch-filtered at the mains frequency and its harmonics only where mains "
