@@ -100,6 +100,34 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, sep, *body])
 
 
+def example_report(pipe: Pipeline, cohort: Any) -> list[str]:
+    """A visit report for 3 records of a held-out subject: PDF in out/, pages as PNG in docs."""
+    import pypdfium2 as pdfium
+
+    from emgdx.report import build_report, write_report
+
+    subject = HELD_OUT[0]
+    records = [r for r in cohort.recordings if r.subject_id == subject][:3]
+    report = build_report(
+        pipe, records, patient={"id": subject}, visit={"date": "2001 (EMGLAB N2001)"}
+    )
+    out = DOCS.parent / "out" / "report_example.pdf"
+    write_report(report, out)
+    write_report(report, out.with_suffix(".html"))
+    pdf = pdfium.PdfDocument(str(out))
+    names = []
+    try:
+        FIGURES.mkdir(parents=True, exist_ok=True)
+        for i in range(min(2, len(pdf))):
+            name = f"report_example_page{i + 1}.png"
+            pdf[i].render(scale=1.2).to_pil().save(FIGURES / name)
+            names.append(f"figures/{name}")
+    finally:
+        pdf.close()
+    print(f"example report: {out} ({report.summary_line})", flush=True)
+    return names
+
+
 def real_data(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     folder = n2001_dir()
     if folder is None:
@@ -115,6 +143,8 @@ def real_data(args: argparse.Namespace) -> tuple[list[str], list[str]]:
         t0 = time.perf_counter()
         pipe = Pipeline(model=model, train=TrainConfig(seed=0)).fit(train)
         print(f"{model}: trained in {time.perf_counter() - t0:.0f} s", flush=True)
+        if model == "cnn1d":
+            figs += example_report(pipe, cohort)
         rows, curves = _faithfulness(pipe, probe, args.steps, args.n_random)
         all_rows += rows
         figs.append(_save(figures.figure_deletion_insertion(curves), f"faithfulness_{model}.png"))
