@@ -13,6 +13,7 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -235,7 +236,8 @@ def _record_section(
     level = str(recording.meta.get("level") or "")
     base: dict[str, Any] = {
         "record_id": recording.record_id,
-        "source": str(recording.source or ""),
+        # The file's name, not its path: a report should not reveal the server's folders.
+        "source": Path(recording.source).name if recording.source else "",
         "subject_id": str(recording.subject_id or ""),
         "muscle": str(recording.muscle or ""),
         "level": level,

@@ -160,14 +160,19 @@ def _record_flowables(
     for c in report.class_names:
         mark = " ◀" if c == s.predicted else ""
         rows.append([c + mark, f"{s.probs[c]:.2f}", format_interval(s.intervals[c])])
-    out += [
-        Paragraph("Model output", st["h3"]),
-        _table(rows, [40 * mm, 25 * mm, 55 * mm], font, bold),
-        Paragraph(
-            f"{100 * s.window_agreement:.0f} % of the windows agree with the record's reading.",
-            st["base"],
-        ),
-    ]
+    out.append(
+        KeepTogether(
+            [
+                Paragraph("Model output", st["h3"]),
+                _table(rows, [40 * mm, 25 * mm, 55 * mm], font, bold),
+                Paragraph(
+                    f"{100 * s.window_agreement:.0f} % of the windows agree with the record's "
+                    "reading.",
+                    st["base"],
+                ),
+            ]
+        )
+    )
     if s.measures is not None and len(s.measures):
         level = s.measures["reference_level"].iloc[0]
         header = "reference range" + (f" ({level} contraction)" if level else "")
@@ -177,10 +182,14 @@ def _record_flowables(
             flag = {"high": "↑ above", "low": "↓ below"}.get(m.flag, "")
             label = f"{m.label} ({m.unit})" if m.unit else m.label
             rows.append([label, format_value(m.value), rng, flag])
-        out += [
-            Paragraph("Quantitative EMG", st["h3"]),
-            _table(rows, [72 * mm, 22 * mm, 62 * mm, 20 * mm], font, bold),
-        ]
+        out.append(
+            KeepTogether(
+                [
+                    Paragraph("Quantitative EMG", st["h3"]),
+                    _table(rows, [72 * mm, 22 * mm, 62 * mm, 20 * mm], font, bold),
+                ]
+            )
+        )
     for fig in s.figures:
         out.append(
             KeepTogether(
