@@ -225,7 +225,20 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--n-random", type=int, default=3)
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument(
+        "--report-only", action="store_true", help="only the example report (docs/figures)"
+    )
     args = parser.parse_args()
+    if args.report_only:
+        folder = n2001_dir()
+        if folder is None:
+            raise SystemExit("N2001 data not found (set EMGDX_DATA or use ../shared/data)")
+        cohort = read_cohort(folder)
+        windows = Pipeline(model="cnn1d", n_jobs=2).prepare(cohort)
+        train = ~windows.index["subject_id"].isin(HELD_OUT).to_numpy()
+        pipe = Pipeline(model="cnn1d", train=TrainConfig(seed=0)).fit(windows.select(train))
+        example_report(pipe, cohort)
+        return 0
     t0 = time.perf_counter()
     real_lines, figs = real_data(args)
     sim_lines = simulated(args)
