@@ -685,13 +685,8 @@ def predict(
 ) -> None:
     """Class probabilities, prediction, confidence and QC per record of each file."""
     from emgdx.io import read
-    from emgdx.pipeline import Pipeline
 
-    try:
-        pipe = Pipeline.load(model_dir)
-    except EmgdxError as exc:
-        raise _fail(exc) from exc
-
+    pipe = _load_pipeline(model_dir)
     rows: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
     show = not as_json

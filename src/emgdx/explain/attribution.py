@@ -319,6 +319,7 @@ def attribute_windows(
     batch_size: int = 32,
     n_steps: int = 32,
     occlusion_ms: float = 10.0,
+    probs: np.ndarray | None = None,
 ) -> Attribution:
     """Attributions of a fitted torch pipeline's decision on each window.
 
@@ -340,6 +341,8 @@ def attribute_windows(
         Integration steps of integrated gradients.
     occlusion_ms
         Patch width of occlusion on waveforms (half-overlapping patches).
+    probs
+        ``pipeline.predict_windows(windows)`` when the caller already has it (saves a pass).
 
     Returns
     -------
@@ -352,7 +355,8 @@ def attribute_windows(
         raise ConfigError(f"unknown attribution method {method!r}; choose one of {list(METHODS)}")
     if len(windows) == 0:
         raise SignalError("no windows to explain (the record may be too short or unusable)")
-    probs = pipeline.predict_windows(windows)
+    if probs is None:
+        probs = pipeline.predict_windows(windows)
     targets = _targets(target, probs, pipeline.class_names)
     arrays = pipeline.model_inputs(windows)
     model = pipeline.model_.to("cpu").eval()
@@ -452,18 +456,14 @@ def attribute_record(
     records = windows.index["record_id"].astype(str).unique()
     if records.size != 1:
         raise SignalError(f"attribute_record takes one record, got {records.size}")
-    probs = pipeline.predict_windows(windows)
+    probs = kwargs.pop("probs", None)
+    if probs is None:
+        probs = pipeline.predict_windows(windows)
     mean = probs.mean(axis=0)
     names = tuple(pipeline.class_names)
-    if target is None:
-        tgt = int(mean.argmax())
-    elif isinstance(target, str):
-        if target not in names:
-            raise ConfigError(f"unknown target class {target!r}; classes: {list(names)}")
-        tgt = names.index(target)
-    else:
-        tgt = int(target)
-    attr = attribute_windows(pipeline, windows, method, target=tgt, **kwargs)
+    # The record's class (or the one asked for) for every window: one map, one question.
+    tgt = int(_targets(target, mean[None, :], names)[0])
+    attr = attribute_windows(pipeline, windows, method, target=tgt, probs=probs, **kwargs)
     time_s, attribution, _ = _stitch(windows, attr.time_profile)
     _, signal, _ = _stitch(windows, windows.data.astype(np.float64))
     return RecordAttribution(

@@ -273,7 +273,7 @@ def _record_section(
     figures: list[EvidenceFigure] = []
     segments = pd.DataFrame(columns=["start_s", "end_s", "share", "peak_uv"])
     if explain_method and pipeline.kind == "torch" and n_figures > 0:
-        figures, segments = _evidence(pipeline, windows, explain_method, n_figures)
+        figures, segments = _evidence(pipeline, windows, probs, explain_method, n_figures)
     elif pipeline.kind == "classical" and n_figures > 0:
         figures = _feature_figure(pipeline)
     return RecordSection(
@@ -304,7 +304,7 @@ def _unanalysed(base: dict[str, Any], names: Sequence[str], note: str) -> Record
 
 
 def _evidence(
-    pipeline: Pipeline, windows: Windows, method: str, n_figures: int
+    pipeline: Pipeline, windows: Windows, probs: np.ndarray, method: str, n_figures: int
 ) -> tuple[list[EvidenceFigure], pd.DataFrame]:
     from emgdx.explain import attribute_record, attribute_windows, top_segments
     from emgdx.explain.figures import (
@@ -313,7 +313,7 @@ def _evidence(
         figure_top_segments,
     )
 
-    explanation = attribute_record(pipeline, windows, method)  # type: ignore[arg-type]
+    explanation = attribute_record(pipeline, windows, method, probs=probs)  # type: ignore[arg-type]
     segments = top_segments(explanation, k=3)
     figs = [
         EvidenceFigure(
@@ -340,7 +340,9 @@ def _evidence(
         if len(segments):
             centre = 0.5 * (segments["start_s"].iloc[0] + segments["end_s"].iloc[0])
             best = int(np.argmin(np.abs(starts + windows.window_s / 2 - centre)))
-        cam = attribute_windows(pipeline, windows, "gradcam", target=explanation.target)
+        cam = attribute_windows(
+            pipeline, windows, "gradcam", target=explanation.target, probs=probs
+        )
         kind = "scalogram" if pipeline.representation_name == "cwt" else "spectrogram"
         figs.append(
             EvidenceFigure(
