@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import secrets
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -45,3 +50,73 @@ def muap_table() -> Path:
             pytest.fail(f"CI=true but {msg}")
         pytest.skip(msg)
     return csv
+
+
+_POSTGRES_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "postgres.sh"
+
+
+def _admin_postgres_url() -> tuple[str | None, str]:
+    """(SQLAlchemy URL of the test server, "") or (None, why it is not available)."""
+    url = os.environ.get("EMGDX_TEST_POSTGRES_URL")
+    if url:
+        return url, ""
+    try:
+        # apt-get may install the server first: slow on a fresh CI machine.
+        done = subprocess.run(
+            ["bash", str(_POSTGRES_SCRIPT), "start"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"{_POSTGRES_SCRIPT.name} start failed: {exc}"
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        tail = "\n".join(done.stderr.strip().splitlines()[-20:])
+        return None, f"{_POSTGRES_SCRIPT.name} start exited {done.returncode}:\n{tail}"
+    return lines[-1].strip(), ""
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """SQLAlchemy URL of a fresh database for this (xdist) worker on a real PostgreSQL.
+
+    The server comes from $EMGDX_TEST_POSTGRES_URL or else from scripts/postgres.sh (which
+    installs and starts one on loopback). The database is dropped at the end of the session.
+    Skips (or fails under CI=true) when PostgreSQL cannot be had.
+    """
+
+    def unavailable(why: str) -> NoReturn:
+        msg = f"PostgreSQL not available: {why}"
+        if IN_CI:
+            pytest.fail(f"CI=true but {msg}")
+        pytest.skip(msg)
+
+    try:
+        import psycopg
+        from psycopg import sql
+    except ImportError:
+        unavailable("psycopg not installed (pip install 'emgdx[postgres]')")
+    admin_url, why = _admin_postgres_url()
+    if admin_url is None:
+        unavailable(why)
+
+    # SQLAlchemy's "postgresql+psycopg://" is psycopg's "postgresql://".
+    admin = urlsplit(admin_url)
+    conninfo = urlunsplit(admin._replace(scheme="postgresql"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"emgdx_test_{worker}_{secrets.token_hex(4)}"
+    try:
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=30) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.Error as exc:
+        unavailable(f"cannot create a database through {admin_url}: {exc}")
+    try:
+        yield urlunsplit(admin._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=30) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )

@@ -7,6 +7,8 @@
 ``emgdx predict MODEL F…`` per-record class probabilities and QC of new files
 ``emgdx demo``             the main job on the embedded default (simulated) cohort: QC,
                            preprocessing, training and subject-wise evaluation with a report
+``emgdx serve``            the clinic service: API, web page, patient history in a database
+``emgdx clinic …``         clinics, API tokens and database migrations of the service
 """
 
 from __future__ import annotations
@@ -930,6 +932,17 @@ def report(
     out.print(f"{rep.summary_line}\nreport: {path}")
     if problems:
         raise typer.Exit(code=1)
+
+
+def _register_clinic_commands() -> None:
+    # typer and rich only: FastAPI & co. are imported when a clinic command runs.
+    from emgdx.clinic.cli import clinic_app, serve
+
+    app.command()(serve)
+    app.add_typer(clinic_app, name="clinic")
+
+
+_register_clinic_commands()
 
 
 def main() -> None:

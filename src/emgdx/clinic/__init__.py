@@ -1,0 +1,1 @@
+"""emgdx clinic service: API, web page and longitudinal patient records."""

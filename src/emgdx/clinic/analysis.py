@@ -1,0 +1,185 @@
+"""Run the model over a visit's recordings and store the result, all in one transaction.
+
+The slow part (reading, model, explanations, report rendering) runs outside any database
+transaction; the result is then written in a single one. If anything fails, nothing of the
+analysis is stored and the visit stays as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from emgdx.clinic.ingest import UploadedFile, read_stored
+from emgdx.clinic.models import Analysis, Figure, RecordResult, Visit
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from emgdx.pipeline import Pipeline
+    from emgdx.report import ClinicalReport
+
+__all__ = ["AnalysisRunner", "finite"]
+
+
+def finite(value: Any) -> float | None:
+    """A float, or None for NaN/inf (JSON and PostgreSQL have no NaN)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _measure_rows(frame: Any) -> list[dict[str, Any]]:
+    if frame is None or len(frame) == 0:
+        return []
+    return [
+        {
+            "measure": str(row["measure"]),
+            "label": str(row["label"]),
+            "unit": str(row["unit"]),
+            "value": finite(row["value"]),
+            "ref_low": finite(row["low"]),
+            "ref_high": finite(row["high"]),
+            "status": str(row["flag"]),
+        }
+        for _, row in frame.iterrows()
+    ]
+
+
+def visit_measures(report: ClinicalReport) -> dict[str, float | None]:
+    """Each quantitative measure averaged over the visit's analysed records."""
+    values: dict[str, list[float]] = {}
+    for section in report.records:
+        for row in _measure_rows(section.measures):
+            if row["value"] is not None:
+                values.setdefault(row["measure"], []).append(row["value"])
+    return {k: float(np.mean(v)) for k, v in values.items()}
+
+
+class AnalysisRunner:
+    """Analyses visits with one loaded pipeline; at most ``workers`` at the same time."""
+
+    def __init__(self, pipeline: Pipeline, *, workers: int = 1, explain_figures: int = 3) -> None:
+        self.pipeline = pipeline
+        self.explain_figures = explain_figures
+        # The model already uses every core; more parallel analyses only queue inside torch.
+        self._slots = threading.BoundedSemaphore(workers)
+        self.model_info = {
+            "name": str(pipeline.model_name),
+            "version": _version(),
+            "weights_sha256": pipeline.weights_sha256(),
+        }
+
+    def load_inputs(
+        self, session: Session, visit: Visit
+    ) -> tuple[list[Any], list[tuple[str, str]]]:
+        """The visit's recordings as per-channel Recording objects, with (recording id, channel)."""
+        recordings: list[Any] = []
+        origin: list[tuple[str, str]] = []
+        for stored in visit.recordings:
+            files = [UploadedFile(f.filename, f.content) for f in stored.files]
+            channels = read_stored(files, stored.read_options)
+            for ch in channels:
+                recordings.append(
+                    dataclasses.replace(
+                        ch,
+                        subject_id=visit.patient.external_id,
+                        muscle=stored.muscle or ch.muscle,
+                        label=None,  # a file's own diagnosis field is not the clinic's finding
+                    )
+                )
+                origin.append((stored.id, str(ch.channel or "ch0")))
+        return recordings, origin
+
+    def analyse(
+        self,
+        recordings: list[Any],
+        *,
+        patient: Mapping[str, str],
+        visit: Mapping[str, str],
+        explain: bool,
+    ) -> ClinicalReport:
+        from emgdx.report import build_report
+
+        with self._slots:
+            return build_report(
+                self.pipeline,
+                recordings,
+                patient=patient,
+                visit=visit,
+                explain_method="integrated_gradients" if explain else None,
+                n_figures=self.explain_figures if explain else 0,
+            )
+
+    def to_rows(
+        self, visit_id: str, report: ClinicalReport, origin: list[tuple[str, str]]
+    ) -> Analysis:
+        """The report as (unsaved) rows: Analysis → RecordResult → Figure."""
+        from emgdx.report import render_html, render_pdf
+
+        names = report.class_names
+        if report.visit_probs is not None:
+            probs, intervals = report.visit_probs, report.visit_intervals or {}
+            predicted = report.visit_predicted
+        else:  # one analysed record (or none): the visit is that record
+            analysed = [s for s in report.records if s.analysed]
+            first = analysed[0] if analysed else report.records[0]
+            probs, intervals, predicted = first.probs, first.intervals, first.predicted
+        analysis = Analysis(
+            visit_id=visit_id,
+            model_name=self.model_info["name"],
+            model_version=self.model_info["version"],
+            weights_sha256=self.model_info["weights_sha256"],
+            predicted=predicted,
+            probs={n: finite(probs.get(n)) for n in names},
+            intervals={
+                n: [
+                    finite(intervals.get(n, (math.nan,) * 2)[0]),
+                    finite(intervals.get(n, (math.nan,) * 2)[1]),
+                ]
+                for n in names
+            },
+            summary=report.summary_line,
+            measures=visit_measures(report),
+            report_html=render_html(report),
+            report_pdf=render_pdf(report),
+        )
+        for position, (section, (recording_id, channel)) in enumerate(
+            zip(report.records, origin, strict=True)
+        ):
+            result = RecordResult(
+                recording_id=recording_id,
+                position=position,
+                channel=channel,
+                predicted=section.predicted,
+                probs={n: finite(section.probs.get(n)) for n in names},
+                intervals={
+                    n: [finite(b) for b in section.intervals.get(n, (math.nan, math.nan))]
+                    for n in names
+                },
+                qc_flags=list(section.qc_flags),
+                qc_messages=list(section.qc_messages),
+                usable_fraction=float(section.usable_fraction),
+                n_windows=int(section.n_windows),
+                note=section.note,
+                measures=_measure_rows(section.measures),
+            )
+            result.figures = [
+                Figure(position=i, title=f.title, caption=f.caption, png=f.png)
+                for i, f in enumerate(section.figures)
+            ]
+            analysis.records.append(result)
+        return analysis
+
+
+def _version() -> str:
+    from emgdx import __version__
+
+    return str(__version__)

@@ -1,0 +1,639 @@
+"""The HTTP API (``/api/v1``): patients, visits, uploads, analyses, reports, timelines.
+
+Every route but ``/health`` needs a bearer token; each query is scoped to the token's clinic,
+and a resource of another clinic answers 404 exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import HTMLResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from emgdx.clinic import schemas as s
+from emgdx.clinic.admin import authenticate
+from emgdx.clinic.ingest import UploadedFile, parse_upload, safe_filename
+from emgdx.clinic.models import (
+    Analysis,
+    Figure,
+    Patient,
+    Recording,
+    RecordingFile,
+    RecordResult,
+    Visit,
+)
+from emgdx.clinic.trends import TimelinePoint, alerts, quantity_label, timeline_plot, trends
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1")
+bearer = HTTPBearer(auto_error=False, description="An API token from `emgdx clinic token`.")
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": s.Error, "description": "Missing or invalid token."},
+    404: {"model": s.Error, "description": "No such resource in this clinic."},
+}
+
+
+# --------------------------------------------------------------------------- plumbing
+
+
+def _state(request: Request) -> Any:
+    return request.app.state
+
+
+def clinic_of(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> str:
+    """The id of the clinic whose token authorised the request (401 otherwise)."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    with _state(request).db.session() as session:
+        clinic = authenticate(session, credentials.credentials)
+        if clinic is None:
+            raise HTTPException(
+                401, "invalid or revoked token", headers={"WWW-Authenticate": "Bearer"}
+            )
+        request.state.clinic_id = clinic.id
+        return clinic.id
+
+
+ClinicId = Annotated[str, Depends(clinic_of)]
+
+
+def _not_found(what: str) -> HTTPException:
+    return HTTPException(404, f"no such {what}")
+
+
+def _patient(session: Session, clinic_id: str, patient_id: str) -> Patient:
+    patient = session.scalar(
+        select(Patient).where(Patient.id == patient_id, Patient.clinic_id == clinic_id)
+    )
+    if patient is None:
+        raise _not_found("patient")
+    return patient
+
+
+def _visit(session: Session, clinic_id: str, visit_id: str) -> Visit:
+    visit = session.scalar(
+        select(Visit)
+        .join(Patient)
+        .where(Visit.id == visit_id, Patient.clinic_id == clinic_id)
+        .options(selectinload(Visit.recordings).selectinload(Recording.files))
+    )
+    if visit is None:
+        raise _not_found("visit")
+    return visit
+
+
+def _analysis(session: Session, clinic_id: str, analysis_id: str) -> Analysis:
+    analysis = session.scalar(
+        select(Analysis)
+        .join(Visit)
+        .join(Patient)
+        .where(Analysis.id == analysis_id, Patient.clinic_id == clinic_id)
+    )
+    if analysis is None:
+        raise _not_found("analysis")
+    return analysis
+
+
+def _latest_analysis(session: Session, visit_id: str) -> Analysis | None:
+    return session.scalar(
+        select(Analysis)
+        .where(Analysis.visit_id == visit_id)
+        .order_by(Analysis.created_at.desc(), Analysis.id)
+        .limit(1)
+    )
+
+
+# --------------------------------------------------------------------------- serialisers
+
+
+def _patient_out(p: Patient, n_visits: int) -> s.PatientOut:
+    return s.PatientOut(
+        id=p.id,
+        external_id=p.external_id,
+        name=p.name,
+        birth_year=p.birth_year,
+        sex=p.sex,
+        created_at=p.created_at,
+        n_visits=n_visits,
+    )
+
+
+def _visit_out(session: Session, v: Visit) -> s.VisitOut:
+    latest = _latest_analysis(session, v.id)
+    covered = (
+        latest is not None
+        and v.recordings
+        and all(_aware(r.created_at) <= _aware(latest.created_at) for r in v.recordings)
+    )
+    return s.VisitOut(
+        id=v.id,
+        patient_id=v.patient_id,
+        date=v.visit_date,
+        notes=v.notes,
+        created_at=v.created_at,
+        n_recordings=len(v.recordings),
+        status="analysed" if covered else "new",
+    )
+
+
+def _aware(t: dt.datetime) -> dt.datetime:
+    # SQLite returns naive datetimes for timezone-aware columns; all are stored in UTC.
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+def _recording_out(r: Recording) -> s.RecordingOut:
+    return s.RecordingOut(
+        id=r.id,
+        visit_id=r.visit_id,
+        name=r.name,
+        format=r.format,
+        files=[
+            s.FileOut(filename=f.filename, size_bytes=f.size_bytes, sha256=f.sha256)
+            for f in sorted(r.files, key=lambda f: f.filename)
+        ],
+        channels=list(r.channels),
+        fs_hz=r.fs_hz,
+        duration_s=r.duration_s,
+        muscle=r.muscle,
+        qc_flags=list(r.qc_flags),
+        created_at=r.created_at,
+    )
+
+
+def _analysis_out(a: Analysis) -> s.AnalysisOut:
+    base = f"/api/v1/analyses/{a.id}"
+    return s.AnalysisOut(
+        id=a.id,
+        visit_id=a.visit_id,
+        created_at=a.created_at,
+        predicted=a.predicted,
+        summary=a.summary,
+        model={
+            "name": a.model_name,
+            "version": a.model_version,
+            "weights_sha256": a.weights_sha256,
+        },
+        probs=a.probs,
+        intervals=a.intervals,
+        measures=a.measures,
+        records=[
+            s.RecordResultOut(
+                recording_id=r.recording_id,
+                channel=r.channel,
+                predicted=r.predicted,
+                probs=r.probs,
+                intervals=r.intervals,
+                qc_flags=r.qc_flags,
+                qc_messages=r.qc_messages,
+                usable_fraction=r.usable_fraction,
+                n_windows=r.n_windows,
+                note=r.note,
+                measures=[s.MeasureOut(**m) for m in r.measures],
+                figures=[
+                    s.FigureOut(
+                        id=f.id, title=f.title, caption=f.caption, url=f"/api/v1/figures/{f.id}.png"
+                    )
+                    for f in r.figures
+                ],
+            )
+            for r in a.records
+        ],
+        report_html_url=f"{base}/report.html",
+        report_pdf_url=f"{base}/report.pdf",
+    )
+
+
+# --------------------------------------------------------------------------- routes
+
+
+@router.get("/health", response_model=s.Health, tags=["service"])
+def health(request: Request) -> s.Health:
+    """Liveness: the database answers; which model is loaded (no token needed)."""
+    state = _state(request)
+    with state.db.session() as session:
+        session.execute(select(1))
+    runner = state.runner
+    model = (
+        {**runner.model_info, "class_names": list(runner.pipeline.class_names)} if runner else None
+    )
+    return s.Health(status="ok", database=state.db.backend, model=model)
+
+
+@router.get("/me", response_model=s.Me, responses=ERRORS, tags=["service"])
+def me(request: Request, clinic_id: ClinicId) -> s.Me:
+    """The clinic this token belongs to."""
+    from emgdx.clinic.models import Clinic
+
+    with _state(request).db.session() as session:
+        clinic = session.get(Clinic, clinic_id)
+        assert clinic is not None
+        return s.Me(clinic=s.ClinicOut(id=clinic.id, name=clinic.name))
+
+
+@router.post(
+    "/patients",
+    status_code=201,
+    response_model=s.PatientOut,
+    responses={**ERRORS, 409: {"model": s.Error}},
+    tags=["patients"],
+)
+def create_patient(request: Request, clinic_id: ClinicId, body: s.PatientIn) -> s.PatientOut:
+    """Register a patient under the clinic's own identifier."""
+    try:
+        with _state(request).db.session() as session:
+            patient = Patient(clinic_id=clinic_id, **body.model_dump())
+            session.add(patient)
+            session.flush()
+            return _patient_out(patient, 0)
+    except IntegrityError:
+        raise HTTPException(409, "a patient with this external_id exists already") from None
+
+
+@router.get("/patients", response_model=s.PatientList, responses=ERRORS, tags=["patients"])
+def list_patients(request: Request, clinic_id: ClinicId) -> s.PatientList:
+    """The clinic's patients, by external id."""
+    with _state(request).db.session() as session:
+        counts = (
+            select(Visit.patient_id, func.count(Visit.id).label("n"))
+            .group_by(Visit.patient_id)
+            .subquery()
+        )
+        rows = session.execute(
+            select(Patient, func.coalesce(counts.c.n, 0))
+            .outerjoin(counts, counts.c.patient_id == Patient.id)
+            .where(Patient.clinic_id == clinic_id)
+            .order_by(Patient.external_id)
+        ).all()
+        return s.PatientList(patients=[_patient_out(p, int(n)) for p, n in rows])
+
+
+@router.get(
+    "/patients/{patient_id}", response_model=s.PatientDetail, responses=ERRORS, tags=["patients"]
+)
+def get_patient(request: Request, clinic_id: ClinicId, patient_id: str) -> s.PatientDetail:
+    """A patient with its visits (oldest first)."""
+    with _state(request).db.session() as session:
+        p = _patient(session, clinic_id, patient_id)
+        visits = [_visit_out(session, v) for v in p.visits]
+        return s.PatientDetail(**_patient_out(p, len(visits)).model_dump(), visits=visits)
+
+
+@router.post(
+    "/patients/{patient_id}/visits",
+    status_code=201,
+    response_model=s.VisitOut,
+    responses=ERRORS,
+    tags=["visits"],
+)
+def create_visit(
+    request: Request, clinic_id: ClinicId, patient_id: str, body: s.VisitIn
+) -> s.VisitOut:
+    """Open a visit (an examination day) for the patient."""
+    with _state(request).db.session() as session:
+        p = _patient(session, clinic_id, patient_id)
+        visit = Visit(patient_id=p.id, visit_date=body.date, notes=body.notes)
+        session.add(visit)
+        session.flush()
+        return _visit_out(session, visit)
+
+
+@router.get(
+    "/patients/{patient_id}/visits", response_model=s.VisitList, responses=ERRORS, tags=["visits"]
+)
+def list_visits(request: Request, clinic_id: ClinicId, patient_id: str) -> s.VisitList:
+    """The patient's visits, oldest first."""
+    with _state(request).db.session() as session:
+        p = _patient(session, clinic_id, patient_id)
+        return s.VisitList(visits=[_visit_out(session, v) for v in p.visits])
+
+
+@router.get("/visits/{visit_id}", response_model=s.VisitDetail, responses=ERRORS, tags=["visits"])
+def get_visit(request: Request, clinic_id: ClinicId, visit_id: str) -> s.VisitDetail:
+    """A visit with its recordings and its latest analysis."""
+    with _state(request).db.session() as session:
+        v = _visit(session, clinic_id, visit_id)
+        latest = _latest_analysis(session, v.id)
+        return s.VisitDetail(
+            **_visit_out(session, v).model_dump(),
+            recordings=[_recording_out(r) for r in v.recordings],
+            analysis=_analysis_out(latest) if latest else None,
+        )
+
+
+@router.post(
+    "/visits/{visit_id}/recordings",
+    status_code=201,
+    response_model=s.RecordingList,
+    responses={**ERRORS, 413: {"model": s.Error}, 422: {"model": s.Error}},
+    tags=["recordings"],
+)
+def upload_recordings(
+    request: Request,
+    clinic_id: ClinicId,
+    visit_id: str,
+    files: Annotated[
+        list[UploadFile],
+        File(description="The files of one or more records (WFDB: the .hea with its .dat/.bin)."),
+    ],
+    muscle: Annotated[str | None, Form(max_length=100)] = None,
+    fs_hz: Annotated[
+        float | None,
+        Form(
+            gt=0,
+            le=1e6,
+            description="Sampling rate for files that store none (NPY, CSV without time).",
+        ),
+    ] = None,
+    uv_per_unit: Annotated[
+        float | None,
+        Form(gt=0, le=1e9, description="µV per stored unit for files without a voltage unit."),
+    ] = None,
+) -> s.RecordingList:
+    """Add recordings to a visit. Every file is read and checked first; if any is unreadable,
+    none is stored and the answer (422) names the file and the problem."""
+    settings = _state(request).settings
+    with _state(request).db.session() as session:
+        _visit(session, clinic_id, visit_id)  # 404 before reading anything
+    if len(files) > settings.max_files_per_request:
+        raise HTTPException(422, f"at most {settings.max_files_per_request} files per upload")
+    uploaded: list[UploadedFile] = []
+    for f in files:
+        content = f.file.read(settings.max_file_bytes + 1)
+        if len(content) > settings.max_file_bytes:
+            raise HTTPException(
+                413,
+                f"{(f.filename or '?')[:60]}: larger than the limit of "
+                f"{settings.max_file_bytes / 2**20:g} MiB per file",
+            )
+        uploaded.append(UploadedFile(safe_filename(f.filename), content))
+    parsed = parse_upload(uploaded, fs_hz=fs_hz, uv_per_unit=uv_per_unit)
+    with _state(request).db.session() as session:
+        visit = _visit(session, clinic_id, visit_id)
+        rows = []
+        for rec in parsed:
+            row = Recording(
+                visit_id=visit.id,
+                name=rec.name,
+                format=rec.format,
+                channels=rec.channels,
+                fs_hz=rec.fs_hz,
+                duration_s=rec.duration_s,
+                muscle=muscle or None,
+                qc_flags=rec.qc_flags,
+                read_options=rec.read_options,
+                created_at=dt.datetime.now(dt.UTC),
+            )
+            row.files = [
+                RecordingFile(
+                    filename=f.filename,
+                    size_bytes=len(f.content),
+                    sha256=f.sha256,
+                    content=f.content,
+                )
+                for f in rec.files
+            ]
+            session.add(row)
+            rows.append(row)
+        session.flush()
+        return s.RecordingList(recordings=[_recording_out(r) for r in rows])
+
+
+@router.get(
+    "/visits/{visit_id}/recordings",
+    response_model=s.RecordingList,
+    responses=ERRORS,
+    tags=["recordings"],
+)
+def list_recordings(request: Request, clinic_id: ClinicId, visit_id: str) -> s.RecordingList:
+    """The visit's recordings (without their content)."""
+    with _state(request).db.session() as session:
+        v = _visit(session, clinic_id, visit_id)
+        return s.RecordingList(recordings=[_recording_out(r) for r in v.recordings])
+
+
+@router.post(
+    "/visits/{visit_id}/analysis",
+    status_code=201,
+    response_model=s.AnalysisOut,
+    responses={**ERRORS, 409: {"model": s.Error}, 422: {"model": s.Error}, 503: {"model": s.Error}},
+    tags=["analyses"],
+)
+def analyse_visit(
+    request: Request,
+    clinic_id: ClinicId,
+    visit_id: str,
+    body: Annotated[s.AnalysisIn | None, Body()] = None,
+) -> s.AnalysisOut:
+    """Run the model over all the visit's recordings: diagnosis, QC, measures, evidence figures
+    and the clinical report, stored together in one transaction (nothing is stored on failure)."""
+    state = _state(request)
+    runner = state.runner
+    if runner is None:
+        raise HTTPException(503, "no model is loaded on this server (start it with --model)")
+    explain = (body or s.AnalysisIn()).explain
+    with state.db.session() as session:
+        visit = _visit(session, clinic_id, visit_id)
+        if not visit.recordings:
+            raise HTTPException(409, "the visit has no recordings yet; upload some first")
+        recordings, origin = runner.load_inputs(session, visit)
+        patient = {"id": visit.patient.external_id}
+        if visit.patient.name:
+            patient["name"] = visit.patient.name
+        visit_info = {"date": visit.visit_date.isoformat()}
+        recording_ids = {r.id for r in visit.recordings}
+    report = runner.analyse(recordings, patient=patient, visit=visit_info, explain=explain)
+    analysis = runner.to_rows(visit_id, report, origin)
+    with state.db.session() as session:
+        visit = _visit(session, clinic_id, visit_id)  # still there (and still this clinic's)?
+        if not recording_ids <= {r.id for r in visit.recordings}:
+            raise HTTPException(
+                409, "the visit's recordings changed during the analysis; run it again"
+            )
+        analysis.created_at = dt.datetime.now(dt.UTC)
+        session.add(analysis)
+        session.flush()
+        return _analysis_out(analysis)
+
+
+@router.get(
+    "/visits/{visit_id}/analysis", response_model=s.AnalysisOut, responses=ERRORS, tags=["analyses"]
+)
+def latest_analysis(request: Request, clinic_id: ClinicId, visit_id: str) -> s.AnalysisOut:
+    """The visit's most recent analysis."""
+    with _state(request).db.session() as session:
+        v = _visit(session, clinic_id, visit_id)
+        latest = _latest_analysis(session, v.id)
+        if latest is None:
+            raise HTTPException(404, "the visit has not been analysed yet")
+        return _analysis_out(latest)
+
+
+@router.get(
+    "/visits/{visit_id}/analyses",
+    response_model=s.AnalysisList,
+    responses=ERRORS,
+    tags=["analyses"],
+)
+def list_analyses(request: Request, clinic_id: ClinicId, visit_id: str) -> s.AnalysisList:
+    """Every analysis of the visit, newest first."""
+    with _state(request).db.session() as session:
+        v = _visit(session, clinic_id, visit_id)
+        rows = session.scalars(
+            select(Analysis).where(Analysis.visit_id == v.id).order_by(Analysis.created_at.desc())
+        ).all()
+        return s.AnalysisList(
+            analyses=[
+                s.AnalysisSummary(
+                    id=a.id,
+                    visit_id=a.visit_id,
+                    created_at=a.created_at,
+                    predicted=a.predicted,
+                    summary=a.summary,
+                )
+                for a in rows
+            ]
+        )
+
+
+@router.get(
+    "/analyses/{analysis_id}", response_model=s.AnalysisOut, responses=ERRORS, tags=["analyses"]
+)
+def get_analysis(request: Request, clinic_id: ClinicId, analysis_id: str) -> s.AnalysisOut:
+    """One analysis."""
+    with _state(request).db.session() as session:
+        return _analysis_out(_analysis(session, clinic_id, analysis_id))
+
+
+@router.get(
+    "/analyses/{analysis_id}/report.html",
+    response_class=HTMLResponse,
+    responses=ERRORS,
+    tags=["analyses"],
+)
+def report_html(request: Request, clinic_id: ClinicId, analysis_id: str) -> HTMLResponse:
+    """The clinical report, a self-contained HTML page."""
+    with _state(request).db.session() as session:
+        a = _analysis(session, clinic_id, analysis_id)
+        return HTMLResponse(a.report_html, headers={"Cache-Control": "no-store"})
+
+
+@router.get(
+    "/analyses/{analysis_id}/report.pdf",
+    responses={**ERRORS, 200: {"content": {"application/pdf": {}}}},
+    response_class=Response,
+    tags=["analyses"],
+)
+def report_pdf(request: Request, clinic_id: ClinicId, analysis_id: str) -> Response:
+    """The clinical report as an A4 PDF."""
+    with _state(request).db.session() as session:
+        a = _analysis(session, clinic_id, analysis_id)
+        return Response(
+            a.report_pdf,
+            media_type="application/pdf",
+            headers={
+                "Content-Disposition": f'inline; filename="emgdx-report-{a.id[:8]}.pdf"',
+                "Cache-Control": "no-store",
+            },
+        )
+
+
+@router.get(
+    "/figures/{figure_id}.png",
+    responses={**ERRORS, 200: {"content": {"image/png": {}}}},
+    response_class=Response,
+    tags=["analyses"],
+)
+def figure_png(request: Request, clinic_id: ClinicId, figure_id: str) -> Response:
+    """One evidence figure."""
+    with _state(request).db.session() as session:
+        png = session.scalar(
+            select(Figure.png)
+            .join(RecordResult)
+            .join(Analysis)
+            .join(Visit)
+            .join(Patient)
+            .where(Figure.id == figure_id, Patient.clinic_id == clinic_id)
+        )
+        if png is None:
+            raise _not_found("figure")
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+def _timeline(
+    session: Session, clinic_id: str, patient_id: str
+) -> tuple[list[TimelinePoint], list[str]]:
+    p = _patient(session, clinic_id, patient_id)
+    points: list[TimelinePoint] = []
+    names: list[str] = []
+    for v in p.visits:
+        a = _latest_analysis(session, v.id)
+        if a is None:
+            continue
+        names = names or list(a.probs)
+        points.append(
+            TimelinePoint(
+                visit_id=v.id,
+                date=v.visit_date,
+                analysis_id=a.id,
+                predicted=a.predicted,
+                probs=dict(a.probs),
+                intervals=dict(a.intervals),
+                measures=dict(a.measures),
+            )
+        )
+    return points, names
+
+
+def _labelled(quantity: str) -> str:
+    from emgdx.reference import MEASURES
+
+    unit = MEASURES.get(quantity, ("", ""))[1]
+    label = quantity_label(quantity)
+    return f"{label} ({unit})" if unit else label
+
+
+@router.get(
+    "/patients/{patient_id}/timeline",
+    response_model=s.TimelineOut,
+    responses=ERRORS,
+    tags=["patients"],
+)
+def timeline(request: Request, clinic_id: ClinicId, patient_id: str) -> s.TimelineOut:
+    """The patient's analysed visits over time, the trend of each quantity and the alerts."""
+    with _state(request).db.session() as session:
+        points, names = _timeline(session, clinic_id, patient_id)
+    found = trends(points, names)
+    keys = {f"p_{n}" for n in names} | {k for p in points for k in p.measures}
+    return s.TimelineOut(
+        labels={k: _labelled(k) for k in sorted(keys)},
+        patient_id=patient_id,
+        points=[s.TimelinePointOut(**p.__dict__) for p in points],
+        trends=[s.TrendOut(**t.as_dict()) for t in found],
+        alerts=[s.AlertOut(**a) for a in alerts(points, found)],  # type: ignore[arg-type]
+        plot_url=f"/api/v1/patients/{patient_id}/timeline.png",
+    )
+
+
+@router.get(
+    "/patients/{patient_id}/timeline.png",
+    responses={**ERRORS, 200: {"content": {"image/png": {}}}},
+    response_class=Response,
+    tags=["patients"],
+)
+def timeline_png(request: Request, clinic_id: ClinicId, patient_id: str) -> Response:
+    """The timeline as a plot (probabilities with intervals and trend lines; MUAP measures)."""
+    with _state(request).db.session() as session:
+        points, names = _timeline(session, clinic_id, patient_id)
+    png = timeline_plot(points, trends(points, names), names)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})

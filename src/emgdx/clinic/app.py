@@ -1,0 +1,150 @@
+"""The clinic service: ``create_app(settings)`` builds the FastAPI application.
+
+>>> app = create_app(ClinicSettings(model_dir="models/cnn1d"))  # doctest: +SKIP
+>>> uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from emgdx.clinic.analysis import AnalysisRunner
+from emgdx.clinic.api import router
+from emgdx.clinic.db import Database
+from emgdx.clinic.ingest import UploadError
+from emgdx.clinic.middleware import RequestGuard
+from emgdx.clinic.settings import ClinicSettings
+from emgdx.errors import EmgdxError
+
+if TYPE_CHECKING:
+    from emgdx.pipeline import Pipeline
+
+__all__ = ["create_app", "web_dir"]
+
+log = logging.getLogger("emgdx.clinic")
+
+DESCRIPTION = """
+Upload a visit's EMG recordings, get the model's second opinion (class probabilities, quality
+findings, quantitative EMG against reference ranges, evidence figures, a clinical report) and
+follow each patient across visits.
+
+Every route but `/api/v1/health` needs `Authorization: Bearer <token>` (tokens are created by
+the administrator with `emgdx clinic token`). Data of one clinic is invisible to every other.
+
+**Decision support, not a diagnosis.**
+"""
+
+
+def web_dir() -> Path:
+    return Path(str(resources.files("emgdx.clinic") / "web"))
+
+
+def _request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", ""))
+
+
+def create_app(
+    settings: ClinicSettings | None = None, *, pipeline: Pipeline | None = None
+) -> FastAPI:
+    """The application: database (migrated), model (``settings.model_dir`` or ``pipeline``)."""
+    settings = settings or ClinicSettings.from_env()
+    db = Database(settings.database_url, run_migrations=settings.migrate)
+    if pipeline is None and settings.model_dir is not None:
+        from emgdx.pipeline import Pipeline
+
+        pipeline = Pipeline.load(settings.model_dir)
+    runner = (
+        AnalysisRunner(
+            pipeline, workers=settings.analysis_workers, explain_figures=settings.explain_figures
+        )
+        if pipeline is not None
+        else None
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        db.dispose()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="emgdx clinic service",
+        version=_version(),
+        description=DESCRIPTION,
+        openapi_tags=[
+            {"name": "patients", "description": "Patients and their course over time."},
+            {"name": "visits", "description": "Examination days."},
+            {"name": "recordings", "description": "Uploaded EMG files."},
+            {"name": "analyses", "description": "Diagnoses, evidence and reports."},
+            {"name": "service", "description": "Health and identity."},
+        ],
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.runner = runner
+    app.include_router(router)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"detail": exc.detail, "request_id": _request_id(request)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(UploadError)
+    async def upload_error(request: Request, exc: UploadError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": str(exc), "request_id": _request_id(request)}, status_code=422
+        )
+
+    @app.exception_handler(EmgdxError)
+    async def emgdx_error(request: Request, exc: EmgdxError) -> JSONResponse:
+        # Our own errors name the problem (and at most a file's name), never a server path.
+        return JSONResponse(
+            {"detail": str(exc), "request_id": _request_id(request)}, status_code=422
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes the input back; keep only where and what, not the values
+        # (they may be patient data).
+        errors = [
+            {
+                "loc": list(e.get("loc", ())),
+                "msg": str(e.get("msg", "")),
+                "type": str(e.get("type", "")),
+            }
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors, "request_id": _request_id(request)}, status_code=422)
+
+    static = web_dir()
+    if static.is_dir():
+        app.mount("/static", StaticFiles(directory=static), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> Any:
+        page = static / "index.html"
+        if not page.is_file():
+            raise HTTPException(404, "the web page is not installed")
+        return FileResponse(page, headers={"Cache-Control": "no-cache"})
+
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_request_bytes)
+    return app
+
+
+def _version() -> str:
+    from emgdx import __version__
+
+    return str(__version__)

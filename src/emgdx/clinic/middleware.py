@@ -1,0 +1,153 @@
+"""ASGI middleware: request ids, request-body limit, logs without patient data, safe 500s."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+__all__ = ["RequestGuard"]
+
+log = logging.getLogger("emgdx.clinic")
+
+Scope = dict[str, Any]
+
+
+async def _send_json(send: Any, status: int, body: dict[str, Any], request_id: str) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"x-request-id", request_id.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+class RequestGuard:
+    """Outermost layer of the app.
+
+    * gives every request an id (``X-Request-ID`` header, ``scope["state"]["request_id"]``);
+    * refuses bodies over ``max_body_bytes`` with 413, before reading them when the client
+      declares the length, else as soon as the limit is passed;
+    * logs one line per request: method, route *template* (``/api/v1/patients/{patient_id}``,
+      never the ids or query), status, time, request id and clinic id: no patient data;
+    * turns any unhandled exception into a 500 that says nothing about the server's insides
+      (the traceback goes to the log, keyed by the request id).
+    """
+
+    def __init__(self, app: Any, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex[:16]
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = {"code": 0, "started": False}
+        too_large = {"hit": False}
+
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                length = -1
+            if length < 0:
+                await _send_json(
+                    send,
+                    400,
+                    {"detail": "invalid Content-Length", "request_id": request_id},
+                    request_id,
+                )
+                self._log(scope, 400, started, request_id)
+                return
+            if length > self.max_body_bytes:
+                await _send_json(send, 413, self._too_large(request_id), request_id)
+                self._log(scope, 413, started, request_id)
+                return
+
+        received = 0
+
+        async def limited_receive() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    too_large["hit"] = True
+                    raise _BodyTooLarge
+            return message
+
+        async def guarded_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                if too_large["hit"]:
+                    raise _BodyTooLarge
+                status["code"] = int(message["status"])
+                status["started"] = True
+                headers = list(message.get("headers") or [])
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            elif too_large["hit"]:
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except _BodyTooLarge:
+            if not status["started"]:
+                await _send_json(send, 413, self._too_large(request_id), request_id)
+                status["code"] = 413
+        except Exception:
+            log.exception("unhandled error (request %s)", request_id)
+            if not status["started"]:
+                await _send_json(
+                    send,
+                    500,
+                    {
+                        "detail": "internal error; the administrator can find it in the log "
+                        "under the request id",
+                        "request_id": request_id,
+                    },
+                    request_id,
+                )
+                status["code"] = 500
+        self._log(scope, status["code"], started, request_id)
+
+    def _too_large(self, request_id: str) -> dict[str, Any]:
+        mib = self.max_body_bytes / 2**20
+        return {
+            "detail": f"request body larger than the limit of {mib:g} MiB",
+            "request_id": request_id,
+        }
+
+    @staticmethod
+    def _log(scope: Scope, status: int, started: float, request_id: str) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or (
+            "/static/…" if scope["path"].startswith("/static/") else "(unrouted)"
+        )
+        state = scope.get("state") or {}
+        log.info(
+            "%s %s %d %.0fms request=%s clinic=%s",
+            scope.get("method"),
+            template,
+            status,
+            1000 * (time.perf_counter() - started),
+            request_id,
+            state.get("clinic_id", "-"),
+        )
+
+
+class _BodyTooLarge(Exception):
+    pass

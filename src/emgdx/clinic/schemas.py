@@ -1,0 +1,227 @@
+"""Request and response bodies of the API (they are also its OpenAPI documentation)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AnalysisIn",
+    "AnalysisOut",
+    "AnalysisSummary",
+    "ClinicOut",
+    "Error",
+    "FigureOut",
+    "FileOut",
+    "Health",
+    "MeasureOut",
+    "PatientDetail",
+    "PatientIn",
+    "PatientOut",
+    "RecordResultOut",
+    "RecordingOut",
+    "TimelineOut",
+    "VisitDetail",
+    "VisitIn",
+    "VisitOut",
+]
+
+CURRENT_YEAR = dt.date.today().year
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Error(BaseModel):
+    detail: str = Field(description="What went wrong, in words a user can act on.")
+    request_id: str = Field(description="Quote it to the administrator; it finds the log entry.")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    database: str
+    model: dict[str, object] | None
+
+
+class ClinicOut(BaseModel):
+    id: str
+    name: str
+
+
+class Me(BaseModel):
+    clinic: ClinicOut
+
+
+class PatientIn(_In):
+    external_id: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="The clinic's own patient identifier (e.g. its record number).",
+        examples=["MRN-0042"],
+    )
+    name: str | None = Field(default=None, max_length=200)
+    birth_year: int | None = Field(default=None, ge=1900, le=CURRENT_YEAR)
+    sex: Literal["female", "male", "other"] | None = None
+
+
+class PatientOut(BaseModel):
+    id: str
+    external_id: str
+    name: str | None
+    birth_year: int | None
+    sex: str | None
+    created_at: dt.datetime
+    n_visits: int
+
+
+class VisitIn(_In):
+    date: dt.date = Field(description="Day of the examination.", examples=["2026-11-24"])
+    notes: str | None = Field(default=None, max_length=5000)
+
+
+class VisitOut(BaseModel):
+    id: str
+    patient_id: str
+    date: dt.date
+    notes: str | None
+    created_at: dt.datetime
+    n_recordings: int
+    status: Literal["new", "analysed"] = Field(
+        description="'analysed' when the latest analysis covers every recording of the visit."
+    )
+
+
+class FileOut(BaseModel):
+    filename: str
+    size_bytes: int
+    sha256: str
+
+
+class RecordingOut(BaseModel):
+    id: str
+    visit_id: str
+    name: str
+    format: str
+    files: list[FileOut]
+    channels: list[str]
+    fs_hz: float
+    duration_s: float
+    muscle: str | None
+    qc_flags: list[str]
+    created_at: dt.datetime
+
+
+class RecordingList(BaseModel):
+    recordings: list[RecordingOut]
+
+
+class MeasureOut(BaseModel):
+    measure: str
+    label: str
+    unit: str
+    value: float | None
+    ref_low: float | None
+    ref_high: float | None
+    status: str = Field(description="'low', 'high', '' (within range) or 'n/a'.")
+
+
+class FigureOut(BaseModel):
+    id: str
+    title: str
+    caption: str
+    url: str
+
+
+class RecordResultOut(BaseModel):
+    recording_id: str
+    channel: str
+    predicted: str | None
+    probs: dict[str, float | None]
+    intervals: dict[str, list[float | None]]
+    qc_flags: list[str]
+    qc_messages: list[str]
+    usable_fraction: float
+    n_windows: int
+    note: str
+    measures: list[MeasureOut]
+    figures: list[FigureOut]
+
+
+class AnalysisIn(_In):
+    explain: bool = Field(default=True, description="Compute evidence figures (slower).")
+
+
+class AnalysisSummary(BaseModel):
+    id: str
+    visit_id: str
+    created_at: dt.datetime
+    predicted: str | None
+    summary: str
+
+
+class AnalysisOut(AnalysisSummary):
+    model: dict[str, str]
+    probs: dict[str, float | None]
+    intervals: dict[str, list[float | None]]
+    measures: dict[str, float | None]
+    records: list[RecordResultOut]
+    report_html_url: str
+    report_pdf_url: str
+
+
+class VisitDetail(VisitOut):
+    recordings: list[RecordingOut]
+    analysis: AnalysisOut | None
+
+
+class PatientDetail(PatientOut):
+    visits: list[VisitOut]
+
+
+class PatientList(BaseModel):
+    patients: list[PatientOut]
+
+
+class VisitList(BaseModel):
+    visits: list[VisitOut]
+
+
+class AnalysisList(BaseModel):
+    analyses: list[AnalysisSummary]
+
+
+class TimelinePointOut(BaseModel):
+    visit_id: str
+    date: dt.date
+    analysis_id: str
+    predicted: str | None
+    probs: dict[str, float | None]
+    intervals: dict[str, list[float | None]]
+    measures: dict[str, float | None]
+
+
+class TrendOut(BaseModel):
+    quantity: str
+    label: str
+    unit: str
+    slope_per_year: float | None
+    ci95: list[float] | None
+    n_visits: int
+    direction: Literal["rising", "falling", "stable", "unknown"]
+
+
+class AlertOut(BaseModel):
+    quantity: str
+    severity: Literal["warning", "info"]
+    message: str
+
+
+class TimelineOut(BaseModel):
+    patient_id: str
+    points: list[TimelinePointOut]
+    trends: list[TrendOut]
+    alerts: list[AlertOut]
+    labels: dict[str, str] = Field(description="Words (and unit) for each quantity's key.")
+    plot_url: str

@@ -1,0 +1,502 @@
+"""The clinic service's API, on SQLite and on a real PostgreSQL server: the whole workflow,
+clinic separation, tokens, upload limits and validation, transactions, safe errors and logs."""
+
+from __future__ import annotations
+
+import io
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from sqlalchemy import func, select, text
+
+from clinic_support import (
+    Clinic,
+    add_clinic,
+    make_app,
+    record_files,
+    train_small_model,
+    write_upload_records,
+)
+from emgdx.clinic.models import Analysis, ApiToken, Figure, Recording, RecordResult
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _threads() -> None:
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_small_model(tmp_path_factory.mktemp("model") / "cnn1d")
+
+
+@pytest.fixture(scope="module")
+def headers_on_disk(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return write_upload_records(tmp_path_factory.mktemp("upload") / "sim")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def app(
+    request: pytest.FixtureRequest, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Any:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'clinic.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    application = make_app(url, model_dir, max_file_bytes=2_000_000, max_request_bytes=4_000_000)
+    yield application
+    application.state.db.dispose()
+
+
+@pytest.fixture
+def clinic(app: Any) -> Clinic:
+    return add_clinic(app, f"Clinic {uuid.uuid4().hex[:8]}")
+
+
+def _patient_visit(
+    c: Clinic, external_id: str = "MRN-1", date: str = "2026-01-10"
+) -> tuple[str, str]:
+    r = c.client.post(
+        "/api/v1/patients", json={"external_id": external_id, "name": "Ada Test"}, headers=c.headers
+    )
+    assert r.status_code == 201, r.text
+    pid = r.json()["id"]
+    r = c.client.post(f"/api/v1/patients/{pid}/visits", json={"date": date}, headers=c.headers)
+    assert r.status_code == 201, r.text
+    return pid, r.json()["id"]
+
+
+def _count(app: Any, model: Any, **where: str) -> int:
+    with app.state.db.session() as s:
+        q = select(func.count()).select_from(model)
+        for k, v in where.items():
+            q = q.where(getattr(model, k) == v)
+        return int(s.scalar(q) or 0)
+
+
+# --------------------------------------------------------------------------- workflow
+
+
+def test_health_needs_no_token_and_names_the_model(clinic: Clinic) -> None:
+    r = clinic.client.get("/api/v1/health")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok" and body["model"]["name"] == "cnn1d"
+    assert len(body["model"]["weights_sha256"]) == 64
+    assert r.headers["x-request-id"]
+
+
+def test_whole_visit_workflow(clinic: Clinic, headers_on_disk: list[Path], app: Any) -> None:
+    c = clinic
+    pid, vid = _patient_visit(c)
+    r = c.client.post(
+        f"/api/v1/visits/{vid}/recordings",
+        files=record_files(headers_on_disk[0]) + record_files(headers_on_disk[1]),
+        data={"muscle": "biceps"},
+        headers=c.headers,
+    )
+    assert r.status_code == 201, r.text
+    recs = r.json()["recordings"]
+    assert len(recs) == 2 and {len(x["files"]) for x in recs} == {2}
+    assert recs[0]["fs_hz"] == pytest.approx(4000.0) and recs[0]["duration_s"] == pytest.approx(
+        2.0, abs=0.01
+    )
+    assert recs[0]["muscle"] == "biceps" and recs[0]["format"].startswith("wfdb")
+    assert c.client.get(f"/api/v1/visits/{vid}", headers=c.headers).json()["status"] == "new"
+
+    r = c.client.post(f"/api/v1/visits/{vid}/analysis", json={"explain": True}, headers=c.headers)
+    assert r.status_code == 201, r.text
+    a = r.json()
+    names = set(a["probs"])
+    assert names == {"healthy", "neurogenic", "myopathy"}
+    assert a["predicted"] in names and sum(a["probs"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert len(a["records"]) == 2 and all(rec["n_windows"] > 0 for rec in a["records"])
+    assert {rec["recording_id"] for rec in a["records"]} == {x["id"] for x in recs}
+    assert any(m["value"] is not None for m in a["records"][0]["measures"])
+    figures = [f for rec in a["records"] for f in rec["figures"]]
+    assert figures, "an explained analysis has evidence figures"
+    png = c.client.get(figures[0]["url"], headers=c.headers)
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    html = c.client.get(a["report_html_url"], headers=c.headers)
+    assert html.status_code == 200 and "Decision support, not a diagnosis" in html.text
+    assert "Ada Test" in html.text  # the clinic's own report names its patient
+    pdf = c.client.get(a["report_pdf_url"], headers=c.headers)
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+
+    visit = c.client.get(f"/api/v1/visits/{vid}", headers=c.headers).json()
+    assert visit["status"] == "analysed" and visit["analysis"]["id"] == a["id"]
+    assert c.client.get(f"/api/v1/visits/{vid}/analysis", headers=c.headers).json()["id"] == a["id"]
+    listed = c.client.get("/api/v1/patients", headers=c.headers).json()["patients"]
+    assert [p["n_visits"] for p in listed if p["id"] == pid] == [1]
+
+    tl = c.client.get(f"/api/v1/patients/{pid}/timeline", headers=c.headers).json()
+    assert [p["analysis_id"] for p in tl["points"]] == [a["id"]]
+    plot = c.client.get(tl["plot_url"], headers=c.headers)
+    assert plot.status_code == 200 and plot.content.startswith(b"\x89PNG")
+
+
+def test_timeline_follows_visits_in_date_order(clinic: Clinic, headers_on_disk: list[Path]) -> None:
+    c = clinic
+    pid, v1 = _patient_visit(c, "MRN-T", "2026-03-01")
+    v0 = c.client.post(
+        f"/api/v1/patients/{pid}/visits", json={"date": "2025-09-01"}, headers=c.headers
+    ).json()["id"]
+    for vid, header in ((v1, headers_on_disk[0]), (v0, headers_on_disk[2])):
+        assert (
+            c.client.post(
+                f"/api/v1/visits/{vid}/recordings", files=record_files(header), headers=c.headers
+            ).status_code
+            == 201
+        )
+        assert (
+            c.client.post(
+                f"/api/v1/visits/{vid}/analysis", json={"explain": False}, headers=c.headers
+            ).status_code
+            == 201
+        )
+    tl = c.client.get(f"/api/v1/patients/{pid}/timeline", headers=c.headers).json()
+    assert [p["date"] for p in tl["points"]] == ["2025-09-01", "2026-03-01"]
+    p_neuro = next(t for t in tl["trends"] if t["quantity"] == "p_neurogenic")
+    first, last = (p["probs"]["neurogenic"] for p in tl["points"])
+    years = (182 + 0.0) / 365.25
+    assert p_neuro["slope_per_year"] == pytest.approx((last - first) / years, rel=0.02)
+    assert p_neuro["ci95"] is None and p_neuro["n_visits"] == 2  # two visits: no uncertainty
+
+
+# --------------------------------------------------------------------------- security
+
+
+def test_every_route_but_health_needs_a_valid_token(clinic: Clinic, app: Any) -> None:
+    c = clinic.client
+    some = str(uuid.uuid4())
+    routes = [
+        ("get", "/api/v1/me"),
+        ("get", "/api/v1/patients"),
+        ("post", "/api/v1/patients"),
+        ("get", f"/api/v1/patients/{some}"),
+        ("get", f"/api/v1/patients/{some}/timeline"),
+        ("get", f"/api/v1/visits/{some}"),
+        ("post", f"/api/v1/visits/{some}/analysis"),
+        ("get", f"/api/v1/analyses/{some}/report.pdf"),
+        ("get", f"/api/v1/figures/{some}.png"),
+    ]
+    for headers in (
+        {},
+        {"Authorization": "Bearer emgdx_not-a-real-token"},
+        {"Authorization": "Basic abc"},
+    ):
+        for method, path in routes:
+            r = getattr(c, method)(path, headers=headers)
+            assert r.status_code == 401, (method, path, headers, r.status_code)
+            assert set(r.json()) == {"detail", "request_id"}
+
+
+def test_tokens_are_stored_hashed_and_can_be_revoked(clinic: Clinic, app: Any) -> None:
+    from emgdx.clinic.admin import revoke_token
+
+    with app.state.db.engine.connect() as conn:
+        dump = " ".join(str(row) for row in conn.execute(select(ApiToken.__table__)))
+    assert clinic.token not in dump and clinic.token[10:] not in dump
+    assert (
+        clinic.client.get("/api/v1/me", headers=clinic.headers).json()["clinic"]["name"]
+        == clinic.name
+    )
+    assert revoke_token(app.state.db, clinic.token[:12]) == 1
+    assert clinic.client.get("/api/v1/me", headers=clinic.headers).status_code == 401
+
+
+def test_one_clinic_never_sees_another_clinics_data(app: Any, headers_on_disk: list[Path]) -> None:
+    a = add_clinic(app, f"A {uuid.uuid4().hex[:6]}")
+    b = add_clinic(app, f"B {uuid.uuid4().hex[:6]}")
+    pid, vid = _patient_visit(a, "SHARED-ID")
+    up = a.client.post(
+        f"/api/v1/visits/{vid}/recordings",
+        files=record_files(headers_on_disk[0]),
+        headers=a.headers,
+    )
+    assert up.status_code == 201
+    an = a.client.post(
+        f"/api/v1/visits/{vid}/analysis", json={"explain": True}, headers=a.headers
+    ).json()
+    fig = an["records"][0]["figures"][0]["url"]
+    for method, path, kw in [
+        ("get", f"/api/v1/patients/{pid}", {}),
+        ("get", f"/api/v1/patients/{pid}/visits", {}),
+        ("post", f"/api/v1/patients/{pid}/visits", {"json": {"date": "2026-01-01"}}),
+        ("get", f"/api/v1/patients/{pid}/timeline", {}),
+        ("get", f"/api/v1/patients/{pid}/timeline.png", {}),
+        ("get", f"/api/v1/visits/{vid}", {}),
+        ("get", f"/api/v1/visits/{vid}/recordings", {}),
+        ("post", f"/api/v1/visits/{vid}/recordings", {"files": record_files(headers_on_disk[1])}),
+        ("post", f"/api/v1/visits/{vid}/analysis", {"json": {}}),
+        ("get", f"/api/v1/visits/{vid}/analysis", {}),
+        ("get", f"/api/v1/visits/{vid}/analyses", {}),
+        ("get", f"/api/v1/analyses/{an['id']}", {}),
+        ("get", an["report_html_url"], {}),
+        ("get", an["report_pdf_url"], {}),
+        ("get", fig, {}),
+    ]:
+        r = getattr(b.client, method)(path, headers=b.headers, **kw)
+        assert r.status_code == 404, (method, path, r.status_code)
+    assert b.client.get("/api/v1/patients", headers=b.headers).json() == {"patients": []}
+    # The same external id is free in another clinic, and B's upload attempt left nothing.
+    assert (
+        b.client.post(
+            "/api/v1/patients", json={"external_id": "SHARED-ID"}, headers=b.headers
+        ).status_code
+        == 201
+    )
+    assert (
+        len(
+            a.client.get(f"/api/v1/visits/{vid}/recordings", headers=a.headers).json()["recordings"]
+        )
+        == 1
+    )
+
+
+def test_upload_size_limits(clinic: Clinic, app: Any, headers_on_disk: list[Path]) -> None:
+    c = clinic
+    _, vid = _patient_visit(c)
+    big = io.BytesIO(b"\0" * 2_100_000)  # over max_file_bytes (2 MB), under the request limit
+    r = c.client.post(
+        f"/api/v1/visits/{vid}/recordings",
+        files=[("files", ("big.npy", big, "application/octet-stream"))],
+        headers=c.headers,
+    )
+    assert r.status_code == 413 and "big.npy" in r.json()["detail"]
+    huge = b"\0" * 4_100_000  # over the whole-request limit: refused before it is read
+    r = c.client.post(
+        f"/api/v1/visits/{vid}/recordings",
+        files=[("files", ("huge.dat", huge, "application/octet-stream"))],
+        headers=c.headers,
+    )
+    assert r.status_code == 413 and "limit" in r.json()["detail"]
+    assert _count(app, Recording, visit_id=vid) == 0
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ([("notes.xyz", b"hello, this is not EMG at all " * 20)], "notes.xyz"),
+        ([("empty.edf", b"")], "empty.edf: the file is empty"),
+        (
+            [("rec.hea", b"rec 1 4000 8000\nrec.dat 16 200/uV 16 0 0 0 0 x\n")],
+            "not uploaded with it",
+        ),
+        (
+            [("rec.hea", b"rec 1 4000 8000\n../../etc/passwd 16 200/uV 16 0 0 0 0 x\n")],
+            "not a plain file name",
+        ),
+        ([("bad$name.csv", b"1,2\n3,4\n")], "file names may only hold"),
+        ([("nan.csv", b"time,emg_uV\n0,1\n0.001,nan\n0.002,3\n")], "nan.csv"),
+    ],
+)
+def test_bad_uploads_are_refused_naming_the_file(
+    clinic: Clinic,
+    app: Any,
+    headers_on_disk: list[Path],
+    files: list[tuple[str, bytes]],
+    message: str,
+) -> None:
+    c = clinic
+    _, vid = _patient_visit(c)
+    # One good record next to the bad file: all or nothing, the good one is not stored either.
+    parts = record_files(headers_on_disk[0]) + [
+        ("files", (n, b, "application/octet-stream")) for n, b in files
+    ]
+    r = c.client.post(f"/api/v1/visits/{vid}/recordings", files=parts, headers=c.headers)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert message in detail
+    assert "/tmp" not in detail and "emgdx-upload" not in detail and "Traceback" not in detail
+    assert _count(app, Recording, visit_id=vid) == 0
+
+
+def test_client_paths_never_reach_the_disk(
+    clinic: Clinic, app: Any, headers_on_disk: list[Path], tmp_path: Path
+) -> None:
+    c = clinic
+    _, vid = _patient_visit(c)
+    hea = headers_on_disk[0]
+    target = tmp_path / "escaped.hea"
+    parts = [
+        (
+            "files",
+            (
+                f"../../../../{target.parent}/escaped.hea".replace("//", "/"),
+                hea.read_bytes().replace(hea.stem.encode(), b"escaped"),
+                "text/plain",
+            ),
+        ),
+        (
+            "files",
+            (
+                "..\\..\\escaped.dat",
+                hea.with_suffix(".dat").read_bytes(),
+                "application/octet-stream",
+            ),
+        ),
+    ]
+    r = c.client.post(f"/api/v1/visits/{vid}/recordings", files=parts, headers=c.headers)
+    assert r.status_code == 201, r.text
+    assert [f["filename"] for f in r.json()["recordings"][0]["files"]] == [
+        "escaped.dat",
+        "escaped.hea",
+    ]
+    assert not target.exists()
+    # A ".." name alone is refused.
+    r = c.client.post(
+        f"/api/v1/visits/{vid}/recordings",
+        files=[("files", ("..", b"x", "text/plain"))],
+        headers=c.headers,
+    )
+    assert r.status_code == 422
+
+
+def test_failed_analysis_leaks_nothing_and_stores_nothing(
+    clinic: Clinic,
+    app: Any,
+    headers_on_disk: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    c = clinic
+    _, vid = _patient_visit(c)
+    assert (
+        c.client.post(
+            f"/api/v1/visits/{vid}/recordings",
+            files=record_files(headers_on_disk[0]),
+            headers=c.headers,
+        ).status_code
+        == 201
+    )
+
+    def boom(*_a: Any, **_k: Any) -> Any:
+        raise RuntimeError("secret detail at /srv/emgdx/internal.py line 42")
+
+    monkeypatch.setattr(app.state.runner, "analyse", boom)
+    with caplog.at_level(logging.ERROR, logger="emgdx.clinic"):
+        r = c.client.post(f"/api/v1/visits/{vid}/analysis", json={}, headers=c.headers)
+    assert r.status_code == 500
+    body = r.json()
+    assert set(body) == {"detail", "request_id"} and "secret" not in r.text and "/srv" not in r.text
+    assert body["request_id"] in caplog.text and "secret detail" in caplog.text  # for the admin
+    assert _count(app, Analysis, visit_id=vid) == 0
+    assert c.client.get(f"/api/v1/visits/{vid}/recordings", headers=c.headers).json()["recordings"]
+
+
+def test_analysis_is_one_transaction(
+    clinic: Clinic, app: Any, headers_on_disk: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure while the result is written (here: a record row pointing nowhere, which the
+    database refuses at flush) leaves no analysis, no record result and no figure behind."""
+    c = clinic
+    _, vid = _patient_visit(c)
+    files = record_files(headers_on_disk[0]) + record_files(headers_on_disk[1])
+    assert (
+        c.client.post(
+            f"/api/v1/visits/{vid}/recordings", files=files, headers=c.headers
+        ).status_code
+        == 201
+    )
+    runner = app.state.runner
+    real = runner.to_rows
+
+    def broken(visit_id: str, report: Any, origin: Any) -> Any:
+        analysis = real(visit_id, report, origin)
+        analysis.records[-1].recording_id = str(uuid.uuid4())  # foreign key violation
+        return analysis
+
+    monkeypatch.setattr(runner, "to_rows", broken)
+    before = {m: _count(app, m) for m in (Analysis, RecordResult, Figure)}
+    r = c.client.post(f"/api/v1/visits/{vid}/analysis", json={"explain": True}, headers=c.headers)
+    assert r.status_code == 500
+    assert {m: _count(app, m) for m in (Analysis, RecordResult, Figure)} == before
+    monkeypatch.setattr(runner, "to_rows", real)
+    assert (
+        c.client.post(
+            f"/api/v1/visits/{vid}/analysis", json={"explain": False}, headers=c.headers
+        ).status_code
+        == 201
+    )
+
+
+def test_no_patient_data_in_the_logs(
+    clinic: Clinic, headers_on_disk: list[Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    c = clinic
+    secret_name, secret_mrn = "Zebulon Quuxworth", "MRN-ZQ-9137"
+    with caplog.at_level(logging.INFO):  # the level `emgdx serve` logs at
+        r = c.client.post(
+            "/api/v1/patients",
+            json={"external_id": secret_mrn, "name": secret_name, "birth_year": 1950},
+            headers=c.headers,
+        )
+        pid = r.json()["id"]
+        vid = c.client.post(
+            f"/api/v1/patients/{pid}/visits",
+            json={"date": "2026-02-02", "notes": secret_name},
+            headers=c.headers,
+        ).json()["id"]
+        c.client.post(
+            f"/api/v1/visits/{vid}/recordings",
+            files=record_files(headers_on_disk[0]),
+            headers=c.headers,
+        )
+        c.client.post(f"/api/v1/visits/{vid}/analysis", json={"explain": False}, headers=c.headers)
+        c.client.post(
+            "/api/v1/patients",
+            json={"external_id": "bad id!", "name": secret_name},
+            headers=c.headers,
+        )
+        c.client.get(f"/api/v1/patients/{pid}/timeline", headers=c.headers)
+    # Everything the server side logged (the test client's own httpx lines are not the server's).
+    logged = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("httpx"))
+    assert "/api/v1/patients/{patient_id}/timeline 200" in logged  # the access log is there
+    for secret in (secret_name, secret_mrn, headers_on_disk[0].stem, c.token, pid, vid):
+        assert secret not in logged
+
+
+def test_validation_errors_do_not_echo_input(clinic: Clinic) -> None:
+    r = clinic.client.post(
+        "/api/v1/patients",
+        json={"external_id": "has space", "name": "Echo Me"},
+        headers=clinic.headers,
+    )
+    assert r.status_code == 422
+    assert "Echo Me" not in r.text and "has space" not in r.text
+    assert r.json()["detail"][0]["loc"] == ["body", "external_id"]
+
+
+def test_analysis_without_recordings_or_model(
+    clinic: Clinic, app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, vid = _patient_visit(clinic)
+    assert (
+        clinic.client.post(f"/api/v1/visits/{vid}/analysis", headers=clinic.headers).status_code
+        == 409
+    )
+    monkeypatch.setattr(app.state, "runner", None)
+    assert (
+        clinic.client.post(f"/api/v1/visits/{vid}/analysis", headers=clinic.headers).status_code
+        == 503
+    )
+
+
+def test_migrations_match_the_models(app: Any) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from emgdx.clinic.models import Base
+
+    with app.state.db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        assert diff == []
+        version = conn.execute(text("select version_num from alembic_version")).scalar()
+    assert version == "0001"
