@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from sqlalchemy import func, select, text
@@ -316,6 +317,26 @@ def test_bad_uploads_are_refused_naming_the_file(
     assert message in detail
     assert "/tmp" not in detail and "emgdx-upload" not in detail and "Traceback" not in detail
     assert _count(app, Recording, visit_id=vid) == 0
+
+
+def test_record_too_slow_for_the_model_is_refused_at_upload(clinic: Clinic, app: Any) -> None:
+    c = clinic
+    _, vid = _patient_visit(c)
+    buf = io.BytesIO()
+    np.save(buf, np.random.default_rng(0).normal(0, 50, 3000).astype(np.float32))
+    part = [("files", ("slow.npy", buf.getvalue(), "application/octet-stream"))]
+    r = c.client.post(
+        f"/api/v1/visits/{vid}/recordings", files=part, data={"fs_hz": "300"}, headers=c.headers
+    )
+    assert r.status_code == 422
+    assert r.json()["detail"].startswith("slow.npy: sampled at 300 Hz, too slowly for this model")
+    r = c.client.post(f"/api/v1/visits/{vid}/recordings", files=part, headers=c.headers)
+    assert r.status_code == 422 and "slow.npy: no sampling rate" in r.json()["detail"]
+    r = c.client.post(
+        f"/api/v1/visits/{vid}/recordings", files=part, data={"fs_hz": "4000"}, headers=c.headers
+    )
+    assert r.status_code == 201
+    assert _count(app, Recording, visit_id=vid) == 1
 
 
 def test_client_paths_never_reach_the_disk(

@@ -178,6 +178,22 @@ def test_record_without_windows_gets_an_empty_row(sim: SimulatedCohort) -> None:
     )
 
 
+def test_fitted_pipeline_refuses_records_sampled_too_slowly(sim: SimulatedCohort) -> None:
+    """A 1.8 kHz band cannot come out of a 3 kHz recording: refused, naming record and rates."""
+    from scipy.signal import resample_poly
+
+    from emgdx.errors import SamplingRateError
+
+    pipe = Pipeline(preprocess=PRE, model="random_forest", model_params={"n_estimators": 10})
+    pipe.fit(sim.cohort)
+    assert pipe.min_fs_hz() == pytest.approx(2 * 1800 / 0.95)
+    rec = sim.cohort.recordings[0]
+    slow = Recording(resample_poly(rec.signal, 3, 4).astype(np.float32), 3000.0, "SLOW", "S9")
+    with pytest.raises(SamplingRateError, match=r"SLOW: sampled at 3000 Hz.*at least 3790 Hz"):
+        pipe.predict(slow)
+    assert len(pipe.predict(rec)) == 1  # the trained rate passes
+
+
 def test_misuse_is_refused(windows: Windows) -> None:
     with pytest.raises(ConfigError, match="unknown model"):
         Pipeline(model="transformer")

@@ -42,9 +42,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from emgdx.errors import ConfigError, EmgdxError, SignalError
+from emgdx.errors import ConfigError, EmgdxError, SamplingRateError, SignalError
 from emgdx.evaluation.cv import package_versions, windows_hash
-from emgdx.preprocess import Normaliser, PreprocessConfig, preprocess_cohort
+from emgdx.preprocess import (
+    NYQUIST_FRACTION,
+    Normaliser,
+    PreprocessConfig,
+    preprocess_cohort,
+)
 from emgdx.progress import ProgressCallback
 from emgdx.recording import Cohort, Recording, Windows
 from emgdx.tasks import check_task, class_names, encode_labels
@@ -262,6 +267,9 @@ class Pipeline:
             self._check_windows(data)
             return data, None
         cohort = self._as_cohort(data)
+        if self.fitted:
+            for rec in cohort.recordings:
+                self.check_sampling_rate(rec)
         cfg = self.preprocess
         if self._fitted_norm():
             cfg = dataclasses.replace(cfg, normalise="none")
@@ -280,6 +288,32 @@ class Pipeline:
         )
         self._check_windows(windows)
         return windows, qc_table
+
+    def min_fs_hz(self) -> float | None:
+        """The lowest sampling rate that carries the whole band the model looks at."""
+        band = self.preprocess.band_hz
+        return None if band is None else 2.0 * band[1] / NYQUIST_FRACTION
+
+    def check_sampling_rate(self, recording: Recording) -> None:
+        """Refuse a record sampled too slowly to hold the band the model was trained on.
+
+        Resampling up would not put the missing frequencies back: the model would judge a
+        signal unlike anything it has seen, so a fitted pipeline refuses it instead.
+
+        Raises
+        ------
+        SamplingRateError
+            Naming the record, its rate and the rate needed.
+        """
+        needed = self.min_fs_hz()
+        band = self.preprocess.band_hz
+        if needed is None or band is None or recording.fs_hz >= needed:
+            return
+        raise SamplingRateError(
+            Path(recording.source).name if recording.source else recording.record_id,
+            f"sampled at {recording.fs_hz:g} Hz, too slowly for this model, which reads "
+            f"{band[0]:g}-{band[1]:g} Hz (it needs at least {math.ceil(needed):d} Hz)",
+        )
 
     @staticmethod
     def _as_cohort(data: Cohort | Sequence[Recording] | Recording) -> Cohort:

@@ -78,7 +78,7 @@ _NORMALISE_SCOPES: tuple[str, ...] = get_args(NormaliseScope)
 # A low-pass edge this close to Nyquist would remove next to nothing (and the bilinear warping
 # squeezes its transition against Nyquist), so the band-pass degrades to a high-pass instead of
 # failing: a legal low sampling rate must never crash the pipeline.
-_NYQUIST_FRACTION = 0.95
+NYQUIST_FRACTION = 0.95
 
 
 class QCLike(Protocol):
@@ -395,7 +395,7 @@ def _design_cached(
     if order < 1:
         raise SignalError(f"filter order must be >= 1, got {order}")
     nyq = fs / 2.0
-    limit = _NYQUIST_FRACTION * nyq
+    limit = NYQUIST_FRACTION * nyq
     sections: list[np.ndarray] = []
     kind: Literal["bandpass", "highpass", "none"] = "none"
     used_band: tuple[float, float | None] | None = None

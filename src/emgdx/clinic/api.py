@@ -377,7 +377,14 @@ def upload_recordings(
                 f"{settings.max_file_bytes / 2**20:g} MiB per file",
             )
         uploaded.append(UploadedFile(safe_filename(f.filename), content))
-    parsed = parse_upload(uploaded, fs_hz=fs_hz, uv_per_unit=uv_per_unit)
+    runner = _state(request).runner
+    parsed = parse_upload(
+        uploaded,
+        fs_hz=fs_hz,
+        uv_per_unit=uv_per_unit,
+        # With a model loaded, a record it cannot judge is refused now, not at analysis.
+        check=runner.pipeline.check_sampling_rate if runner else None,
+    )
     with _state(request).db.session() as session:
         visit = _visit(session, clinic_id, visit_id)
         rows = []

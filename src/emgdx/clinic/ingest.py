@@ -12,12 +12,13 @@ import hashlib
 import re
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from emgdx.errors import EmgdxError, ReadError
+from emgdx.recording import Recording
 
 __all__ = [
     "SAFE_NAME",
@@ -137,7 +138,7 @@ def _materialised(files: Sequence[UploadedFile]) -> Iterator[Path]:
 
 def _read_group(
     folder: Path, group: Sequence[UploadedFile], options: Mapping[str, float]
-) -> list:  # list[Recording]
+) -> list[Recording]:
     from emgdx.io import read
 
     main = group[0]
@@ -153,11 +154,16 @@ def _read_group(
 
 
 def parse_upload(
-    files: Sequence[UploadedFile], *, fs_hz: float | None = None, uv_per_unit: float | None = None
+    files: Sequence[UploadedFile],
+    *,
+    fs_hz: float | None = None,
+    uv_per_unit: float | None = None,
+    check: Callable[[Recording], None] | None = None,
 ) -> list[ParsedRecord]:
     """Group, read and check uploaded files; every problem is an UploadError naming the file.
 
-    Nothing is stored here: the caller stores all records or none.
+    ``check`` is called on every channel read (e.g. the model's sampling-rate check) and may
+    raise an EmgdxError. Nothing is stored here: the caller stores all records or none.
     """
     from emgdx.quality import assess
 
@@ -179,6 +185,14 @@ def parse_upload(
     with _materialised(files) as folder:
         for group in _group(files):
             recordings = _read_group(folder, group, options)
+            if check is not None:
+                for rec in recordings:
+                    try:
+                        check(rec)
+                    except ReadError as exc:
+                        raise UploadError(f"{group[0].filename}: {exc.problem}") from None
+                    except EmgdxError as exc:
+                        raise UploadError(f"{group[0].filename}: {exc}") from None
             first = recordings[0]
             flags: list[str] = []
             for rec in recordings:
@@ -198,7 +212,9 @@ def parse_upload(
     return records
 
 
-def read_stored(files: Sequence[UploadedFile], read_options: Mapping[str, float]) -> list:
+def read_stored(
+    files: Sequence[UploadedFile], read_options: Mapping[str, float]
+) -> list[Recording]:
     """Read a stored record's files again (for analysis): the list of per-channel Recordings."""
     with _materialised(files) as folder:
         return _read_group(folder, _group(files)[0], read_options)
