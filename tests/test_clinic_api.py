@@ -521,3 +521,25 @@ def test_migrations_match_the_models(app: Any) -> None:
         assert diff == []
         version = conn.execute(text("select version_num from alembic_version")).scalar()
     assert version == "0001"
+
+
+def test_migrations_downgrade_and_upgrade_again(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import inspect
+
+    from emgdx.clinic.db import make_engine, migrate, migrations_dir
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    migrate(engine)
+    assert {"patient", "visit", "analysis", "recording_file"} <= set(
+        inspect(engine).get_table_names()
+    )
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "base")
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    migrate(engine)
+    assert "patient" in inspect(engine).get_table_names()
