@@ -216,3 +216,35 @@ def test_cli_explain_and_report(cnn: Pipeline, sim: SimulatedCohort, tmp_path: P
     assert "broken.hea" in result.output and out.read_bytes()[:5] == b"%PDF-"
     result = runner.invoke(app, ["report", str(model), str(files[0]), "--out", "r.txt"])
     assert result.exit_code != 0 and ".html or .pdf" in result.output
+
+
+def test_pdf_fonts_register_safely_from_several_threads() -> None:
+    """Regression (seen under load in the clinic service): a thread arriving while another was
+    between registering the regular and the bold font could not use the bold one."""
+    import subprocess
+    import sys
+
+    script = """
+import threading, time
+from reportlab.pdfbase import pdfmetrics
+from reportlab.platypus import Paragraph
+from emgdx.report import pdf
+real = pdfmetrics.registerFont
+def slow(font):
+    real(font)
+    if font.fontName == "DejaVuSans":
+        time.sleep(0.3)  # widen the window between the regular and the bold face
+pdfmetrics.registerFont = slow
+first = threading.Thread(target=pdf._register_fonts)
+first.start()
+time.sleep(0.1)
+font, bold = pdf._register_fonts()
+Paragraph("<b>x</b>", pdf._styles(font, bold)["h1"])
+first.join()
+print("ok", font, bold)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["ok", "DejaVuSans", "DejaVuSans-Bold"]

@@ -32,7 +32,14 @@ from emgdx.clinic.trends import TimelinePoint, alerts, quantity_label, timeline_
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(
+    prefix="/api/v1",
+    # Any route: a body that cannot be parsed at all (400), one over the size limit (413).
+    responses={
+        400: {"model": s.Error, "description": "Malformed request."},
+        413: {"model": s.Error, "description": "Request body over the size limit."},
+    },
+)
 bearer = HTTPBearer(auto_error=False, description="An API token from `emgdx clinic token`.")
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -134,7 +141,7 @@ def _visit_out(session: Session, v: Visit) -> s.VisitOut:
     covered = (
         latest is not None
         and v.recordings
-        and all(_aware(r.created_at) <= _aware(latest.created_at) for r in v.recordings)
+        and all(r.created_at <= latest.created_at for r in v.recordings)
     )
     return s.VisitOut(
         id=v.id,
@@ -145,11 +152,6 @@ def _visit_out(session: Session, v: Visit) -> s.VisitOut:
         n_recordings=len(v.recordings),
         status="analysed" if covered else "new",
     )
-
-
-def _aware(t: dt.datetime) -> dt.datetime:
-    # SQLite returns naive datetimes for timezone-aware columns; all are stored in UTC.
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 def _recording_out(r: Recording) -> s.RecordingOut:
@@ -524,11 +526,11 @@ def get_analysis(request: Request, clinic_id: ClinicId, analysis_id: str) -> s.A
 
 @router.get(
     "/analyses/{analysis_id}/report.html",
-    response_class=HTMLResponse,
-    responses=ERRORS,
+    response_class=Response,
+    responses={**ERRORS, 200: {"content": {"text/html": {}}}},
     tags=["analyses"],
 )
-def report_html(request: Request, clinic_id: ClinicId, analysis_id: str) -> HTMLResponse:
+def report_html(request: Request, clinic_id: ClinicId, analysis_id: str) -> Response:
     """The clinical report, a self-contained HTML page."""
     with _state(request).db.session() as session:
         a = _analysis(session, clinic_id, analysis_id)

@@ -17,6 +17,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from emgdx.clinic.analysis import AnalysisRunner
 from emgdx.clinic.api import router
@@ -94,8 +95,9 @@ def create_app(
     app.state.runner = runner
     app.include_router(router)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    # Starlette's own HTTPException (e.g. an unparseable multipart body) as well as FastAPI's.
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(
             {"detail": exc.detail, "request_id": _request_id(request)},
             status_code=exc.status_code,

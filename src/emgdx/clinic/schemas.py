@@ -13,6 +13,7 @@ __all__ = [
     "AnalysisSummary",
     "ClinicOut",
     "Error",
+    "FieldError",
     "FigureOut",
     "FileOut",
     "Health",
@@ -35,8 +36,17 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
 class Error(BaseModel):
-    detail: str = Field(description="What went wrong, in words a user can act on.")
+    detail: str | list[FieldError] = Field(
+        description="What went wrong, in words a user can act on (for invalid fields: where "
+        "and what, without the values sent)."
+    )
     request_id: str = Field(description="Quote it to the administrator; it finds the log entry.")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,27 @@ def _reportlab() -> Any:
     return platypus
 
 
+_FONT_LOCK = threading.Lock()
+_FONTS: tuple[str, str] | None = None
+
+
 def _register_fonts() -> tuple[str, str]:
+    """Register DejaVu (regular, bold and their mapping) once per process.
+
+    Under a lock: the clinic service renders reports in several threads, and a thread that
+    saw the regular face registered but not yet the bold one failed (seen under load).
+    """
+    global _FONTS
+    with _FONT_LOCK:
+        if _FONTS is None:
+            _FONTS = _register_fonts_once()
+        return _FONTS
+
+
+def _register_fonts_once() -> tuple[str, str]:
     from reportlab.pdfbase import pdfmetrics
     from reportlab.pdfbase.ttfonts import TTFont
 
-    if _FONT in pdfmetrics.getRegisteredFontNames():
-        return _FONT, _FONT_BOLD
     try:
         import matplotlib
 
