@@ -222,4 +222,14 @@ def serve(
         f"emgdx clinic service on http://{host}:{port}/ (API docs at /docs), "
         f"database {settings.database_url.split('@')[-1]}"
     )
-    uvicorn.run(application, host=host, port=port, log_config=None, access_log=False)
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        # Keep idle connections longer than clients do (httpx and browsers: 5-60 s): with
+        # uvicorn's 5 s a client could send its next request on a connection the server was
+        # closing, and that request was lost (seen once in 800 under load).
+        timeout_keep_alive=75,
+    )
