@@ -91,6 +91,11 @@ def test_health_needs_no_token_and_names_the_model(clinic: Clinic) -> None:
     assert body["status"] == "ok" and body["model"]["name"] == "cnn1d"
     assert len(body["model"]["weights_sha256"]) == 64
     assert r.headers["x-request-id"]
+    page = clinic.client.get("/")
+    for response in (r, page, clinic.client.get("/api/v1/me")):  # 200, page, 401
+        csp = response.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "script-src 'self';" in csp
+        assert response.headers["x-content-type-options"] == "nosniff"
 
 
 def test_whole_visit_workflow(clinic: Clinic, headers_on_disk: list[Path], app: Any) -> None:

@@ -14,6 +14,21 @@ log = logging.getLogger("emgdx.clinic")
 
 Scope = dict[str, Any]
 
+#: Sent with every response. The page loads only its own script and styles; images come from
+#: the API as blobs (and reports carry theirs as data: URLs, plus inline CSS); the report is
+#: shown in a blob: frame, which inherits this policy. No other site is ever contacted.
+SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        b"img-src 'self' blob: data:; frame-src blob:; connect-src 'self'; object-src 'none'; "
+        b"base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+
 
 async def _send_json(send: Any, status: int, body: dict[str, Any], request_id: str) -> None:
     payload = json.dumps(body).encode()
@@ -25,6 +40,7 @@ async def _send_json(send: Any, status: int, body: dict[str, Any], request_id: s
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
                 (b"x-request-id", request_id.encode()),
+                *SECURITY_HEADERS,
             ],
         }
     )
@@ -34,7 +50,8 @@ async def _send_json(send: Any, status: int, body: dict[str, Any], request_id: s
 class RequestGuard:
     """Outermost layer of the app.
 
-    * gives every request an id (``X-Request-ID`` header, ``scope["state"]["request_id"]``);
+    * gives every request an id (``X-Request-ID`` header, ``scope["state"]["request_id"]``)
+      and every response the :data:`SECURITY_HEADERS`;
     * refuses bodies over ``max_body_bytes`` with 413, before reading them when the client
       declares the length, else as soon as the limit is passed;
     * logs one line per request: method, route *template* (``/api/v1/patients/{patient_id}``,
@@ -97,6 +114,7 @@ class RequestGuard:
                 status["started"] = True
                 headers = list(message.get("headers") or [])
                 headers.append((b"x-request-id", request_id.encode()))
+                headers.extend(SECURITY_HEADERS)
                 message = {**message, "headers": headers}
             elif too_large["hit"]:
                 return

@@ -26,6 +26,8 @@ function h(tag, attrs = {}, ...children) {
   for (const [key, value] of Object.entries(attrs)) {
     if (value === null || value === undefined || value === false) continue;
     if (key === "class") el.className = value;
+    // Through CSSOM, which the page's Content-Security-Policy allows (a style attribute would not be).
+    else if (key === "style") el.style.cssText = value;
     else if (key === "testid") el.dataset.testid = value;
     else if (key.startsWith("on") && typeof value === "function") {
       el.addEventListener(key.slice(2), value);
