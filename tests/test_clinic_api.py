@@ -324,6 +324,23 @@ def test_bad_uploads_are_refused_naming_the_file(
     assert _count(app, Recording, visit_id=vid) == 0
 
 
+def test_truncated_or_mismatched_wfdb_record_is_refused(
+    clinic: Clinic, app: Any, headers_on_disk: list[Path]
+) -> None:
+    c = clinic
+    _, vid = _patient_visit(c)
+    hea = headers_on_disk[0]
+    dat = hea.with_suffix(".dat").read_bytes()
+    cut = [
+        ("files", (hea.name, hea.read_bytes(), "text/plain")),
+        ("files", (hea.with_suffix(".dat").name, dat[: len(dat) // 3], "application/octet-stream")),
+    ]
+    r = c.client.post(f"/api/v1/visits/{vid}/recordings", files=cut, headers=c.headers)
+    assert r.status_code == 422
+    assert r.json()["detail"].startswith(f"{hea.name}: ") and "/tmp" not in r.json()["detail"]
+    assert _count(app, Recording, visit_id=vid) == 0
+
+
 def test_record_too_slow_for_the_model_is_refused_at_upload(clinic: Clinic, app: Any) -> None:
     c = clinic
     _, vid = _patient_visit(c)
