@@ -324,6 +324,61 @@ def test_bad_uploads_are_refused_naming_the_file(
     assert _count(app, Recording, visit_id=vid) == 0
 
 
+def test_edf_csv_and_wav_in_one_upload_are_analysed(
+    clinic: Clinic, headers_on_disk: list[Path], tmp_path: Path
+) -> None:
+    """Any readable format: one signal written as EDF (2 channels), CSV with a time column and
+    16-bit WAV (with its µV per unit) goes in one request and through the analysis."""
+    import edfio
+    from scipy.io import wavfile
+
+    from emgdx.io import read
+
+    signal = read(headers_on_disk[1])[0].signal.astype(np.float64)
+    fs = 4000
+    edfio.Edf(
+        [
+            edfio.EdfSignal(
+                signal, fs, label="EMG 1", physical_dimension="uV", physical_range=(-5000, 5000)
+            ),
+            edfio.EdfSignal(
+                -signal, fs, label="EMG 2", physical_dimension="uV", physical_range=(-5000, 5000)
+            ),
+        ]
+    ).write(tmp_path / "visit.edf")
+    t = np.arange(signal.size) / fs
+    csv = "time_s,emg_uV\n" + "\n".join(f"{a:.6f},{b:.3f}" for a, b in zip(t, signal, strict=True))
+    wav = io.BytesIO()
+    wavfile.write(wav, fs, np.round(signal / 0.5).astype(np.int16))  # 0.5 µV per unit
+    c = clinic
+    _, vid = _patient_visit(c)
+    parts = [
+        ("files", ("visit.edf", (tmp_path / "visit.edf").read_bytes(), "application/octet-stream")),
+        ("files", ("trace.csv", csv.encode(), "text/csv")),
+    ]
+    r = c.client.post(f"/api/v1/visits/{vid}/recordings", files=parts, headers=c.headers)
+    assert r.status_code == 201, r.text
+    r = c.client.post(
+        f"/api/v1/visits/{vid}/recordings",
+        files=[("files", ("needle.wav", wav.getvalue(), "audio/wav"))],
+        data={"uv_per_unit": "0.5"},
+        headers=c.headers,
+    )
+    assert r.status_code == 201, r.text
+    visit = c.client.get(f"/api/v1/visits/{vid}", headers=c.headers).json()
+    formats = {x["name"]: (x["format"], x["channels"], x["fs_hz"]) for x in visit["recordings"]}
+    assert formats["visit"][1] == ["EMG 1", "EMG 2"] and formats["visit"][0].startswith("edf")
+    assert formats["trace"][0] == "csv" and formats["trace"][2] == pytest.approx(fs, rel=1e-3)
+    assert formats["needle"][0] == "wav"
+    a = c.client.post(
+        f"/api/v1/visits/{vid}/analysis", json={"explain": False}, headers=c.headers
+    ).json()
+    assert len(a["records"]) == 4 and all(rec["n_windows"] > 0 for rec in a["records"])
+    # The same signal in three formats gets the same answer (within file quantisation).
+    probs = [rec["probs"]["neurogenic"] for rec in a["records"]]
+    assert max(probs[0], probs[2], probs[3]) - min(probs[0], probs[2], probs[3]) < 0.02
+
+
 def test_truncated_or_mismatched_wfdb_record_is_refused(
     clinic: Clinic, app: Any, headers_on_disk: list[Path]
 ) -> None:
