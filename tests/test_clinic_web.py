@@ -52,6 +52,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+MAX_FILE_BYTES = 1_000_000  # small, so that the page's own size check can be shown
 ANALYSIS_TIMEOUT_MS = 300_000  # two shared CPU cores: the model plus explanations take a while
 
 pytestmark = pytest.mark.slow
@@ -123,7 +124,11 @@ def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     from emgdx.clinic.settings import ClinicSettings
 
     tmp = tmp_path_factory.mktemp("clinic")
-    settings = ClinicSettings(database_url=f"sqlite:///{tmp}/clinic.db", model_dir=model_dir)
+    settings = ClinicSettings(
+        database_url=f"sqlite:///{tmp}/clinic.db",
+        model_dir=model_dir,
+        max_file_bytes=MAX_FILE_BYTES,
+    )
     app = create_app(settings)
     create_clinic(app.state.db, CLINIC)
     token = create_token(app.state.db, CLINIC, label="e2e test")
@@ -308,6 +313,21 @@ def test_clinician_workflow_in_headless_chromium(
         page.get_by_test_id("visit-submit").click()
         expect(page).to_have_url(re.compile(r"#/visits/[0-9a-f-]+$"))
         expect(page.get_by_test_id("analyse-button")).to_be_disabled()  # nothing uploaded yet
+        # A file over the server's limit is refused by the page itself, before sending.
+        page.get_by_test_id("upload-files").set_input_files(
+            [
+                {
+                    "name": "huge.edf",
+                    "mimeType": "application/octet-stream",
+                    "buffer": b"0" * (MAX_FILE_BYTES + 1),
+                }
+            ]
+        )
+        page.get_by_test_id("upload-submit").click()
+        expect(page.get_by_test_id("error-message")).to_contain_text(
+            "huge.edf: larger than the limit"
+        )
+        expect(page.get_by_test_id("recording-row")).to_have_count(0)
         _upload(page, records[0], "biceps brachii")
         _analyse(page, classes)
 

@@ -221,7 +221,7 @@ def _analysis_out(a: Analysis) -> s.AnalysisOut:
 
 @router.get("/health", response_model=s.Health, tags=["service"])
 def health(request: Request) -> s.Health:
-    """Liveness: the database answers; which model is loaded (no token needed)."""
+    """Liveness: the database answers; which model is loaded; upload limits (no token needed)."""
     state = _state(request)
     with state.db.session() as session:
         session.execute(select(1))
@@ -229,7 +229,13 @@ def health(request: Request) -> s.Health:
     model = (
         {**runner.model_info, "class_names": list(runner.pipeline.class_names)} if runner else None
     )
-    return s.Health(status="ok", database=state.db.backend, model=model)
+    settings = state.settings
+    limits = s.Limits(
+        max_file_bytes=settings.max_file_bytes,
+        max_request_bytes=settings.max_request_bytes,
+        max_files_per_request=settings.max_files_per_request,
+    )
+    return s.Health(status="ok", database=state.db.backend, model=model, limits=limits)
 
 
 @router.get("/me", response_model=s.Me, responses=ERRORS, tags=["service"])

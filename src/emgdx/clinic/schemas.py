@@ -50,10 +50,17 @@ class Error(BaseModel):
     request_id: str = Field(description="Quote it to the administrator; it finds the log entry.")
 
 
+class Limits(BaseModel):
+    max_file_bytes: int
+    max_request_bytes: int
+    max_files_per_request: int
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     database: str
     model: dict[str, object] | None
+    limits: Limits
 
 
 class ClinicOut(BaseModel):

@@ -12,7 +12,7 @@ const API = "/api/v1";
 const TOKEN_KEY = "emgdx.clinic.token";
 
 /** What the page learnt from /health and /me. */
-const state = { classNames: [], model: null, clinic: null };
+const state = { classNames: [], model: null, clinic: null, limits: null };
 
 // ------------------------------------------------------------------------------ DOM helpers
 
@@ -352,6 +352,7 @@ async function loadHealth() {
     const health = await (await fetch(`${API}/health`)).json();
     state.model = health.model ?? null;
     state.classNames = health.model?.class_names ?? [];
+    state.limits = health.limits ?? null;
     if (state.model) {
       const sha = state.model.weights_sha256 ? ` · weights ${state.model.weights_sha256.slice(0, 12)}` : "";
       document.getElementById("model-info").textContent = `Model: ${state.model.name} ${state.model.version}${sha}`;
@@ -771,6 +772,19 @@ function qcBadges(flags) {
 }
 
 /** The upload form: files (several at once), optional muscle / sampling rate / scale. */
+/** Why the server would refuse these files by size or count (checked here, before sending:
+ * a server refusing an oversized body early can only drop the connection). */
+function uploadProblem(fileList, limits) {
+  if (!limits) return null;
+  const mib = (n) => `${(n / 2 ** 20).toFixed(0)} MiB`;
+  const big = fileList.find((f) => f.size > limits.max_file_bytes);
+  if (big) return `${big.name}: larger than the limit of ${mib(limits.max_file_bytes)} per file.`;
+  const total = fileList.reduce((sum, f) => sum + f.size, 0);
+  if (total > limits.max_request_bytes) return `These files add up to more than ${mib(limits.max_request_bytes)}: upload them in smaller groups.`;
+  if (fileList.length > limits.max_files_per_request) return `At most ${limits.max_files_per_request} files per upload.`;
+  return null;
+}
+
 function uploadCard(ctx) {
   const files = h("input", { type: "file", multiple: true, required: true, name: "files", testid: "upload-files" });
   const muscle = h("input", { name: "muscle", testid: "upload-muscle", placeholder: "e.g. biceps brachii", autocomplete: "off" });
@@ -800,6 +814,11 @@ function uploadCard(ctx) {
     event.preventDefault();
     clearError();
     if (!files.files.length) return;
+    const tooMany = uploadProblem([...files.files], state.limits);
+    if (tooMany) {
+      showError(new ApiError(0, tooMany));
+      return;
+    }
     const data = new FormData();
     for (const file of files.files) data.append("files", file, file.name);
     if (muscle.value.trim()) data.append("muscle", muscle.value.trim());
