@@ -412,8 +412,12 @@ def test_record_too_slow_for_the_model_is_refused_at_upload(clinic: Clinic, app:
     r = c.client.post(
         f"/api/v1/visits/{vid}/recordings", files=part, data={"fs_hz": "4000"}, headers=c.headers
     )
-    assert r.status_code == 201
-    assert _count(app, Recording, visit_id=vid) == 1
+    assert r.status_code == 201 and "reduced_band" not in r.json()["recordings"][0]["qc_flags"]
+    r = c.client.post(
+        f"/api/v1/visits/{vid}/recordings", files=part, data={"fs_hz": "3000"}, headers=c.headers
+    )
+    assert r.status_code == 201 and "reduced_band" in r.json()["recordings"][0]["qc_flags"]
+    assert _count(app, Recording, visit_id=vid) == 2
 
 
 def test_client_paths_never_reach_the_disk(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -178,20 +179,27 @@ def test_record_without_windows_gets_an_empty_row(sim: SimulatedCohort) -> None:
     )
 
 
-def test_fitted_pipeline_refuses_records_sampled_too_slowly(sim: SimulatedCohort) -> None:
-    """A 1.8 kHz band cannot come out of a 3 kHz recording: refused, naming record and rates."""
+def test_fitted_pipeline_warns_or_refuses_records_sampled_too_slowly(sim: SimulatedCohort) -> None:
+    """A 1.8 kHz band: a 3 kHz record lacks its top (warned, still judged); a 1.5 kHz record
+    lacks more than half of it (refused, naming record and rates)."""
     from scipy.signal import resample_poly
 
     from emgdx.errors import SamplingRateError
+    from emgdx.pipeline import ReducedBandWarning
 
     pipe = Pipeline(preprocess=PRE, model="random_forest", model_params={"n_estimators": 10})
     pipe.fit(sim.cohort)
     assert pipe.min_fs_hz() == pytest.approx(2 * 1800 / 0.95)
     rec = sim.cohort.recordings[0]
     slow = Recording(resample_poly(rec.signal, 3, 4).astype(np.float32), 3000.0, "SLOW", "S9")
-    with pytest.raises(SamplingRateError, match=r"SLOW: sampled at 3000 Hz.*at least 3790 Hz"):
-        pipe.predict(slow)
-    assert len(pipe.predict(rec)) == 1  # the trained rate passes
+    with pytest.warns(ReducedBandWarning, match=r"SLOW: sampled at 3000 Hz.*above 1425 Hz"):
+        assert len(pipe.predict(slow)) == 1
+    slower = Recording(resample_poly(rec.signal, 3, 8).astype(np.float32), 1500.0, "SLOWER", "S9")
+    with pytest.raises(SamplingRateError, match=r"SLOWER: sampled at 1500 Hz.*at least 1895 Hz"):
+        pipe.predict(slower)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(pipe.predict(rec)) == 1  # the trained rate passes silently
 
 
 def test_misuse_is_refused(windows: Windows) -> None:

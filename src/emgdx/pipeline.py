@@ -35,6 +35,7 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -67,6 +68,10 @@ _N_PROBE = 256
 
 Aggregation = Literal["mean", "vote"]
 DataLike = Cohort | Sequence[Recording] | Recording | Windows
+
+
+class ReducedBandWarning(UserWarning):
+    """A record is sampled too slowly to carry the whole band the model reads."""
 
 
 class PipelineLoadError(EmgdxError):
@@ -295,10 +300,13 @@ class Pipeline:
         return None if band is None else 2.0 * band[1] / NYQUIST_FRACTION
 
     def check_sampling_rate(self, recording: Recording) -> None:
-        """Refuse a record sampled too slowly to hold the band the model was trained on.
+        """Warn about, or refuse, a record sampled too slowly for the model's band.
 
-        Resampling up would not put the missing frequencies back: the model would judge a
-        signal unlike anything it has seen, so a fitted pipeline refuses it instead.
+        Resampling up does not put missing frequencies back. A record that lacks the top of
+        the band (e.g. 4 kHz for a 20-2500 Hz model) is still judged, with a
+        :class:`ReducedBandWarning` (docs/robustness.md measures what it costs); one that
+        lacks more than half of it is refused: the model would judge a signal unlike anything
+        it has seen.
 
         Raises
         ------
@@ -309,10 +317,21 @@ class Pipeline:
         band = self.preprocess.band_hz
         if needed is None or band is None or recording.fs_hz >= needed:
             return
-        raise SamplingRateError(
-            Path(recording.source).name if recording.source else recording.record_id,
-            f"sampled at {recording.fs_hz:g} Hz, too slowly for this model, which reads "
-            f"{band[0]:g}-{band[1]:g} Hz (it needs at least {math.ceil(needed):d} Hz)",
+        name = Path(recording.source).name if recording.source else recording.record_id
+        usable = NYQUIST_FRACTION * recording.fs_hz / 2.0
+        if usable < band[1] / 2.0:
+            raise SamplingRateError(
+                name,
+                f"sampled at {recording.fs_hz:g} Hz, too slowly for this model, which reads "
+                f"{band[0]:g}-{band[1]:g} Hz (it needs at least {math.ceil(needed / 2):d} Hz, "
+                f"and {math.ceil(needed):d} Hz for the whole band)",
+            )
+        warnings.warn(
+            f"{name}: sampled at {recording.fs_hz:g} Hz, so the content above {usable:.0f} Hz "
+            f"of the model's {band[0]:g}-{band[1]:g} Hz band is missing; results may be less "
+            f"reliable ({math.ceil(needed):d} Hz carries the whole band)",
+            ReducedBandWarning,
+            stacklevel=3,
         )
 
     @staticmethod

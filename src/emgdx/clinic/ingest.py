@@ -163,7 +163,8 @@ def parse_upload(
     """Group, read and check uploaded files; every problem is an UploadError naming the file.
 
     ``check`` is called on every channel read (e.g. the model's sampling-rate check) and may
-    raise an EmgdxError. Nothing is stored here: the caller stores all records or none.
+    raise an EmgdxError; a warning it gives becomes the flag ``reduced_band``. Nothing is stored
+    here: the caller stores all records or none.
     """
     from emgdx.quality import assess
 
@@ -185,16 +186,20 @@ def parse_upload(
     with _materialised(files) as folder:
         for group in _group(files):
             recordings = _read_group(folder, group, options)
+            flags: list[str] = []
             if check is not None:
                 for rec in recordings:
                     try:
-                        check(rec)
+                        with warnings.catch_warnings(record=True) as caught:
+                            warnings.simplefilter("always")
+                            check(rec)
                     except ReadError as exc:
                         raise UploadError(f"{group[0].filename}: {exc.problem}") from None
                     except EmgdxError as exc:
                         raise UploadError(f"{group[0].filename}: {exc}") from None
+                    if caught and "reduced_band" not in flags:
+                        flags.append("reduced_band")  # judged, but without the band's top
             first = recordings[0]
-            flags: list[str] = []
             for rec in recordings:
                 flags.extend(f for f in assess(rec).flags if f not in flags)
             records.append(
