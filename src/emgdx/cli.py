@@ -5,6 +5,7 @@
 ``emgdx train DATA``       fit a pipeline on a folder of records and save it
 ``emgdx evaluate DATA``    subject-wise cross-validation, with a JSON + HTML report
 ``emgdx predict MODEL F…`` per-record class probabilities and QC of new files
+``emgdx export MODEL``     the model as ONNX (optionally int8) for onnxruntime inference
 ``emgdx demo``             the main job on the embedded default (simulated) cohort: QC,
                            preprocessing, training and subject-wise evaluation with a report
 ``emgdx serve``            the clinic service: API, web page, patient history in a database
@@ -263,6 +264,14 @@ FsHz = Annotated[
     float | None,
     typer.Option("--fs-hz", help="Sampling rate for formats that do not store one."),
 ]
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        help="Model inference: auto (ONNX when `emgdx export` wrote model.onnx and "
+        "onnxruntime is installed, else torch), torch, onnx or onnx-int8.",
+    ),
+]
 
 
 @app.command()
@@ -429,16 +438,38 @@ def train(
     threads: Threads = None,
     fs_hz: FsHz = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--init-from",
+            help="Fine-tune: start from this saved torch model (same --model, --task and "
+            "--representation).",
+        ),
+    ] = None,
+    freeze: Annotated[
+        str,
+        typer.Option(
+            "--freeze",
+            help="With --init-from: none, features (train the head only) or "
+            "all_but_classifier (train the last layer only).",
+        ),
+    ] = "none",
 ) -> None:
     """Fit a pipeline (QC, preprocessing, representation, model) on all records and save it."""
     import time
 
     from emgdx.errors import ConfigError
+    from emgdx.training import TrainConfig
 
     show = not as_json
     _set_threads(threads)
     try:
         pipe = _make_pipeline(model, task, epochs, seed, representation)
+        if freeze != "none" and init_from is None:
+            raise ConfigError("--freeze needs --init-from (a pretrained model to freeze)")
+        pipe.train = TrainConfig.from_dict({**pipe.train.to_dict(), "freeze": freeze})
+        # a mismatch fails here, before reading the data
+        pretrained = None if init_from is None else pipe.check_init_from(init_from)
         if out_dir.exists() and not overwrite:
             # checked before minutes of training, not after
             raise ConfigError(f"{out_dir}: already exists (use --overwrite to replace it)")
@@ -446,7 +477,7 @@ def train(
             cohort = _read_folder(data, fs_hz, hooks["reading"])
             windows = pipe.prepare(cohort, on_progress=hooks["preparing"])
             t0 = time.perf_counter()
-            pipe.fit(windows, on_progress=hooks["training"])
+            pipe.fit(windows, on_progress=hooks["training"], init_from=pretrained)
             train_s = time.perf_counter() - t0
         saved = pipe.save(out_dir, overwrite=overwrite)
     except EmgdxError as exc:
@@ -470,6 +501,8 @@ def train(
         "stopped_early": None if result is None else result.stopped_early,
         "val_subjects": None if result is None else result.val_subjects,
         "device": None if result is None else result.device,
+        "init_from": None if init_from is None else str(init_from),
+        "freeze": freeze,
     }
     if as_json:
         _print_json(summary)
@@ -684,11 +717,12 @@ def predict(
     files: Annotated[list[Path], typer.Argument(help="Record files to classify.")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     fs_hz: FsHz = None,
+    backend: BackendOpt = "auto",
 ) -> None:
     """Class probabilities, prediction, confidence and QC per record of each file."""
     from emgdx.io import read
 
-    pipe = _load_pipeline(model_dir)
+    pipe = _load_pipeline(model_dir, backend)
     rows: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
     show = not as_json
@@ -724,6 +758,7 @@ def predict(
                     "name": pipe.model_name,
                     "task": pipe.task,
                     "classes": list(pipe.class_names),
+                    "backend": pipe.backend,
                 },
                 "records": rows,
                 "failed": failed,
@@ -779,11 +814,11 @@ ExplainMethod = Annotated[
 ]
 
 
-def _load_pipeline(model_dir: Path) -> Pipeline:
+def _load_pipeline(model_dir: Path, backend: str = "torch") -> Pipeline:
     from emgdx.pipeline import Pipeline
 
     try:
-        return Pipeline.load(model_dir)
+        return Pipeline.load(model_dir, backend=backend)
     except EmgdxError as exc:
         raise _fail(exc) from exc
 
@@ -934,6 +969,39 @@ def report(
         raise typer.Exit(code=1)
 
 
+@app.command(name="export")
+def export_model(
+    model_dir: Annotated[Path, typer.Argument(help="A folder written by `emgdx train`.")],
+    onnx: Annotated[bool, typer.Option("--onnx", help="Write model.onnx (float32).")] = False,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Also write model.int8.onnx (dynamic int8).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Export a torch model as ONNX into its folder, with a parity check against torch."""
+    from emgdx.deploy import export_pipeline
+
+    if not onnx:
+        raise _fail(ConfigError("choose a format: --onnx (the only one so far)"))
+    pipe = _load_pipeline(model_dir)
+    try:
+        result = export_pipeline(pipe, model_dir, int8=int8)
+    except (EmgdxError, ImportError) as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    for backend, path in result.files.items():
+        check = result.parity[backend]
+        out.print(
+            f"{path}  {result.sizes[backend] / 1024:.0f} KiB  parity with torch on "
+            f"{check['n']} random inputs: max |Δp| {check['max_abs_prob_diff']:.2g}, "
+            f"same class {100 * check['argmax_agreement']:.1f} %",
+            soft_wrap=True,
+        )
+    out.print(f"`emgdx predict` and `emgdx serve` now use {result.files['onnx'].name} (--backend)")
+
+
 def _register_clinic_commands() -> None:
     # typer and rich only: FastAPI & co. are imported when a clinic command runs.
     from emgdx.clinic.cli import clinic_app, serve
@@ -943,6 +1011,16 @@ def _register_clinic_commands() -> None:
 
 
 _register_clinic_commands()
+
+
+def _register_federated_commands() -> None:
+    # typer only: Flower is imported when a federated command runs.
+    from emgdx.federated.cli import federated_app
+
+    app.add_typer(federated_app, name="federated")
+
+
+_register_federated_commands()
 
 
 def main() -> None:

@@ -209,6 +209,14 @@ class Pipeline:
         #: (:func:`emgdx.reference.reference_ranges`), set by fit and kept by save/load.
         self.reference_: dict[str, Any] | None = None
         self.weights_sha256_: str | None = None
+        #: Inference backend of predict_windows: "torch", "onnx" or "onnx-int8" (then
+        #: ``onnx_model_`` is an :class:`emgdx.deploy.OnnxModel`; set by ``load(backend=...)``,
+        #: reset by fit). The torch model stays loaded for explanations.
+        self.backend: str = "torch"
+        self.onnx_model_: Any = None
+        #: Where fine-tuning started (``fit(init_from=...)``): the pretrained weights' SHA-256
+        #: and training subjects; ``None`` for a model trained from scratch.
+        self.pretrained_: dict[str, Any] | None = None
 
     # ---- construction helpers ----------------------------------------------------------------
 
@@ -331,7 +339,7 @@ class Pipeline:
             f"of the model's {band[0]:g}-{band[1]:g} Hz band is missing; results may be less "
             f"reliable ({math.ceil(needed):d} Hz carries the whole band)",
             ReducedBandWarning,
-            stacklevel=3,
+            stacklevel=4,  # the caller of predict()/prepare() (via _prepare)
         )
 
     @staticmethod
@@ -386,6 +394,7 @@ class Pipeline:
         data: DataLike,
         *,
         on_progress: ProgressCallback | None = None,
+        init_from: Pipeline | str | os.PathLike[str] | None = None,
     ) -> Pipeline:
         """Fit normaliser, representation and model on ``data`` (training subjects only).
 
@@ -395,6 +404,13 @@ class Pipeline:
             Training cohort / recordings, or windows from :meth:`prepare`.
         on_progress
             ``on_progress(epoch, epochs)`` during torch training.
+        init_from
+            Fine-tune: a fitted torch pipeline (or its saved folder) to start from. It must
+            have the same preprocessing, representation, model and task (checked); its weights
+            are the starting point and its fitted normaliser is kept (the weights were learnt
+            on inputs scaled by it). ``self.train.freeze`` / ``features_lr_scale`` say what
+            trains. Its weights' SHA-256 and training subjects are recorded in
+            :attr:`pretrained_` (and in ``pipeline.json``).
 
         Returns
         -------
@@ -405,7 +421,10 @@ class Pipeline:
         ------
         SignalError
             No labelled windows for the task, or windows that do not fit the config.
+        ConfigError
+            ``init_from`` is not a fitted torch pipeline like this one.
         """
+        pretrained = None if init_from is None else self.check_init_from(init_from)
         windows = self.prepare(data)
         y, keep = encode_labels(windows.index["label"].to_list(), self.task)
         if not keep.any():
@@ -413,9 +432,10 @@ class Pipeline:
         windows = windows.select(keep)
         fs = float(windows.fs_hz)
         self.fs_hz_, self.n_times_ = fs, windows.n_samples
-        self.normaliser_ = None
+        self.normaliser_ = None if pretrained is None else pretrained.normaliser_
         method = self.preprocess.normalise
-        if self._fitted_norm() and method != "none":  # "none" excluded already; for mypy
+        # (method != "none" is implied by _fitted_norm; for mypy)
+        if pretrained is None and self._fitted_norm() and method != "none":
             self.normaliser_ = Normaliser(method).fit(windows.data)
         norm_data = (
             windows.data if self.normaliser_ is None else self.normaliser_.transform(windows.data)
@@ -427,6 +447,9 @@ class Pipeline:
         self.train_subjects_ = sorted(set(groups.tolist()))
         self.data_hash_ = windows_hash(windows)
         model = self._build_model(self.input_shapes_, fs)
+        self.pretrained_ = None
+        if pretrained is not None:
+            self._load_pretrained(model, pretrained, fs)
         if self.kind == "torch":
             from emgdx.training import fit_torch
 
@@ -447,9 +470,54 @@ class Pipeline:
             model.fit(features, y)
             self._classical_train = {"x": features, "y": y}
         self.model_ = model
+        self.backend, self.onnx_model_ = "torch", None
         self.weights_sha256_ = None
         self.reference_ = self._reference(windows)
         return self
+
+    def check_init_from(self, source: Pipeline | str | os.PathLike[str]) -> Pipeline:
+        """The pipeline to fine-tune from (loaded when a path), checked to match this one.
+
+        Raises
+        ------
+        ConfigError
+            Not a fitted torch pipeline, or another preprocessing, representation, model
+            (architecture parameters included) or task than this pipeline's.
+        """
+        pre = source if isinstance(source, Pipeline) else Pipeline.load(source)
+        if not pre.fitted or pre.kind != "torch":
+            raise ConfigError("init_from needs a fitted pipeline with a torch model")
+        if self.kind != "torch":
+            raise ConfigError(f"{self.model_name} is not a torch model: nothing to fine-tune")
+        mine, theirs = self.to_config(), pre.to_config()
+        keys = ("preprocess", "representation", "model", "task")
+        differ = [k for k in keys if mine[k] != theirs[k]]
+        if differ:
+            details = "; ".join(f"{k}: {mine[k]} here vs {theirs[k]} pretrained" for k in differ)
+            raise ConfigError(
+                f"cannot fine-tune from a pipeline with a different {', '.join(differ)} "
+                f"({details}); build this pipeline from the pretrained one's config"
+            )
+        return pre
+
+    def _load_pretrained(self, model: Any, pre: Pipeline, fs: float) -> None:
+        """Copy ``pre``'s weights into ``model`` after checking rate and input shapes."""
+        assert pre.fs_hz_ is not None
+        same_rate = math.isclose(fs, pre.fs_hz_, rel_tol=1e-6)
+        if not same_rate or self.input_shapes_ != pre.input_shapes_:
+            raise ConfigError(
+                f"cannot fine-tune: inputs {self.input_shapes_} at {fs:g} Hz here, but the "
+                f"pretrained model takes {pre.input_shapes_} at {pre.fs_hz_:g} Hz"
+            )
+        try:
+            model.load_state_dict(pre.model_.state_dict(), strict=True)
+        except RuntimeError as exc:
+            raise ConfigError(f"pretrained weights do not fit this model: {exc}") from exc
+        self.pretrained_ = {
+            "weights_sha256": pre.weights_sha256(),
+            "train_subjects": list(pre.train_subjects_),
+            "freeze": self.train.freeze,
+        }
 
     @property
     def windows_in_uv(self) -> bool:
@@ -493,6 +561,10 @@ class Pipeline:
         if len(windows) == 0:
             return np.zeros((0, k), dtype=np.float64)
         inputs = self._inputs(windows)
+        if self.onnx_model_ is not None:
+            return np.asarray(
+                self.onnx_model_.predict_proba(inputs, batch_size=self.train.eval_batch_size)
+            )
         if self.kind == "torch":
             from emgdx.training import predict_proba
 
@@ -643,6 +715,7 @@ class Pipeline:
                 "weights_sha256": (digest := _sha256_file(weights)),
                 "reference": self.reference_,
                 "data": {"windows_sha256": self.data_hash_, "train_subjects": self.train_subjects_},
+                "pretrained": self.pretrained_,
                 "train_result": None
                 if self.train_result_ is None
                 else self.train_result_.to_dict(),
@@ -687,8 +760,12 @@ class Pipeline:
         return {"classical_storage": "refit-on-load"}
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Pipeline:
+    def load(cls, path: str | os.PathLike[str], *, backend: str = "torch") -> Pipeline:
         """Load a pipeline written by :meth:`save` (no pickle anywhere).
+
+        ``backend`` runs :meth:`predict_windows` with ``"torch"``, ``"onnx"``, ``"onnx-int8"``
+        (files written by ``emgdx export``, see :mod:`emgdx.deploy`) or ``"auto"`` (ONNX when
+        the folder has ``model.onnx`` and onnxruntime imports, else torch).
 
         Raises
         ------
@@ -727,6 +804,7 @@ class Pipeline:
         pipe.data_hash_ = doc.get("data", {}).get("windows_sha256")
         pipe.train_subjects_ = list(doc.get("data", {}).get("train_subjects", []))
         pipe.reference_ = doc.get("reference")
+        pipe.pretrained_ = doc.get("pretrained")
         pipe.weights_sha256_ = digest
         model = pipe._build_model(pipe.input_shapes_, pipe.fs_hz_)
         if pipe.kind == "torch":
@@ -753,6 +831,10 @@ class Pipeline:
                     f"running {package_versions()}"
                 )
             pipe._classical_train = {"x": arrays["train_x"], "y": arrays["train_y"]}
+        if backend != "torch":
+            from emgdx.deploy import attach_backend
+
+            pipe.backend, pipe.onnx_model_ = attach_backend(pipe, folder, backend)
         return pipe
 
     def __repr__(self) -> str:

@@ -48,6 +48,7 @@ Optimizer = Literal["adam", "adamw", "sgd"]
 Schedule = Literal["none", "cosine", "plateau", "onecycle"]
 Balance = Literal["none", "weights", "sampler"]
 Monitor = Literal["loss", "balanced_accuracy"]
+Freeze = Literal["none", "features", "all_but_classifier"]
 
 
 def _is_number(value: object) -> bool:
@@ -102,6 +103,16 @@ class TrainConfig:
     augment
         Augmentation specs, applied in order to training batches only (see
         :mod:`emgdx.augment`): names or ``{"name": ..., **params}`` dicts.
+    freeze
+        Layers kept fixed while training (for fine-tuning a pretrained model, see
+        ``Pipeline.fit(init_from=...)``): ``"none"``; ``"features"``: everything but the
+        model's ``head`` (the classifier and its amplitude branch) is frozen;
+        ``"all_but_classifier"``: only the final linear layer trains. Frozen layers get no
+        optimiser state and run in eval mode during training, so their batch-norm statistics
+        do not drift and their dropout is off.
+    features_lr_scale
+        Learning-rate multiplier for the trainable layers outside the ``head`` (e.g. 0.1 to
+        fine-tune pretrained features gently while the head learns at ``lr``).
     seed
         Seed of the validation split, shuffling, sampling, dropout and augmentation (and, in
         :class:`~emgdx.pipeline.Pipeline`, of the weight initialisation). The caller's global
@@ -128,6 +139,8 @@ class TrainConfig:
     max_grad_norm: float | None = 5.0
     windows_per_epoch: int | None = None
     augment: tuple[Any, ...] = ()
+    freeze: Freeze = "none"
+    features_lr_scale: float = 1.0
     seed: int = 0
     device: str = "auto"
     eval_batch_size: int = 256
@@ -143,7 +156,8 @@ class TrainConfig:
         choice("schedule", get_args(Schedule))
         choice("monitor", get_args(Monitor))
         choice("balance", get_args(Balance))
-        for name in ("lr",):
+        choice("freeze", get_args(Freeze))
+        for name in ("lr", "features_lr_scale"):
             v = getattr(self, name)
             if not _is_number(v) or not (math.isfinite(v) and v > 0):
                 problems.append(f"{name} must be a positive number, got {v!r}")
@@ -388,8 +402,37 @@ def _balanced_accuracy(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float
     return float(np.mean(recalls)) if recalls else float("nan")
 
 
-def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def _freeze(model: nn.Module, freeze: Freeze) -> list[nn.Module]:
+    """Freeze what ``freeze`` names (``requires_grad=False``); returns the frozen leaf modules."""
+    if freeze == "none":
+        return []
+    from emgdx.models import trainable_part
+
+    keep = {id(m) for m in trainable_part(model, freeze).modules()}
+    frozen = [m for m in model.modules() if not any(m.children()) and id(m) not in keep]
+    for module in frozen:
+        for p in module.parameters(recurse=False):
+            p.requires_grad_(False)
+    return frozen
+
+
+def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Trainable parameters only; those outside the head at ``lr * features_lr_scale``."""
     params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.features_lr_scale == 1.0:
+        return [{"params": params, "lr": cfg.lr}]
+    from emgdx.models import trainable_part
+
+    head = {id(p) for p in trainable_part(model, "features").parameters()}
+    groups = [
+        {"params": [p for p in params if id(p) in head], "lr": cfg.lr},
+        {"params": [p for p in params if id(p) not in head], "lr": cfg.lr * cfg.features_lr_scale},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = _param_groups(model, cfg)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
@@ -414,6 +457,7 @@ def fit_torch(
     fs_hz: float | None = None,
     on_progress: ProgressCallback | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    regulariser: Callable[[nn.Module], torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on windows, early-stopping on held-out training subjects.
 
@@ -438,6 +482,9 @@ def fit_torch(
         ``on_progress(epoch, epochs)`` after every epoch (drives a progress bar).
     on_epoch
         Called with each epoch's history row (for logging).
+    regulariser
+        Optional ``regulariser(model) -> scalar tensor`` added to every batch's loss (e.g.
+        FedProx's proximal term, :mod:`emgdx.federated`).
 
     Returns
     -------
@@ -472,9 +519,30 @@ def fit_torch(
     # Dropout draws from torch's global generator: seed it for this fit only (restored after),
     # so that a fit is reproducible without changing the caller's random state.
     fork = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork):
-        torch.manual_seed(cfg.seed)
-        return _fit_loop(model, tensors, yy, g, k, cfg, device, fs_hz, on_progress, on_epoch, t0)
+    was_trainable = [p.requires_grad for p in model.parameters()]
+    frozen = _freeze(model, cfg.freeze)
+    try:
+        with torch.random.fork_rng(devices=fork):
+            torch.manual_seed(cfg.seed)
+            return _fit_loop(
+                model,
+                tensors,
+                yy,
+                g,
+                k,
+                cfg,
+                device,
+                fs_hz,
+                on_progress,
+                on_epoch,
+                t0,
+                regulariser,
+                frozen,
+            )
+    finally:
+        # Frozen for this fit only: the model comes back as trainable as it was given.
+        for p, flag in zip(model.parameters(), was_trainable, strict=True):
+            p.requires_grad_(flag)
 
 
 def _fit_loop(
@@ -489,6 +557,8 @@ def _fit_loop(
     on_progress: ProgressCallback | None,
     on_epoch: Callable[[dict[str, float]], None] | None,
     t0: float,
+    regulariser: Callable[[nn.Module], torch.Tensor] | None = None,
+    frozen: Sequence[nn.Module] = (),
 ) -> TrainResult:
     """The body of :func:`fit_torch` (inputs already checked, random state already seeded)."""
     n = tensors["x"].shape[0]
@@ -536,7 +606,10 @@ def _fit_loop(
         )
     elif cfg.schedule == "onecycle":
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch
+            opt,
+            max_lr=[g["lr"] for g in opt.param_groups],
+            epochs=cfg.epochs,
+            steps_per_epoch=steps_per_epoch,
         )
 
     train_t = {key: v[torch.from_numpy(train_idx)] for key, v in tensors.items()}
@@ -553,6 +626,8 @@ def _fit_loop(
     for epoch in range(1, cfg.epochs + 1):
         e0 = time.perf_counter()
         model.train()
+        for module in frozen:
+            module.eval()  # frozen batch norm keeps its running statistics
         if sample_p is not None:
             order = torch.multinomial(sample_p, per_epoch, replacement=True, generator=gen)
         else:
@@ -570,6 +645,8 @@ def _fit_loop(
             target = y_train_t[sel].to(device)
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(_forward(model, batch), target)
+            if regulariser is not None:
+                loss = loss + regulariser(model)
             loss.backward()
             if cfg.max_grad_norm is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -632,4 +709,7 @@ def _fit_loop(
         class_weights=[float(w) for w in weights],
         device=str(device),
         seconds=time.perf_counter() - t0,
+        extra={"frozen_parameters": sum(p.numel() for m in frozen for p in m.parameters())}
+        if frozen
+        else {},
     )

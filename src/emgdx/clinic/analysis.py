@@ -75,6 +75,7 @@ class AnalysisRunner:
             "name": str(pipeline.model_name),
             "version": _version(),
             "weights_sha256": pipeline.weights_sha256(),
+            "backend": str(getattr(pipeline, "backend", "torch")),
         }
 
     def load_inputs(

@@ -63,7 +63,7 @@ def create_app(
     if pipeline is None and settings.model_dir is not None:
         from emgdx.pipeline import Pipeline
 
-        pipeline = Pipeline.load(settings.model_dir)
+        pipeline = Pipeline.load(settings.model_dir, backend=settings.backend)
     runner = (
         AnalysisRunner(
             pipeline, workers=settings.analysis_workers, explain_figures=settings.explain_figures

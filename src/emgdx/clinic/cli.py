@@ -182,6 +182,14 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     max_file_mb: Annotated[float, typer.Option(help="Largest uploaded file, MiB.")] = 64.0,
     analysis_workers: Annotated[int, typer.Option(help="Analyses run at the same time.")] = 1,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            envvar="EMGDX_BACKEND",
+            help="Model inference: auto (ONNX when the model folder has model.onnx from "
+            "`emgdx export`), torch, onnx or onnx-int8.",
+        ),
+    ] = None,
 ) -> None:
     """Run the clinic service: API (docs at /docs) and web page (at /)."""
     import uvicorn
@@ -210,6 +218,7 @@ def serve(
             model_dir=model,
             max_file_bytes=int(max_file_mb * 2**20),
             analysis_workers=analysis_workers,
+            backend=backend,
         )
         application = create_app(settings)
     except EmgdxError as exc:

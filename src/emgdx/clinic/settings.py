@@ -48,6 +48,10 @@ class ClinicSettings:
         Evidence figures per record in an analysis (0: none, 1-3 as in the report).
     migrate
         Run the Alembic migrations at start-up (default True).
+    backend
+        Model inference: ``"auto"`` (ONNX when the model folder has ``model.onnx``, written by
+        ``emgdx export``, and onnxruntime is installed; else torch), ``"torch"``, ``"onnx"``
+        or ``"onnx-int8"``.
     """
 
     database_url: str = ""
@@ -58,6 +62,7 @@ class ClinicSettings:
     analysis_workers: int = 1
     explain_figures: int = 3
     migrate: bool = True
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -75,6 +80,8 @@ class ClinicSettings:
             raise ConfigError(f"analysis_workers must be >= 1, got {self.analysis_workers}")
         if not 0 <= self.explain_figures <= 3:
             raise ConfigError(f"explain_figures must be 0-3, got {self.explain_figures}")
+        if self.backend not in ("auto", "torch", "onnx", "onnx-int8"):
+            raise ConfigError(f"backend must be auto, torch, onnx or onnx-int8: {self.backend!r}")
 
     @classmethod
     def from_env(cls, **overrides: object) -> ClinicSettings:
@@ -88,7 +95,7 @@ class ClinicSettings:
                 values[f.name] = Path(raw)
             elif f.name == "migrate":
                 values[f.name] = raw.strip().lower() not in ("0", "false", "no", "")
-            elif f.name == "database_url":
+            elif f.name in ("database_url", "backend"):
                 values[f.name] = raw
             else:
                 try:

@@ -45,6 +45,7 @@ __all__ = [
     "model_names",
     "reference_input_shapes",
     "summary_table",
+    "trainable_part",
 ]
 
 ModelKind = Literal["torch", "classical"]
@@ -368,6 +369,34 @@ def build_model(
 def is_torch_model(name: str) -> bool:
     """Whether the registered model ``name`` is a torch model (else classical)."""
     return _spec(name).kind == "torch"
+
+
+def trainable_part(model: Any, freeze: str) -> Any:
+    """The submodule that stays trainable under ``TrainConfig.freeze`` (for fine-tuning).
+
+    Every torch model here ends in ``model.head`` (:class:`~emgdx.models._common.AuxHead`):
+    the amplitude branch and the classifier; everything before it is the "features".
+    ``"features"`` keeps ``model.head`` trainable, ``"all_but_classifier"`` only
+    ``model.head.classifier`` (dropout + the final linear layer).
+
+    Raises
+    ------
+    ConfigError
+        When ``model`` has no such head or ``freeze`` is not one of those names.
+    """
+    from emgdx.models._common import AuxHead
+
+    head = getattr(model, "head", None)
+    if not isinstance(head, AuxHead):
+        raise ConfigError(
+            f"cannot freeze layers of {type(model).__name__}: it has no 'head' (AuxHead) "
+            "separating the classifier from the features"
+        )
+    if freeze == "features":
+        return head
+    if freeze == "all_but_classifier":
+        return head.classifier
+    raise ConfigError(f"freeze must be 'features' or 'all_but_classifier', got {freeze!r}")
 
 
 def count_parameters(model: Any) -> int:

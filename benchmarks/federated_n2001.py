@@ -1,0 +1,211 @@
+"""Federated (FedAvg, FedProx, FedBN) vs central vs each site alone on N2001, 3 non-IID sites.
+
+Run from the project root (needs the real data and the ``federated`` extra):
+
+    OMP_NUM_THREADS=1 python benchmarks/federated_n2001.py --rounds 4
+
+Design: the 18 subjects are dealt to sites A, B, C per label (round robin, seeded); site C
+holds no myopathy subject (non-IID). Subject-wise cross-validation with ``--folds`` grouped
+folds, each holding out about 1/folds of *every* site's subjects (per site, per label round
+robin), so every fold tests on subjects of all sites. Every method trains the same cnn1d
+Pipeline for the same number of passes over its data (federated: ``--rounds`` rounds x 1
+local epoch; central and site-alone: ``--rounds`` epochs), constant learning rate, no inner
+validation split. Out-of-fold window probabilities of each method are pooled over folds and
+evaluated at record and subject level (mean aggregation). Writes ``docs/results/federated.json``
+and the table in docs/federated.md between markers. One thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np
+import pandas as pd
+import torch
+
+from _common import DOCS, machine_line
+from emgdx.datasets import n2001_dir
+from emgdx.evaluation.cv import evaluate_predictions
+from emgdx.federated import FedSettings, SiteSpec
+from emgdx.federated.core import read_predictions
+from emgdx.federated.run import simulate
+from emgdx.io import read_cohort
+from emgdx.pipeline import Pipeline
+from emgdx.preprocess import PreprocessConfig
+from emgdx.training import TrainConfig
+
+SITES = ("A", "B", "C")
+EXCLUDE = {"C": {"myopathy"}}
+OUT = DOCS.parent / "out" / "federated_n2001"
+DOC = DOCS / "federated.md"
+BEGIN, END = "<!-- BEGIN federated_n2001 -->", "<!-- END federated_n2001 -->"
+
+
+def assign(manifest: pd.DataFrame, folds: int, seed: int) -> pd.DataFrame:
+    """One row per subject: label, site, fold."""
+    rng = np.random.default_rng(seed)
+    subj = manifest.groupby("subject_id")["label"].first().reset_index()
+    rows = []
+    turn = 0
+    for label, grp in subj.groupby("label"):
+        ids = sorted(grp["subject_id"].astype(str))
+        rng.shuffle(ids)
+        allowed = [s for s in SITES if label not in EXCLUDE.get(s, set())]
+        for sid in ids:
+            rows.append({"subject_id": sid, "label": label, "site": allowed[turn % len(allowed)]})
+            turn += 1
+    table = pd.DataFrame(rows)
+    table["fold"] = -1
+    for site, grp in table.groupby("site"):
+        order = grp.sort_values("label").index.to_list()
+        for i, idx in enumerate(order):
+            table.loc[idx, "fold"] = (i + SITES.index(str(site))) % folds
+    return table
+
+
+def make_pipe(epochs: int, seed: int) -> Pipeline:
+    train = TrainConfig(epochs=epochs, val_fraction=0.0, schedule="none", seed=seed)
+    return Pipeline(preprocess=PreprocessConfig(target_fs_hz=6000.0), model="cnn1d", train=train)
+
+
+def evaluate(probs: np.ndarray, index: pd.DataFrame) -> dict[str, float]:
+    _, ev = evaluate_predictions(probs, index, methods=("mean",), n_boot=0)
+    out = {}
+    for level in ("window", "record", "subject"):
+        m = ev["all"]["mean"][level]["metrics"]
+        out[f"{level}_balanced_accuracy"] = float(m["balanced_accuracy"])
+        out[f"{level}_macro_auc"] = float(m["roc_auc"])
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--folds", type=int, default=3)
+    ap.add_argument("--mu", type=float, default=0.01)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--methods",
+        nargs="+",
+        default=["central", "site_A", "site_B", "site_C", "fedavg", "fedprox", "fedbn"],
+    )
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    data = n2001_dir()
+    if data is None:
+        sys.exit("N2001 data not found (see README)")
+    t_all = time.perf_counter()
+    cohort = read_cohort(data)
+    table = assign(cohort.manifest.astype({"subject_id": str}), args.folds, args.seed)
+    print(table.sort_values(["site", "fold"]).to_string(), flush=True)
+    windows = make_pipe(1, 0).prepare(cohort)
+    subj = windows.index["subject_id"].astype(str)
+    oof: dict[str, list[tuple[np.ndarray, pd.DataFrame]]] = {m: [] for m in args.methods}
+    seconds: dict[str, float] = {m: 0.0 for m in args.methods}
+    for fold in range(args.folds):
+        test_subj = set(table.loc[table["fold"] == fold, "subject_id"])
+        test_w = windows.select((subj.isin(test_subj)).to_numpy())
+        for method in args.methods:
+            t0 = time.perf_counter()
+            if method == "central" or method.startswith("site_"):
+                train_set = table[table["fold"] != fold]
+                if method.startswith("site_"):
+                    train_set = train_set[train_set["site"] == method[-1]]
+                mask = subj.isin(set(train_set["subject_id"])).to_numpy()
+                pipe = make_pipe(args.rounds, args.seed).fit(windows.select(mask))
+                probs, index = pipe.predict_windows(test_w), test_w.index
+            else:
+                sites = []
+                for s in SITES:
+                    st = table[table["site"] == s]
+                    sites.append(
+                        SiteSpec(
+                            s,
+                            str(data),
+                            tuple(sorted(st.loc[st["fold"] != fold, "subject_id"])),
+                            tuple(sorted(st.loc[st["fold"] == fold, "subject_id"])),
+                        )
+                    )
+                out = OUT / f"fold{fold}" / method
+                settings = FedSettings(
+                    pipeline=make_pipe(1, args.seed).to_config(),
+                    strategy=method,  # type: ignore[arg-type]
+                    rounds=args.rounds,
+                    local_epochs=1,
+                    proximal_mu=args.mu,
+                    out_dir=str(out),
+                    seed=args.seed,
+                    sites=sites,
+                )
+                simulate(settings)
+                probs, index = read_predictions(out, [s.name for s in sites if s.test_subjects])
+            seconds[method] += time.perf_counter() - t0
+            oof[method].append((probs, index))
+            print(f"fold {fold} {method}: {time.perf_counter() - t0:.0f} s", flush=True)
+    results = {}
+    for method, parts in oof.items():
+        probs = np.concatenate([p for p, _ in parts])
+        index = pd.concat([i for _, i in parts], ignore_index=True)
+        results[method] = {**evaluate(probs, index), "seconds": seconds[method]}
+    total = time.perf_counter() - t_all
+    cmd = "OMP_NUM_THREADS=1 python " + shlex.join(sys.argv)
+    payload = {
+        "command": cmd,
+        "machine": machine_line("torch", "flwr"),
+        "total_seconds": total,
+        "design": {
+            "rounds": args.rounds,
+            "folds": args.folds,
+            "mu": args.mu,
+            "sites": table.to_dict(orient="records"),
+        },
+        "results": results,
+    }
+    (DOCS / "results").mkdir(exist_ok=True)
+    (DOCS / "results" / "federated.json").write_text(json.dumps(payload, indent=2))
+    write_doc(payload)
+    print(json.dumps(results, indent=2))
+
+
+def write_doc(payload: dict[str, Any]) -> None:
+    lines = [
+        f"Command: `{payload['command']}`  ",
+        f"Machine: {payload['machine']}  ",
+        f"Total wall time: {payload['total_seconds'] / 60:.1f} min (1 thread).",
+        "",
+        "| method | record bal. acc. | record macro AUC | subject bal. acc. | subject macro AUC "
+        "| window bal. acc. | train+eval time (s, all folds) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m, r in payload["results"].items():
+        lines.append(
+            f"| {m} | {r['record_balanced_accuracy']:.3f} | {r['record_macro_auc']:.3f} | "
+            f"{r['subject_balanced_accuracy']:.3f} | {r['subject_macro_auc']:.3f} | "
+            f"{r['window_balanced_accuracy']:.3f} | {r['seconds']:.0f} |"
+        )
+    sites = pd.DataFrame(payload["design"]["sites"])
+    lines += ["", "Sites and folds (subject: label, site, fold):", ""]
+    for site, grp in sites.groupby("site"):
+        items = ", ".join(
+            f"{r.subject_id} ({r.label[0]}, f{r.fold})" for r in grp.itertuples(index=False)
+        )
+        lines.append(f"- site {site}: {items}")
+    block = BEGIN + "\n" + "\n".join(lines) + "\n" + END
+    text = DOC.read_text() if DOC.exists() else ""
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    DOC.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,439 @@
+"""Federated learning building blocks shared by the Flower apps (no Flower import here).
+
+A *site* (hospital) holds its own subjects. Every site builds the same
+:class:`emgdx.pipeline.Pipeline` (preprocessing, representation, model) from one JSON config
+sent by the server, and trains it with :func:`emgdx.training.fit_torch` — the central training
+code — for a few local epochs per round, starting from the global weights.
+
+Normalisation: the default ``cnn1d`` pipeline normalises each window by itself, so no
+statistics are shared or fitted. A pipeline with a *fitted* normaliser
+(``normalise_scope="fitted"``) fits it on each site's own training windows (site-local
+statistics, never sent to the server), like FedBN keeps batch-norm statistics local.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from emgdx.errors import ConfigError, SignalError
+
+Strategy = Literal["fedavg", "fedprox", "fedbn"]
+STRATEGIES: tuple[str, ...] = ("fedavg", "fedprox", "fedbn")
+
+
+@dataclasses.dataclass(frozen=True)
+class SiteSpec:
+    """One site: where its data lie and which subjects it trains and tests on.
+
+    ``train_subjects`` empty means every labelled subject in ``data_dir`` that is not a test
+    subject; ``test_subjects`` empty means no local held-out evaluation.
+    """
+
+    name: str
+    data_dir: str
+    train_subjects: tuple[str, ...] = ()
+    test_subjects: tuple[str, ...] = ()
+
+    @classmethod
+    def from_node_config(cls, node_config: Mapping[str, Any]) -> SiteSpec:
+        """From a SuperNode's ``--node-config`` (keys ``site``, ``data-dir``, ``train-subjects``,
+        ``test-subjects``; subject lists comma-separated)."""
+        if "data-dir" not in node_config:
+            raise ConfigError(
+                "this SuperNode has no 'data-dir' in its --node-config; start it with e.g. "
+                "--node-config \"site='A' data-dir='/data/site-a'\""
+            )
+
+        def subjects(key: str) -> tuple[str, ...]:
+            text = str(node_config.get(key, ""))
+            return tuple(s.strip() for s in text.split(",") if s.strip())
+
+        return cls(
+            name=str(node_config.get("site", Path(str(node_config["data-dir"])).name)),
+            data_dir=str(node_config["data-dir"]),
+            train_subjects=subjects("train-subjects"),
+            test_subjects=subjects("test-subjects"),
+        )
+
+    def to_node_config(self) -> str:
+        """The ``--node-config`` string of this site for ``flower-supernode``."""
+        return (
+            f"site='{self.name}' data-dir='{self.data_dir}' "
+            f"train-subjects='{','.join(self.train_subjects)}' "
+            f"test-subjects='{','.join(self.test_subjects)}'"
+        )
+
+
+@dataclasses.dataclass
+class FedSettings:
+    """Server-side settings of a federated run (JSON round trip)."""
+
+    pipeline: dict[str, Any]
+    strategy: Strategy = "fedavg"
+    rounds: int = 3
+    local_epochs: int = 1
+    proximal_mu: float = 0.01
+    n_sites: int = 3
+    out_dir: str = ""
+    threads: int = 1
+    seed: int = 0
+    sites: list[SiteSpec] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.rounds < 1 or self.local_epochs < 1:
+            raise ConfigError("rounds and local_epochs must be >= 1")
+        if self.proximal_mu < 0:
+            raise ConfigError(f"proximal_mu must be >= 0, got {self.proximal_mu}")
+        if self.sites:
+            self.n_sites = len(self.sites)
+        if self.n_sites < 1:
+            raise ConfigError("a federation needs at least one site")
+        self.sites = [s if isinstance(s, SiteSpec) else SiteSpec(**_tuples(s)) for s in self.sites]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> FedSettings:
+        data = json.loads(text)
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown federated setting(s) {unknown}")
+        return cls(**data)
+
+
+def _tuples(site: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(site)
+    for key in ("train_subjects", "test_subjects"):
+        out[key] = tuple(out.get(key, ()))
+    return out
+
+
+# ---- data -------------------------------------------------------------------------------------
+
+_CACHE: dict[tuple[str, ...], Any] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def site_windows(pipe: Any, site: SiteSpec) -> tuple[Any, Any]:
+    """``(train windows, test windows)`` of a site (prepared by ``pipe``; cached per process).
+
+    Raises
+    ------
+    SignalError
+        The site has no usable training windows, or a listed subject is not in its folder.
+    """
+    from emgdx.io import read_cohort
+
+    key = (
+        site.data_dir,
+        ",".join(site.train_subjects),
+        ",".join(site.test_subjects),
+        json.dumps(pipe.preprocess.to_dict(), sort_keys=True),
+        str(pipe.qc),
+    )
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+    cohort = read_cohort(site.data_dir)
+    subjects = cohort.manifest["subject_id"].astype(str)
+    missing = sorted(set(site.train_subjects + site.test_subjects) - set(subjects))
+    if missing:
+        raise SignalError(f"site {site.name}: subject(s) {missing} not in {site.data_dir}")
+    test = set(site.test_subjects)
+    train = set(site.train_subjects) if site.train_subjects else set(subjects) - test
+    ids = cohort.manifest["record_id"].astype(str)
+    train_w = pipe.prepare(cohort.subset(ids[subjects.isin(train)].tolist()))
+    test_ids = ids[subjects.isin(test)].tolist()
+    test_w = pipe.prepare(cohort.subset(test_ids)) if test_ids else None
+    if len(train_w) == 0:
+        raise SignalError(f"site {site.name}: no usable training windows in {site.data_dir}")
+    with _CACHE_LOCK:
+        _CACHE[key] = (train_w, test_w)
+    return train_w, test_w
+
+
+# ---- model state ------------------------------------------------------------------------------
+
+
+def input_shapes(pipe: Any) -> tuple[dict[str, tuple[int, ...]], float]:
+    """Model input shapes and rate from the config alone (the server holds no data)."""
+    fs = pipe.preprocess.target_fs_hz
+    if fs is None:
+        raise ConfigError(
+            "federated training needs preprocess.target_fs_hz, so that every site's windows "
+            "have the same rate and length"
+        )
+    n = round(pipe.preprocess.window_s * float(fs))
+    dummy = np.random.default_rng(0).normal(size=(2, n)).astype(np.float32)
+    rep = pipe._make_representation().fit(dummy, float(fs))
+    shapes = {k: tuple(int(s) for s in v.shape[1:]) for k, v in rep.transform(dummy, fs).items()}
+    return shapes, float(fs)
+
+
+def build_model(pipe: Any) -> Any:
+    """The pipeline's torch model, initialised from its training seed (same on every node)."""
+    if pipe.kind != "torch":
+        raise ConfigError(f"federated training needs a torch model, not {pipe.model_name!r}")
+    shapes, fs = input_shapes(pipe)
+    return pipe._build_model(shapes, fs)
+
+
+def get_state(model: Any) -> dict[str, np.ndarray]:
+    """The model's ``state_dict`` as numpy arrays (parameters and buffers)."""
+    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+
+
+def set_state(model: Any, state: Mapping[str, np.ndarray]) -> None:
+    """Load numpy arrays into the model (dtypes follow the model; every key must match)."""
+    import torch
+
+    own = model.state_dict()
+    if set(own) != set(state):
+        diff = sorted(set(own) ^ set(state))[:5]
+        raise ConfigError(f"weights do not match the model (first differing keys: {diff})")
+    model.load_state_dict(
+        {k: torch.as_tensor(np.asarray(state[k])).to(own[k].dtype) for k in own}, strict=True
+    )
+
+
+def bn_keys(model: Any) -> list[str]:
+    """``state_dict`` keys of batch-norm layers (weights, biases and running statistics)."""
+    from torch import nn
+
+    keys: list[str] = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            keys += [f"{name}.{k}" for k in module.state_dict()]
+    return keys
+
+
+def proximal_term(model: Any, mu: float) -> Callable[[Any], Any]:
+    """FedProx's ``mu/2 * ||w - w_global||²`` over trainable parameters, anchored at now."""
+    anchor = [p.detach().clone() for p in model.parameters()]
+
+    def reg(m: Any) -> Any:
+        total = sum(((p - a) ** 2).sum() for p, a in zip(m.parameters(), anchor, strict=True))
+        return 0.5 * mu * total
+
+    return reg
+
+
+# ---- local work -------------------------------------------------------------------------------
+
+
+def local_pipeline(pipe_config: Mapping[str, Any], local_epochs: int, seed: int) -> Any:
+    """The site's Pipeline: the server's config, with the round's training budget and seed.
+
+    Local rounds train on all of the site's training subjects (no inner validation split nor
+    early stopping within a round) with a constant learning rate.
+    """
+    from emgdx.pipeline import Pipeline
+
+    pipe = Pipeline.from_config(pipe_config)
+    pipe.train = dataclasses.replace(
+        pipe.train, epochs=int(local_epochs), val_fraction=0.0, schedule="none", seed=int(seed)
+    )
+    return pipe
+
+
+def fit_local(
+    pipe: Any,
+    windows: Any,
+    state: Mapping[str, np.ndarray] | None,
+    *,
+    proximal_mu: float = 0.0,
+) -> tuple[Any, int]:
+    """Train ``pipe``'s model on ``windows`` from ``state`` (``None``: the seeded init).
+
+    The same steps as :meth:`Pipeline.fit` (labels, site-local normaliser if the config fits
+    one, representation, :func:`emgdx.training.fit_torch`), but starting from given weights
+    and with an optional FedProx term. Leaves ``pipe`` fitted (it can ``predict``).
+
+    Returns
+    -------
+    model, n_windows
+        The trained torch model and the number of training windows (FedAvg's weight).
+    """
+    from emgdx.preprocess import Normaliser
+    from emgdx.tasks import encode_labels
+    from emgdx.training import fit_torch
+
+    y, keep = encode_labels(windows.index["label"].to_list(), pipe.task)
+    if not keep.any():
+        raise SignalError(f"no windows with a label usable for task {pipe.task!r}")
+    windows = windows.select(keep)
+    fs = float(windows.fs_hz)
+    pipe.fs_hz_, pipe.n_times_ = fs, windows.n_samples
+    pipe.normaliser_ = None
+    if pipe._fitted_norm():
+        pipe.normaliser_ = Normaliser(pipe.preprocess.normalise).fit(windows.data)
+    data = windows.data if pipe.normaliser_ is None else pipe.normaliser_.transform(windows.data)
+    pipe.representation = pipe._make_representation().fit(data, fs)
+    inputs = pipe.representation.transform(data, fs)
+    pipe.input_shapes_ = {k: tuple(int(s) for s in v.shape[1:]) for k, v in inputs.items()}
+    model = build_model(pipe)
+    if state is not None:
+        set_state(model, state)
+    groups = windows.index["subject_id"].astype(str).to_numpy()
+    pipe.train_subjects_ = sorted(set(groups.tolist()))
+    reg = proximal_term(model, proximal_mu) if proximal_mu > 0 else None
+    pipe.train_result_ = fit_torch(
+        model,
+        inputs,
+        y,
+        groups,
+        pipe.train,
+        n_classes=len(pipe.class_names),
+        fs_hz=fs,
+        regulariser=reg,
+    )
+    pipe.model_ = model
+    return model, len(y)
+
+
+def prepare_for_predict(pipe: Any, train_windows: Any, state: Mapping[str, np.ndarray]) -> Any:
+    """Make ``pipe`` predict with ``state`` (representation/normaliser fitted on the site)."""
+    from emgdx.preprocess import Normaliser
+
+    fs = float(train_windows.fs_hz)
+    pipe.fs_hz_, pipe.n_times_ = fs, train_windows.n_samples
+    pipe.normaliser_ = None
+    data = train_windows.data
+    if pipe._fitted_norm():
+        pipe.normaliser_ = Normaliser(pipe.preprocess.normalise).fit(data)
+        data = pipe.normaliser_.transform(data)
+    pipe.representation = pipe._make_representation().fit(data, fs)
+    model = build_model(pipe)
+    set_state(model, state)
+    model.eval()
+    pipe.model_ = model
+    return pipe
+
+
+def evaluate_local(pipe: Any, test_windows: Any) -> tuple[dict[str, float], Any, Any]:
+    """Record-level metrics of a fitted ``pipe`` on a site's held-out windows.
+
+    Returns
+    -------
+    metrics, probs, index
+        ``balanced-accuracy``, ``roc-auc`` (macro, NaN when a class is absent),
+        ``num-examples`` (records); window probabilities and the windows' index.
+    """
+    from emgdx.evaluation.aggregate import aggregate_all
+    from emgdx.evaluation.metrics import classification_metrics
+
+    probs = pipe.predict_windows(test_windows)
+    frames = aggregate_all(probs, test_windows.index, method=pipe.aggregation, task=pipe.task)
+    rec = frames["record"]
+    names = list(pipe.class_names)
+    labelled = rec["y_true"].to_numpy() >= 0
+    y = rec.loc[labelled, "y_true"].to_numpy()
+    scores = rec.loc[labelled, [f"p_{c}" for c in names]].to_numpy()
+    m = classification_metrics(y, scores, names)
+    out = {
+        "balanced-accuracy": float(m["balanced_accuracy"]),
+        "roc-auc": float(m["roc_auc"]),
+        "num-examples": int(labelled.sum()),
+    }
+    return out, probs, test_windows.index
+
+
+def write_predictions(out_dir: str, site: str, probs: np.ndarray, index: Any) -> Path:
+    """Window probabilities + index of a site's held-out subjects (``<site>.npz`` + ``.csv``)."""
+    folder = Path(out_dir) / "predictions"
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / f"{site}.npy", np.asarray(probs, dtype=np.float64))
+    cols = [c for c in ("record_id", "subject_id", "label", "level", "start_s") if c in index]
+    index[cols].to_csv(folder / f"{site}.csv", index=False)
+    return folder
+
+
+def read_predictions(out_dir: str | Path, sites: Sequence[str]) -> tuple[np.ndarray, Any]:
+    """The held-out window probabilities and index written by the sites' last evaluation."""
+    import pandas as pd
+
+    folder = Path(out_dir) / "predictions"
+    probs, index = [], []
+    for s in sites:
+        probs.append(np.load(folder / f"{s}.npy"))
+        index.append(pd.read_csv(folder / f"{s}.csv", dtype={"record_id": str, "subject_id": str}))
+    return np.concatenate(probs), pd.concat(index, ignore_index=True)
+
+
+def pooled_metrics(
+    out_dir: str | Path, sites: Sequence[SiteSpec], task: str = "3class"
+) -> dict[str, dict[str, float]] | None:
+    """Record- and subject-level metrics over every site's held-out predictions (or ``None``).
+
+    Only on one machine (simulation, loopback demo, the benchmark): in a real federation the
+    predictions stay at the sites.
+    """
+    from emgdx.evaluation.cv import evaluate_predictions
+
+    names = [s.name for s in sites if s.test_subjects]
+    folder = Path(out_dir) / "predictions"
+    if not names or not all((folder / f"{n}.npy").exists() for n in names):
+        return None
+    probs, index = read_predictions(out_dir, names)
+    _, ev = evaluate_predictions(probs, index, task=task, methods=("mean",), n_boot=0)
+    out: dict[str, dict[str, float]] = {}
+    for level in ("record", "subject"):
+        m = ev["all"]["mean"][level]["metrics"]
+        out[level] = {
+            "balanced_accuracy": float(m["balanced_accuracy"]),
+            "roc_auc": float(m["roc_auc"]),
+            "n": float(m["n"]),
+        }
+    return out
+
+
+def split_sites(
+    data_dir: str,
+    n_sites: int = 3,
+    *,
+    holdout_per_site: int = 1,
+    exclude: Mapping[str, Sequence[str]] | None = None,
+    seed: int = 0,
+) -> list[SiteSpec]:
+    """Deal a folder's subjects to ``n_sites`` sites (round robin within each label).
+
+    ``exclude`` maps a site name (``"A"``, ``"B"``, ...) to labels it must not hold (a
+    non-IID federation, e.g. ``{"C": ["myopathy"]}``; those subjects go to the other sites).
+    Each site holds out its last ``holdout_per_site`` subjects for evaluation.
+    """
+    from emgdx.io import read_cohort
+
+    table = read_cohort(data_dir).manifest
+    rng = np.random.default_rng(seed)
+    names = [chr(ord("A") + i) for i in range(n_sites)]
+    held: dict[str, list[str]] = {n: [] for n in names}
+    excl = {k: set(v) for k, v in (exclude or {}).items()}
+    turn = 0
+    for label, grp in sorted(table.groupby("label")):
+        subs = sorted(set(grp["subject_id"].astype(str)))
+        rng.shuffle(subs)
+        allowed = [n for n in names if str(label) not in excl.get(n, set())]
+        if not allowed:
+            raise ConfigError(f"every site excludes {label!r}")
+        for s in subs:
+            held[allowed[turn % len(allowed)]].append(s)
+            turn += 1
+    sites = []
+    for n in names:
+        subs = list(held[n])
+        rng.shuffle(subs)
+        k = min(holdout_per_site, max(0, len(subs) - 1))
+        sites.append(
+            SiteSpec(n, str(data_dir), tuple(subs[: len(subs) - k]), tuple(subs[len(subs) - k :]))
+        )
+    return sites
