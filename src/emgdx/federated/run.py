@@ -10,6 +10,7 @@ deployment uses.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -183,10 +184,19 @@ def deploy(
     if not settings.out_dir:
         raise ConfigError("set settings.out_dir (the run writes result.json there)")
     say = log or (lambda _msg: None)
-    work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="emgdx-fl-"))
+    # Absolute paths: the Flower processes run in other working directories.
+    settings = dataclasses.replace(
+        settings,
+        out_dir=str(Path(settings.out_dir).resolve()),
+        sites=[
+            dataclasses.replace(site, data_dir=str(Path(site.data_dir).resolve()))
+            for site in settings.sites
+        ],
+    )
+    work = Path(workdir).resolve() if workdir else Path(tempfile.mkdtemp(prefix="emgdx-fl-"))
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    out = Path(settings.out_dir)
+    out = Path(settings.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     (out / "result.json").unlink(missing_ok=True)
     shutil.rmtree(out / "predictions", ignore_errors=True)
