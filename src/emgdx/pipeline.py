@@ -389,6 +389,42 @@ class Pipeline:
 
     # ---- fit / predict -----------------------------------------------------------------------
 
+    def fit_inputs(
+        self, windows: Windows, normaliser: Normaliser | None = None
+    ) -> tuple[Windows, dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """Training windows → model inputs, fitting everything that is fitted on them.
+
+        Keeps the windows labelled for the task, then sets ``fs_hz_``, ``n_times_``,
+        ``normaliser_`` (``normaliser`` if given, else fitted here when the config fits one),
+        ``representation``, ``input_shapes_`` and ``train_subjects_``. :meth:`fit` and the
+        federated sites (:mod:`emgdx.federated`) train on what it returns.
+
+        Returns
+        -------
+        (windows, inputs, y, groups)
+            The labelled windows, the model inputs, the encoded labels and the subject ids.
+        """
+        y, keep = encode_labels(windows.index["label"].to_list(), self.task)
+        if not keep.any():
+            raise SignalError(f"no windows with a label usable for task {self.task!r}")
+        windows = windows.select(keep)
+        fs = float(windows.fs_hz)
+        self.fs_hz_, self.n_times_ = fs, windows.n_samples
+        self.normaliser_ = normaliser
+        method = self.preprocess.normalise
+        # (method != "none" is implied by _fitted_norm; for mypy)
+        if normaliser is None and self._fitted_norm() and method != "none":
+            self.normaliser_ = Normaliser(method).fit(windows.data)
+        norm_data = (
+            windows.data if self.normaliser_ is None else self.normaliser_.transform(windows.data)
+        )
+        self.representation = self._make_representation().fit(norm_data, fs)
+        inputs = self.representation.transform(norm_data, fs)
+        self.input_shapes_ = {k: tuple(int(s) for s in v.shape[1:]) for k, v in inputs.items()}
+        groups = windows.index["subject_id"].astype(str).to_numpy()
+        self.train_subjects_ = sorted(set(groups.tolist()))
+        return windows, inputs, y, groups
+
     def fit(
         self,
         data: DataLike,
@@ -425,27 +461,12 @@ class Pipeline:
             ``init_from`` is not a fitted torch pipeline like this one.
         """
         pretrained = None if init_from is None else self.check_init_from(init_from)
-        windows = self.prepare(data)
-        y, keep = encode_labels(windows.index["label"].to_list(), self.task)
-        if not keep.any():
-            raise SignalError(f"no windows with a label usable for task {self.task!r}")
-        windows = windows.select(keep)
-        fs = float(windows.fs_hz)
-        self.fs_hz_, self.n_times_ = fs, windows.n_samples
-        self.normaliser_ = None if pretrained is None else pretrained.normaliser_
-        method = self.preprocess.normalise
-        # (method != "none" is implied by _fitted_norm; for mypy)
-        if pretrained is None and self._fitted_norm() and method != "none":
-            self.normaliser_ = Normaliser(method).fit(windows.data)
-        norm_data = (
-            windows.data if self.normaliser_ is None else self.normaliser_.transform(windows.data)
+        windows, inputs, y, groups = self.fit_inputs(
+            self.prepare(data), None if pretrained is None else pretrained.normaliser_
         )
-        self.representation = self._make_representation().fit(norm_data, fs)
-        inputs = self.representation.transform(norm_data, fs)
-        self.input_shapes_ = {k: tuple(int(s) for s in v.shape[1:]) for k, v in inputs.items()}
-        groups = windows.index["subject_id"].astype(str).to_numpy()
-        self.train_subjects_ = sorted(set(groups.tolist()))
+        fs = float(windows.fs_hz)
         self.data_hash_ = windows_hash(windows)
+        assert self.input_shapes_ is not None  # set by fit_inputs
         model = self._build_model(self.input_shapes_, fs)
         self.pretrained_ = None
         if pretrained is not None:

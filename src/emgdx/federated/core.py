@@ -264,28 +264,13 @@ def fit_local(
     model, n_windows
         The trained torch model and the number of training windows (FedAvg's weight).
     """
-    from emgdx.preprocess import Normaliser
-    from emgdx.tasks import encode_labels
     from emgdx.training import fit_torch
 
-    y, keep = encode_labels(windows.index["label"].to_list(), pipe.task)
-    if not keep.any():
-        raise SignalError(f"no windows with a label usable for task {pipe.task!r}")
-    windows = windows.select(keep)
+    windows, inputs, y, groups = pipe.fit_inputs(windows)  # site-local normaliser, if any
     fs = float(windows.fs_hz)
-    pipe.fs_hz_, pipe.n_times_ = fs, windows.n_samples
-    pipe.normaliser_ = None
-    if pipe._fitted_norm():
-        pipe.normaliser_ = Normaliser(pipe.preprocess.normalise).fit(windows.data)
-    data = windows.data if pipe.normaliser_ is None else pipe.normaliser_.transform(windows.data)
-    pipe.representation = pipe._make_representation().fit(data, fs)
-    inputs = pipe.representation.transform(data, fs)
-    pipe.input_shapes_ = {k: tuple(int(s) for s in v.shape[1:]) for k, v in inputs.items()}
     model = build_model(pipe)
     if state is not None:
         set_state(model, state)
-    groups = windows.index["subject_id"].astype(str).to_numpy()
-    pipe.train_subjects_ = sorted(set(groups.tolist()))
     reg = proximal_term(model, proximal_mu) if proximal_mu > 0 else None
     pipe.train_result_ = fit_torch(
         model,
@@ -303,16 +288,8 @@ def fit_local(
 
 def prepare_for_predict(pipe: Any, train_windows: Any, state: Mapping[str, np.ndarray]) -> Any:
     """Make ``pipe`` predict with ``state`` (representation/normaliser fitted on the site)."""
-    from emgdx.preprocess import Normaliser
 
-    fs = float(train_windows.fs_hz)
-    pipe.fs_hz_, pipe.n_times_ = fs, train_windows.n_samples
-    pipe.normaliser_ = None
-    data = train_windows.data
-    if pipe._fitted_norm():
-        pipe.normaliser_ = Normaliser(pipe.preprocess.normalise).fit(data)
-        data = pipe.normaliser_.transform(data)
-    pipe.representation = pipe._make_representation().fit(data, fs)
+    pipe.fit_inputs(train_windows)
     model = build_model(pipe)
     set_state(model, state)
     model.eval()
