@@ -98,27 +98,12 @@ def evaluate(probs: np.ndarray, index: pd.DataFrame, n_boot: int = 1000) -> dict
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rounds", type=int, default=4)
-    ap.add_argument("--folds", type=int, default=3)
-    ap.add_argument("--mu", type=float, default=0.01)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--methods",
-        nargs="+",
-        default=["central", "site_A", "site_B", "site_C", "fedavg", "fedprox", "fedbn"],
-    )
-    args = ap.parse_args()
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    data = n2001_dir()
-    if data is None:
-        sys.exit("N2001 data not found (see README)")
-    t_all = time.perf_counter()
-    cohort = read_cohort(data)
-    table = assign(cohort.manifest.astype({"subject_id": str}), args.folds, args.seed)
+def run_once(
+    args: argparse.Namespace, seed: int, cohort: Any, windows: Any, data: Any
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """One full experiment (site/fold assignment and training seeded by ``seed``)."""
+    table = assign(cohort.manifest.astype({"subject_id": str}), args.folds, seed)
     print(table.sort_values(["site", "fold"]).to_string(), flush=True)
-    windows = make_pipe(1, 0).prepare(cohort)
     subj = windows.index["subject_id"].astype(str)
     oof: dict[str, list[tuple[np.ndarray, pd.DataFrame]]] = {m: [] for m in args.methods}
     seconds: dict[str, float] = {m: 0.0 for m in args.methods}
@@ -132,7 +117,7 @@ def main() -> None:
                 if method.startswith("site_"):
                     train_set = train_set[train_set["site"] == method[-1]]
                 mask = subj.isin(set(train_set["subject_id"])).to_numpy()
-                pipe = make_pipe(args.rounds, args.seed).fit(windows.select(mask))
+                pipe = make_pipe(args.rounds, seed).fit(windows.select(mask))
                 probs, index = pipe.predict_windows(test_w), test_w.index
             else:
                 sites = []
@@ -146,33 +131,79 @@ def main() -> None:
                             tuple(sorted(st.loc[st["fold"] == fold, "subject_id"])),
                         )
                     )
-                out = OUT / f"fold{fold}" / method
+                out = OUT / f"seed{seed}" / f"fold{fold}" / method
                 settings = FedSettings(
-                    pipeline=make_pipe(1, args.seed).to_config(),
+                    pipeline=make_pipe(1, seed).to_config(),
                     strategy=method,  # type: ignore[arg-type]
                     rounds=args.rounds,
                     local_epochs=1,
                     proximal_mu=args.mu,
                     out_dir=str(out),
-                    seed=args.seed,
+                    seed=seed,
                     sites=sites,
                 )
                 simulate(settings)
                 probs, index = read_predictions(out, [s.name for s in sites if s.test_subjects])
             seconds[method] += time.perf_counter() - t0
             oof[method].append((probs, index))
-            print(f"fold {fold} {method}: {time.perf_counter() - t0:.0f} s", flush=True)
+            print(f"seed {seed} fold {fold} {method}: {time.perf_counter() - t0:.0f} s", flush=True)
     results = {}
     for method, parts in oof.items():
         probs = np.concatenate([p for p, _ in parts])
         index = pd.concat([i for _, i in parts], ignore_index=True)
         results[method] = {**evaluate(probs, index), "seconds": seconds[method]}
-    total = time.perf_counter() - t_all
+    return results, table
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--folds", type=int, default=3)
+    ap.add_argument("--mu", type=float, default=0.01)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="repeat the whole experiment once per seed (new site/fold assignment and "
+        "training seed each time) and report the spread of the method differences "
+        "(docs/results/federated_seeds.json, second table in docs/federated.md)",
+    )
+    ap.add_argument(
+        "--methods",
+        nargs="+",
+        default=["central", "site_A", "site_B", "site_C", "fedavg", "fedprox", "fedbn"],
+    )
+    args = ap.parse_args()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    data = n2001_dir()
+    if data is None:
+        sys.exit("N2001 data not found (see README)")
+    t_all = time.perf_counter()
+    cohort = read_cohort(data)
+    windows = make_pipe(1, 0).prepare(cohort)
     cmd = f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '1')} python " + shlex.join(sys.argv)
+    (DOCS / "results").mkdir(exist_ok=True)
+    if args.seeds:
+        per_seed = {}
+        for seed in args.seeds:
+            results, table = run_once(args, seed, cohort, windows, data)
+            per_seed[str(seed)] = {"results": results, "sites": table.to_dict(orient="records")}
+        payload = {
+            "command": cmd,
+            "machine": machine_line("torch", "flwr"),
+            "total_seconds": time.perf_counter() - t_all,
+            "design": {"rounds": args.rounds, "folds": args.folds, "mu": args.mu},
+            "per_seed": per_seed,
+        }
+        (DOCS / "results" / "federated_seeds.json").write_text(json.dumps(payload, indent=2))
+        write_seeds_doc(payload)
+        return
+    results, table = run_once(args, args.seed, cohort, windows, data)
     payload = {
         "command": cmd,
         "machine": machine_line("torch", "flwr"),
-        "total_seconds": total,
+        "total_seconds": time.perf_counter() - t_all,
         "design": {
             "rounds": args.rounds,
             "folds": args.folds,
@@ -181,10 +212,85 @@ def main() -> None:
         },
         "results": results,
     }
-    (DOCS / "results").mkdir(exist_ok=True)
     (DOCS / "results" / "federated.json").write_text(json.dumps(payload, indent=2))
     write_doc(payload)
     print(json.dumps(results, indent=2))
+
+
+SEEDS_BEGIN, SEEDS_END = "<!-- BEGIN federated_seeds -->", "<!-- END federated_seeds -->"
+COMPARISONS = (
+    ("fedavg", "central"),
+    ("fedavg", "best_site_alone"),
+    ("fedavg", "mean_site_alone"),
+    ("fedprox", "fedavg"),
+    ("fedbn", "fedavg"),
+)
+
+
+def write_seeds_doc(payload: dict[str, Any]) -> None:
+    """Mean and spread over seeds of each method, and of paired differences per seed."""
+
+    def score(res: dict[str, Any], method: str, key: str) -> float:
+        if method in res:
+            return float(res[method][key])
+        sites = [float(res[m][key]) for m in res if m.startswith("site_")]
+        return max(sites) if method == "best_site_alone" else float(np.mean(sites))
+
+    seeds = list(payload["per_seed"])
+    keys = ("record_balanced_accuracy", "record_macro_auc", "record_macro_f1")
+    first = payload["per_seed"][seeds[0]]["results"]
+    lines = [
+        f"Command: `{payload['command']}`  ",
+        f"Machine: {payload['machine']}  ",
+        f"Total wall time: {payload['total_seconds'] / 60:.1f} min; seeds {', '.join(seeds)} "
+        "(each: new site and fold assignment, new training seed).",
+        "",
+        "Per method, mean ± sd over seeds (record level, out-of-fold over all 18 subjects):",
+        "",
+        "| method | record bal. acc. | record macro AUC | record macro F1 |",
+        "|---|---|---|---|",
+    ]
+    for m in first:
+        cells = []
+        for k in keys:
+            v = np.array([score(payload["per_seed"][s]["results"], m, k) for s in seeds])
+            cells.append(f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Paired differences (same seed, same folds), record balanced accuracy and macro AUC: "
+        "mean ± sd over seeds, min..max, and in how many seeds the first method was ahead:",
+        "",
+        "| comparison | Δ bal. acc. | range | ahead | Δ AUC | range | ahead |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for a, b in COMPARISONS:
+        if a not in first or (b in ("central", "fedavg") and b not in first):
+            continue
+        row = [f"{a} − {b.replace('_', ' ')}"]
+        for k in keys[:2]:
+            d = np.array(
+                [
+                    score(payload["per_seed"][s]["results"], a, k)
+                    - score(payload["per_seed"][s]["results"], b, k)
+                    for s in seeds
+                ]
+            )
+            sd = d.std(ddof=1) if len(d) > 1 else 0.0
+            row += [
+                f"{d.mean():+.3f} ± {sd:.3f}",
+                f"{d.min():+.2f}..{d.max():+.2f}",
+                f"{int((d > 0).sum())}/{len(d)}",
+            ]
+        lines.append("| " + " | ".join(row) + " |")
+    block = SEEDS_BEGIN + "\n" + "\n".join(lines) + "\n" + SEEDS_END
+    text = DOC.read_text() if DOC.exists() else ""
+    if SEEDS_BEGIN in text and SEEDS_END in text:
+        i, j = text.index(SEEDS_BEGIN), text.index(SEEDS_END) + len(SEEDS_END)
+        text = text[:i] + block + text[j:]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    DOC.write_text(text)
 
 
 def write_doc(payload: dict[str, Any]) -> None:

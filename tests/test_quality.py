@@ -112,6 +112,33 @@ def test_mostly_zero_signal_with_a_snippet_is_empty() -> None:
     assert report.metrics["zero_fraction"] == pytest.approx(0.9955, abs=1e-3)
 
 
+@pytest.mark.parametrize("hum_uv", [20.0, 500.0])
+@pytest.mark.parametrize("mains_hz", [50.0, 60.0])
+def test_dead_channel_with_only_hum_is_empty(hum_uv: float, mains_hz: float) -> None:
+    # A disconnected electrode picks up mains: no flat stretch, but no EMG either.
+    fs = 10_000.0
+    t = np.arange(round(8 * fs)) / fs
+    x = 40.0 + hum_uv * np.sin(2 * np.pi * mains_hz * t + 0.4)
+    x += 0.2 * hum_uv * np.sin(2 * np.pi * 3 * mains_hz * t)
+    report = assess(make_recording(np.round(x / QUANTUM_UV) * QUANTUM_UV, fs))
+    assert "empty" in report.flags and "too_short" in report.flags
+    assert report.line_freq_hz == mains_hz
+    assert report.metrics["signal_floor_uv"] < 0.5
+    assert not report.usable_mask.any()
+
+
+def test_quiet_emg_under_strong_hum_is_not_empty() -> None:
+    # 5 µV rms of EMG (quieter than any N2001 record) under 800 µV of hum is still a record.
+    fs = 10_000.0
+    x = emg_surrogate(fs, 6.0, rms_uv=5.0, seed=9)
+    x = x + 800.0 * np.sin(2 * np.pi * 50.0 * np.arange(x.size) / fs)
+    report = assess(make_recording(x, fs))
+    assert "empty" not in report.flags
+    assert "line_noise" in report.flags
+    assert report.metrics["signal_floor_uv"] > 2.0
+    assert report.usable_mask.all()
+
+
 def test_zero_length_signal_is_empty() -> None:
     report = assess(make_recording(np.zeros(0), 10_000.0))
     assert report.flags == ("empty", "too_short")
@@ -487,6 +514,10 @@ def test_n2001_empty_record(n2001_qc: tuple[Cohort, dict[str, QualityReport], fl
     assert "empty" in report.flags
     assert report.usable_fraction == 0.0
     assert report.metrics["zero_fraction"] > 0.99
+    # the empty-channel floor stays far below every real record
+    floors = [r.metrics["signal_floor_uv"] for r in reports.values() if "empty" not in r.flags]
+    assert len(floors) == len(reports) - 1
+    assert min(floors) > 2.0
 
 
 @pytest.mark.realdata

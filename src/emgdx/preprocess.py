@@ -313,6 +313,11 @@ class FilterDesign:
                 f"signal of {data.shape[-1]} samples is too short for the filter "
                 f"(needs more than {padlen} at {self.fs_hz:g} Hz)"
             )
+        if self.notch_hz:
+            extended, pad = _extend_with_hum(data, self.fs_hz, self.notch_hz)
+            if pad:
+                y = sps.sosfiltfilt(sos, extended, axis=-1, padlen=0)
+                return cast(np.ndarray, y[..., pad : pad + data.shape[-1]])
         return cast(np.ndarray, sps.sosfiltfilt(sos, data, axis=-1, padlen=padlen))
 
     def describe(self) -> dict[str, Any]:
@@ -323,6 +328,61 @@ class FilterDesign:
             "notch_hz": list(self.notch_hz),
             "note": self.note,
         }
+
+
+#: Length of the hum-aware edge extension used when the cascade holds notches (see
+#: :func:`_extend_with_hum`). 0.5 s is about 2.6 time constants of a Q = 30 notch at 50 Hz;
+#: longer extensions fit the hum worse when its amplitude drifts (measured: 0.25 s, 0.5 s
+#: and 1 s gave 33-46, 15-23 and 12-49 µV rms error in the first 50 ms).
+HUM_EXTENSION_S = 0.5
+
+
+def _extend_with_hum(
+    data: np.ndarray, fs_hz: float, line_hz: Sequence[float]
+) -> tuple[np.ndarray, int]:
+    """Extend both ends of ``data`` with a continuation that keeps the hum's phase.
+
+    A notch rings for several time constants (Q / (pi f0): 0.19 s at 50 Hz, Q = 30) when
+    its input starts or stops abruptly in the middle of a sinusoid; scipy's default edge
+    handling (a short odd reflection) turns a 500 µV hum into a 150 µV rms error in the
+    first 50 ms of the output, still 60 µV rms averaged over the first 0.8 s. Here a
+    constant plus a sine and cosine at each notched frequency is least-squares fitted to
+    the first (last) ``HUM_EXTENSION_S`` of the record, the fit is continued past the end
+    and the odd reflection of the residual is added, so the extension continues the hum in
+    phase and the rest like scipy does. Measured on 30 µV rms noise + 500 µV hum at 6 kHz:
+    the first 50 ms error falls from 151-191 to 15-23 µV rms (8-10x), also with a 20 %
+    amplitude drift and the mains 0.02 Hz off nominal; a clean signal is changed by < 1 µV.
+    No scipy routine fits the padding to a known frequency, hence this function.
+
+    Returns the extended array and the number of samples added at each end (0, with the
+    input unchanged, when the record is too short for a stable fit).
+    """
+    n = data.shape[-1]
+    pad = min(round(HUM_EXTENSION_S * fs_hz), n - 1)
+    n_params = 1 + 2 * len(line_hz)
+    if pad + 1 < 8 * n_params:
+        return data, 0
+    flat = np.asarray(data, dtype=np.float64).reshape(-1, n)
+    t_in = np.arange(pad + 1) / fs_hz
+    t_out = -np.arange(1, pad + 1) / fs_hz
+    basis_in = [np.ones_like(t_in)]
+    basis_out = [np.ones_like(t_out)]
+    for f in line_hz:
+        w = 2.0 * np.pi * f
+        basis_in += [np.cos(w * t_in), np.sin(w * t_in)]
+        basis_out += [np.cos(w * t_out), np.sin(w * t_out)]
+    a_in, a_out = np.stack(basis_in, axis=1), np.stack(basis_out, axis=1)
+
+    def continuation(edge: np.ndarray) -> np.ndarray:
+        # edge: (rows, pad + 1) samples from the end inwards; returns (rows, pad) beyond it
+        coef = np.linalg.lstsq(a_in, edge.T, rcond=None)[0]
+        residual = edge - (a_in @ coef).T
+        return cast(np.ndarray, (a_out @ coef).T + 2.0 * residual[:, :1] - residual[:, 1:])
+
+    head = continuation(flat[:, : pad + 1])[:, ::-1]
+    tail = continuation(flat[:, ::-1][:, : pad + 1])
+    extended = np.concatenate((head, flat, tail), axis=1).astype(data.dtype, copy=False)
+    return extended.reshape(*data.shape[:-1], n + 2 * pad), pad
 
 
 def _padlen(sos: np.ndarray) -> int:

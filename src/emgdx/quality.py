@@ -20,7 +20,14 @@ lives in :class:`QCConfig`; none depends on one lab's sampling rate or ADC):
     of it (N2001A06BB08: 99.6 % exact zeros after a 45 ms snippet); its whole mask is then
     ``False``, since the few samples left are not a usable recording. A record is ``flat`` when
     flat stretches cover at least ``flat_flag_fraction`` (0.1 %, ~11 ms of an 11 s record,
-    about one motor-unit discharge interval) but it is not empty.
+    about one motor-unit discharge interval) but it is not empty. A record is also ``empty``
+    when nothing but DC and mains hum is left in it: a disconnected channel picks up hum, so
+    it has no flat stretches, yet no EMG. The *signal floor* is the median RMS over 20 ms
+    blocks of the usable samples, high-passed at 20 Hz and, when hum was found, notched at
+    its harmonics (the hum check below runs first; without hum, 64 blocks spread over the
+    record with their means removed); below ``empty_floor_uv`` (0.5 µV) the
+    record is empty. The quietest N2001 record has a floor of 4.4 µV (9x higher); an ADC step
+    of up to ~1.7 µV leaves a dead channel's quantisation noise below the threshold.
 
 ``garbage_tail``
     Non-EMG data at the end of a record (in N2001 every A08 record ends in a memory dump:
@@ -109,6 +116,7 @@ from scipy.signal import get_window
 
 from emgdx.config import config_from_dict, config_to_dict
 from emgdx.errors import ConfigError, SignalError
+from emgdx.preprocess import design_filter
 from emgdx.recording import Cohort, Recording
 
 __all__ = ["QC_FLAGS", "QCConfig", "QualityReport", "assess", "assess_cohort"]
@@ -131,6 +139,8 @@ class QCConfig:
         Flat fraction from which a record is ``empty`` (and entirely unusable).
     flat_flag_fraction
         Flat fraction from which a (non-empty) record is flagged ``flat``.
+    empty_floor_uv
+        Signal floor (µV, see the module docstring) below which a record is ``empty``.
     clip_tolerance
         Distance from a rail, as a fraction of the full range, that counts as "at the rail".
     clip_infer_min_s
@@ -185,6 +195,7 @@ class QCConfig:
     flat_min_run_s: float = 0.010
     empty_fraction: float = 0.90
     flat_flag_fraction: float = 0.001
+    empty_floor_uv: float = 0.5
     clip_tolerance: float = 0.005
     clip_infer_min_s: float = 0.001
     clip_pileup_ratio: float = 10.0
@@ -242,6 +253,7 @@ class QCConfig:
             "repeated_tail_min_s",
             "min_usable_s",
             "line_flag_power_ratio",
+            "empty_floor_uv",
         )
         for name in non_negative:
             value = getattr(self, name)
@@ -447,6 +459,29 @@ def _garbage_tail_onset(
     return lo - 1 + int(big[0]) if big.size else onset_block
 
 
+def _signal_floor_uv(x: np.ndarray, fs: float, line_hz: float | None, harmonics: int) -> float:
+    """Median RMS over 20 ms blocks after a 20 Hz high-pass (and the mains notches when hum
+    was found); NaN when the signal is too short to filter."""
+    block = max(64, round(0.020 * fs))
+    n_blocks = x.size // block
+    if n_blocks < 3:
+        return float("nan")
+    if line_hz is None:
+        # Without hum, removing each block's mean is high-pass enough; 64 blocks spread over
+        # the record give a stable median at a tenth of the cost of all of them.
+        blocks = x[: n_blocks * block].reshape(n_blocks, block)
+        pick = np.unique(np.linspace(0, n_blocks - 1, min(n_blocks, 64)).astype(np.intp))
+        return float(np.median(blocks[pick].astype(np.float64).std(axis=1)))
+    upper = min(0.45 * fs, 2500.0)
+    design = design_filter(fs, (20.0, upper), 2, line_hz, harmonics, 30.0)
+    try:
+        y = design.apply(x.astype(np.float64))
+    except SignalError:
+        return float("nan")
+    blocks = y[: n_blocks * block].reshape(n_blocks, block)
+    return float(np.median(np.sqrt(np.mean(blocks**2, axis=1))))
+
+
 def _welch_psd(x: np.ndarray, fs_hz: float, n_per: int) -> tuple[np.ndarray, np.ndarray]:
     """One-sided Welch PSD (Hann window, 50 % overlap, mean removed per segment).
 
@@ -573,6 +608,7 @@ def _assess(recording: Recording, config: QCConfig, repeated_tail: int) -> Quali
         "line_peak_db": nan,
         "line_power_ratio": nan,
         "line_snr_db": nan,
+        "signal_floor_uv": nan,
         "usable_s": 0.0,
         "usable_fraction": 0.0,
     }
@@ -685,6 +721,13 @@ def _assess(recording: Recording, config: QCConfig, repeated_tail: int) -> Quali
         metrics["line_freq_hz"] = line_freq
         if line_metrics["line_power_ratio"] >= config.line_flag_power_ratio:
             flags.add("line_noise")
+
+    # --- nothing but DC and hum: a dead channel
+    floor = _signal_floor_uv(clean[:limit], fs, line_freq, config.line_harmonics)
+    metrics["signal_floor_uv"] = floor
+    if floor < config.empty_floor_uv:
+        flags.update(("empty", "too_short"))
+        return _report(recording, flags, np.zeros(n, dtype=bool), metrics, line_freq)
 
     # --- too short
     metrics["usable_s"] = n_usable / fs
