@@ -1,0 +1,635 @@
+"""The live monitor: a ring buffer of raw samples, sliding windows, the offline Pipeline on
+each window, smoothed probabilities, QC on the fly and events.
+
+How a streamed window equals the offline one. Offline, a record is resampled and filtered
+as a whole, then cut into windows. Live, the future is not there yet, so each window is
+computed from a *segment* of raw signal: the window plus ``context_s`` on both sides (the
+window is reported ``context_s`` after it ends). The segment starts on a sample where the
+polyphase resampler's output grid meets the offline one (a multiple of ``down`` input
+samples), so the resampled segment's samples fall on exactly the offline sample times, and
+it goes through the *same* functions (:func:`emgdx.quality.assess`,
+:func:`emgdx.preprocess.preprocess_recording`, :meth:`Pipeline.predict_windows`). What is left
+is the zero-phase filter's edge transient at the segment's ends, which decays within the
+context: measured on an N2001 record, 0.25 s of context leaves a largest sample difference
+of 2.4e-4 of the window's standard deviation (0.1 s: 1.1e-2; float32 rounding: ~1e-4). The
+parity test (``tests/test_streaming.py``) checks the probabilities.
+
+Time. Every sample that arrives advances the stream clock by ``1 / fs``; gaps that a source
+reports through timestamps are filled with samples marked unusable (up to ``max_fill_s``)
+so that the clock stays true; a longer gap, or time running backwards, restarts the buffer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from emgdx.errors import ConfigError, SignalError
+from emgdx.preprocess import preprocess_recording, resample_ratio
+from emgdx.quality import QCConfig, assess
+from emgdx.recording import Recording, Windows
+
+if TYPE_CHECKING:
+    from emgdx.pipeline import Pipeline
+
+__all__ = [
+    "EventKind",
+    "LiveMonitor",
+    "MonitorConfig",
+    "MonitorEvent",
+    "RingBuffer",
+    "WindowResult",
+]
+
+EventKind = Literal[
+    "state", "qc", "gap", "restart", "garbage", "stall", "resume", "reconnect", "error", "end"
+]
+
+#: QC flags that mean "no EMG to judge here"; shown as the state instead of a diagnosis.
+_NO_SIGNAL_FLAGS = ("empty",)
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """How the monitor cuts, judges and smooths the stream.
+
+    Attributes
+    ----------
+    hop_s
+        Time between consecutive windows (a window is judged every ``hop_s``).
+    context_s
+        Raw signal kept on both sides of a window for the filters to settle; a window is
+        reported this long after it ends (see the module docstring).
+    smooth_s
+        Time constant of the exponential smoothing of window probabilities.
+    qc_window_s
+        Span of recent signal the on-the-fly QC looks at (clipping, flat, mains hum).
+    state_threshold
+        Smoothed probability a class needs to become the state (else ``"uncertain"``).
+    min_state_s
+        A new state must hold this long before a ``state`` event is raised (no flicker).
+    max_fill_s
+        Gaps up to this long are filled with unusable samples; longer ones restart.
+    max_abs_uv
+        Samples beyond this magnitude (100 mV) are garbage, as are NaN and infinity.
+    buffer_s
+        Ring buffer length (at least QC span + window + 2 x context).
+    stall_s
+        No data for this long raises a ``stall`` event (used by :func:`run_monitor`).
+    reconnect_s
+        After this long without data the source is asked to reconnect (and every
+        ``reconnect_s`` after that).
+    """
+
+    hop_s: float = 0.25
+    context_s: float = 0.3
+    smooth_s: float = 2.0
+    qc_window_s: float = 2.0
+    state_threshold: float = 0.6
+    min_state_s: float = 1.0
+    max_fill_s: float = 1.0
+    max_abs_uv: float = 1e5
+    buffer_s: float = 12.0
+    stall_s: float = 1.0
+    reconnect_s: float = 3.0
+
+    def __post_init__(self) -> None:
+        for name in ("hop_s", "smooth_s", "qc_window_s", "buffer_s", "stall_s", "reconnect_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ConfigError(f"MonitorConfig.{name} must be a positive number, got {value!r}")
+        for name in ("context_s", "min_state_s", "max_fill_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ConfigError(f"MonitorConfig.{name} must be >= 0, got {value!r}")
+        if not 0 < self.state_threshold <= 1:
+            raise ConfigError(
+                f"MonitorConfig.state_threshold must be in (0, 1], got {self.state_threshold}"
+            )
+        if not self.max_abs_uv > 0:
+            raise ConfigError(f"MonitorConfig.max_abs_uv must be positive, got {self.max_abs_uv}")
+
+
+@dataclass
+class WindowResult:
+    """One judged (or withheld) window.
+
+    ``start_s`` / ``end_s`` are stream time (seconds since the stream started, gaps
+    included). ``probs`` is ``None`` when the window was withheld (unusable samples in it);
+    ``smoothed`` and ``state`` then keep their last values. ``latency_ms`` is the compute
+    time of this window (QC + preprocessing + model).
+    """
+
+    index: int
+    start_s: float
+    end_s: float
+    probs: np.ndarray | None
+    smoothed: np.ndarray | None
+    state: str
+    qc_flags: tuple[str, ...]
+    line_freq_hz: float | None
+    usable_fraction: float
+    latency_ms: float
+
+    def to_dict(self, class_names: Sequence[str]) -> dict[str, Any]:
+        """JSON-ready form (probabilities by class name)."""
+
+        def named(p: np.ndarray | None) -> dict[str, float] | None:
+            return None if p is None else {c: float(v) for c, v in zip(class_names, p, strict=True)}
+
+        return {
+            "type": "window",
+            "index": self.index,
+            "start_s": self.start_s,
+            "end_s": self.end_s,
+            "probs": named(self.probs),
+            "smoothed": named(self.smoothed),
+            "state": self.state,
+            "qc_flags": list(self.qc_flags),
+            "line_freq_hz": self.line_freq_hz,
+            "usable_fraction": self.usable_fraction,
+            "latency_ms": self.latency_ms,
+        }
+
+
+@dataclass
+class MonitorEvent:
+    """Something the user should know: a state change, a QC change or a stream fault."""
+
+    kind: EventKind
+    t_s: float
+    message: str
+    old: str | None = None
+    new: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "type": "event",
+            "kind": self.kind,
+            "t_s": self.t_s,
+            "message": self.message,
+            "old": self.old,
+            "new": self.new,
+            "details": self.details,
+        }
+
+
+class RingBuffer:
+    """Fixed-capacity buffer of float32 samples plus a usable flag per sample.
+
+    Samples are addressed by their absolute position since the buffer was (re)started;
+    only the last ``capacity`` stay readable. A numpy ring (not a deque): reads are one or
+    two slice copies, appends are vectorised.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ConfigError(f"ring buffer capacity must be >= 1, got {capacity}")
+        self.capacity = int(capacity)
+        self._data = np.zeros(self.capacity, dtype=np.float32)
+        self._ok = np.zeros(self.capacity, dtype=bool)
+        self.total = 0  # samples ever appended since the last clear()
+
+    def clear(self) -> None:
+        self.total = 0
+
+    @property
+    def oldest(self) -> int:
+        """Absolute position of the oldest readable sample."""
+        return max(0, self.total - self.capacity)
+
+    def append(self, values: np.ndarray, usable: np.ndarray | None = None) -> None:
+        values = np.asarray(values, dtype=np.float32).ravel()
+        ok = np.ones(values.size, dtype=bool) if usable is None else np.asarray(usable, bool)
+        if values.size > self.capacity:  # only the newest samples can be kept
+            skip = values.size - self.capacity
+            self.total += skip
+            values, ok = values[skip:], ok[skip:]
+        n = values.size
+        pos = self.total % self.capacity
+        first = min(n, self.capacity - pos)
+        self._data[pos : pos + first] = values[:first]
+        self._ok[pos : pos + first] = ok[:first]
+        if first < n:
+            self._data[: n - first] = values[first:]
+            self._ok[: n - first] = ok[first:]
+        self.total += n
+
+    def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of samples and flags at absolute positions ``[start, stop)``."""
+        if start < self.oldest or stop > self.total or start > stop:
+            raise SignalError(
+                f"samples {start}-{stop} are not in the buffer "
+                f"(it holds {self.oldest}-{self.total})"
+            )
+        if stop == start:
+            return np.zeros(0, np.float32), np.zeros(0, bool)
+        a, b = start % self.capacity, (stop - 1) % self.capacity + 1
+        if a < b:
+            return self._data[a:b].copy(), self._ok[a:b].copy()
+        return (
+            np.concatenate((self._data[a:], self._data[:b])),
+            np.concatenate((self._ok[a:], self._ok[:b])),
+        )
+
+
+@dataclass
+class _QC:
+    """The two things preprocessing reads from a QC report (see ``QCLike``)."""
+
+    record_id: str
+    usable_mask: np.ndarray
+    line_freq_hz: float | None
+
+
+def _fill_bad(x: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Garbage samples replaced by linear interpolation (QC and filters must not see them)."""
+    if ok.all():
+        return x
+    out = x.copy()
+    good = np.flatnonzero(ok)
+    if good.size == 0:
+        out[:] = 0.0
+        return out
+    bad = np.flatnonzero(~ok)
+    out[bad] = np.interp(bad, good, x[good].astype(np.float64))
+    return out
+
+
+class LiveMonitor:
+    """Judge a live single-channel stream window by window with a fitted :class:`Pipeline`.
+
+    Feed it with :meth:`push` (samples in µV, optionally with their timestamps); it returns
+    the windows judged and the events raised by that chunk, in order.
+
+    Parameters
+    ----------
+    pipeline
+        A fitted pipeline (torch, ONNX or classical backend).
+    fs_hz
+        The stream's sampling rate.
+    config
+        :class:`MonitorConfig`; defaults when ``None``.
+    qc_config
+        Thresholds of the on-the-fly QC (:class:`emgdx.quality.QCConfig`).
+    name
+        Shown in messages.
+
+    Raises
+    ------
+    ConfigError
+        When the pipeline is not fitted or normalises per record (a stream has no record).
+    SamplingRateError
+        When the stream is sampled too slowly for the model (as offline).
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        fs_hz: float,
+        config: MonitorConfig | None = None,
+        *,
+        qc_config: QCConfig | None = None,
+        name: str = "stream",
+    ) -> None:
+        if not pipeline.fitted:
+            raise ConfigError("the live monitor needs a fitted pipeline")
+        pre = pipeline.preprocess
+        if pre.normalise != "none" and pre.normalise_scope == "record":
+            raise ConfigError(
+                "this pipeline normalises each record by its own statistics, which a live "
+                "stream does not have; use a model trained with window or fitted normalisation"
+            )
+        if not (math.isfinite(fs_hz) and fs_hz > 0):
+            raise ConfigError(f"{name}: sampling rate must be positive, got {fs_hz!r}")
+        self.pipeline = pipeline
+        self.fs_hz = float(fs_hz)
+        self.config = config or MonitorConfig()
+        self.qc_config = qc_config or QCConfig()
+        self.name = name
+        self.class_names = list(pipeline.class_names)
+        pipeline.check_sampling_rate(Recording(np.zeros(1, np.float32), self.fs_hz, name, name))
+        target = pipeline.fs_hz_ or pre.target_fs_hz or self.fs_hz
+        if math.isclose(target, self.fs_hz, rel_tol=1e-9) or pre.target_fs_hz is None:
+            self.up = self.down = 1
+            self.fs_out = self.fs_hz
+        else:
+            self.up, self.down = resample_ratio(self.fs_hz, target)
+            self.fs_out = self.fs_hz * self.up / self.down
+        self.n_win = pipeline.n_times_ or round(pre.window_s * self.fs_out)
+        self.window_s = self.n_win / self.fs_out
+        self.hop_out = max(1, round(self.config.hop_s * self.fs_out))
+        self.context_out = round(self.config.context_s * self.fs_out)
+        self.qc_n = round(self.config.qc_window_s * self.fs_hz)
+        need = self.qc_n + math.ceil((self.n_win + 2 * self.context_out) * self.down / self.up)
+        self.buffer = RingBuffer(max(round(self.config.buffer_s * self.fs_hz), need + 16))
+        self._alpha = 1.0 - math.exp(-self.config.hop_s / self.config.smooth_s)
+        self._time_offset_s = 0.0  # stream time at the buffer's sample 0
+        self._last_ts: float | None = None
+        self._last_garbage_event = -math.inf
+        self._reset_windows()
+        self.state = "starting"
+        self._candidate: tuple[str, int] | None = None
+        self.qc_flags: tuple[str, ...] = ()
+        self.latencies_ms: list[float] = []
+        self.n_windows = 0
+        self._index = pd.DataFrame(
+            {
+                "record_id": [name],
+                "subject_id": [name],
+                "label": [None],
+                "start_s": [0.0],
+                "start_sample": [0],
+                "level": [None],
+                "muscle": [None],
+                "usable_fraction": [1.0],
+            }
+        )
+
+    # ---- stream time ---------------------------------------------------------------------
+
+    def _reset_windows(self) -> None:
+        self._next_k = 0
+        self.smoothed: np.ndarray | None = None
+
+    @property
+    def now_s(self) -> float:
+        """Stream time of the newest sample."""
+        return self._time_offset_s + self.buffer.total / self.fs_hz
+
+    def _window_raw_span(self, k: int) -> tuple[int, int, int]:
+        """Raw ``[start, stop)`` for window ``k``, and the segment's first output sample."""
+        start_out = k * self.hop_out
+        m = max(0, (start_out - self.context_out) // self.up)
+        stop = math.ceil((start_out + self.n_win + self.context_out) * self.down / self.up)
+        return m * self.down, stop, m * self.up
+
+    # ---- input ---------------------------------------------------------------------------
+
+    def push(
+        self, samples: np.ndarray, timestamps: np.ndarray | None = None
+    ) -> list[WindowResult | MonitorEvent]:
+        """Add a chunk; judge every window it completes.
+
+        Parameters
+        ----------
+        samples
+            1-D samples in µV (other shapes are reported as garbage and dropped).
+        timestamps
+            Optional per-sample times in seconds (e.g. LSL's); used to find dropped samples.
+
+        Returns
+        -------
+        list
+            :class:`WindowResult` and :class:`MonitorEvent` items, in time order.
+        """
+        out: list[WindowResult | MonitorEvent] = []
+        try:
+            x = np.asarray(samples)
+            if x.ndim != 1 or x.dtype.kind not in "fiu":
+                out.append(
+                    MonitorEvent(
+                        "garbage",
+                        self.now_s,
+                        f"{self.name}: dropped a chunk of shape {x.shape} and type {x.dtype} "
+                        "(expected one channel of numbers)",
+                    )
+                )
+                return out
+            if x.size == 0:
+                return out
+            x = x.astype(np.float32, copy=False)
+            ts = None
+            if timestamps is not None:
+                ts = np.asarray(timestamps, dtype=np.float64).ravel()
+                if ts.size != x.size or not np.isfinite(ts).all():
+                    ts = None
+            self._append(x, ts, out)
+            self._judge_ready(out)
+        except (SignalError, ValueError, FloatingPointError) as exc:
+            # Never let one bad chunk end the monitor: report it and start afresh.
+            out.append(MonitorEvent("error", self.now_s, f"{self.name}: {exc}"))
+            self._restart(out, "after an error")
+        return out
+
+    def _append(
+        self, x: np.ndarray, ts: np.ndarray | None, out: list[WindowResult | MonitorEvent]
+    ) -> None:
+        bounds = [0, x.size]
+        gaps: dict[int, float] = {}
+        if ts is not None:
+            period = 1.0 / self.fs_hz
+            tol = max(0.02, 5 * period)
+            prev = np.concatenate(([self._last_ts], ts[:-1])) if self._last_ts is not None else None
+            if prev is not None:
+                step = ts - prev - period
+            else:
+                step = np.concatenate(([0.0], np.diff(ts) - period))
+            for i in np.flatnonzero((step > tol) | (step < -tol)):
+                gaps[int(i)] = float(step[i])
+            bounds = sorted({0, x.size, *gaps})
+            self._last_ts = float(ts[-1])
+        for a, b in itertools.pairwise(bounds):
+            if a in gaps:
+                self._gap(gaps[a], out)
+            part = x[a:b]
+            ok = np.isfinite(part) & (np.abs(part) <= self.config.max_abs_uv)
+            if not ok.all():
+                n_bad = int(np.count_nonzero(~ok))
+                if self.now_s - self._last_garbage_event >= 1.0:
+                    self._last_garbage_event = self.now_s
+                    out.append(
+                        MonitorEvent(
+                            "garbage",
+                            self.now_s,
+                            f"{self.name}: {n_bad} sample(s) not finite or beyond "
+                            f"{self.config.max_abs_uv:g} µV, marked unusable",
+                            details={"samples": n_bad},
+                        )
+                    )
+                part = np.where(ok, part, np.float32(0.0))
+            self.buffer.append(part, ok)
+
+    def _gap(self, gap_s: float, out: list[WindowResult | MonitorEvent]) -> None:
+        if 0 < gap_s <= self.config.max_fill_s:
+            n = round(gap_s * self.fs_hz)
+            out.append(
+                MonitorEvent(
+                    "gap",
+                    self.now_s,
+                    f"{self.name}: {gap_s * 1000:.0f} ms of samples missing "
+                    f"({n} samples), marked unusable",
+                    details={"missing_s": gap_s, "samples": n},
+                )
+            )
+            self.buffer.append(np.zeros(n, np.float32), np.zeros(n, bool))
+            return
+        what = "time went backwards" if gap_s < 0 else f"{gap_s:.2f} s of samples missing"
+        self._time_offset_s = self.now_s + max(0.0, gap_s)
+        self._restart(out, f"({what})")
+
+    def _restart(self, out: list[WindowResult | MonitorEvent], why: str) -> None:
+        self._time_offset_s = max(self._time_offset_s, self.now_s)
+        self.buffer.clear()
+        self._reset_windows()
+        out.append(MonitorEvent("restart", self.now_s, f"{self.name}: windows restart {why}"))
+
+    def note_stall(self, seconds: float) -> MonitorEvent:
+        """Event for a source that sent nothing for ``seconds`` (from :func:`run_monitor`)."""
+        return MonitorEvent(
+            "stall", self.now_s, f"{self.name}: no data for {seconds:.1f} s", new="stalled"
+        )
+
+    # ---- judging -------------------------------------------------------------------------
+
+    def _judge_ready(self, out: list[WindowResult | MonitorEvent], final: bool = False) -> None:
+        while True:
+            raw_start, raw_stop, seg_out = self._window_raw_span(self._next_k)
+            if raw_stop > self.buffer.total:
+                # At the end of a stream the last windows go without their right context:
+                # the stream's end is then an edge exactly like the end of an offline record.
+                end_out = self._next_k * self.hop_out + self.n_win
+                if not final or math.ceil(end_out * self.down / self.up) > self.buffer.total:
+                    return
+                raw_stop = self.buffer.total
+            if raw_start < self.buffer.oldest:  # fell behind the buffer: skip ahead
+                self._next_k += 1
+                continue
+            out.extend(self._judge(self._next_k, raw_start, raw_stop, seg_out))
+            self._next_k += 1
+
+    def flush(self) -> list[WindowResult | MonitorEvent]:
+        """Judge the windows still waiting for their right context (at the end of a stream)."""
+        out: list[WindowResult | MonitorEvent] = []
+        try:
+            self._judge_ready(out, final=True)
+        except (SignalError, ValueError) as exc:
+            out.append(MonitorEvent("error", self.now_s, f"{self.name}: {exc}"))
+        return out
+
+    def _judge(
+        self, k: int, raw_start: int, raw_stop: int, seg_out: int
+    ) -> list[WindowResult | MonitorEvent]:
+        t0 = time.perf_counter()
+        events: list[WindowResult | MonitorEvent] = []
+        qc_start = max(self.buffer.oldest, min(raw_start, raw_stop - self.qc_n))
+        raw, ok = self.buffer.read(qc_start, raw_stop)
+        raw = _fill_bad(raw, ok)
+        qc_rec = Recording(raw, self.fs_hz, self.name, self.name)
+        report = assess(qc_rec, self.qc_config)
+        flags = tuple(f for f in report.flags if f != "too_short")  # a short span is normal
+        if not ok.all():
+            flags = (*flags, "garbage")
+        if flags != self.qc_flags:
+            events.append(
+                MonitorEvent(
+                    "qc",
+                    self.now_s,
+                    f"{self.name}: signal quality "
+                    + (", ".join(flags) if flags else "ok")
+                    + (f" (mains {report.line_freq_hz:g} Hz)" if report.line_freq_hz else ""),
+                    old=",".join(self.qc_flags) or "ok",
+                    new=",".join(flags) or "ok",
+                )
+            )
+            self.qc_flags = flags
+        off = raw_start - qc_start
+        usable = report.usable_mask[off:] & ok[off:]
+        seg = Recording(raw[off:], self.fs_hz, self.name, self.name)
+        processed, usable_out = preprocess_recording(
+            seg, self.pipeline.preprocess, _QC(self.name, usable, report.line_freq_hz)
+        )
+        a = k * self.hop_out - seg_out
+        window = processed.signal[a : a + self.n_win]
+        frac = float(usable_out[a : a + self.n_win].mean()) if window.size == self.n_win else 0.0
+        start_s = self._time_offset_s + k * self.hop_out / self.fs_out
+        probs: np.ndarray | None = None
+        if window.size == self.n_win and frac >= self.pipeline.preprocess.min_usable_fraction:
+            # One index row, built once and updated (a new DataFrame costs ~0.8 ms a window).
+            index = self._index
+            index.iat[0, 3], index.iat[0, 4], index.iat[0, 7] = start_s, k * self.hop_out, frac
+            win = Windows(window[None, :].astype(np.float32), self.fs_out, index)
+            probs = self.pipeline.predict_windows(win)[0]
+            s = self.smoothed
+            self.smoothed = probs.copy() if s is None else s + self._alpha * (probs - s)
+        state = self._next_state(flags, probs is not None, events)
+        latency = (time.perf_counter() - t0) * 1000.0
+        self.latencies_ms.append(latency)
+        self.n_windows += 1
+        events.append(
+            WindowResult(
+                k,
+                start_s,
+                start_s + self.window_s,
+                probs,
+                None if self.smoothed is None else self.smoothed.copy(),
+                state,
+                flags,
+                report.line_freq_hz,
+                frac,
+                latency,
+            )
+        )
+        return events
+
+    def _next_state(
+        self, flags: tuple[str, ...], judged: bool, events: list[WindowResult | MonitorEvent]
+    ) -> str:
+        if any(f in _NO_SIGNAL_FLAGS for f in flags):
+            proposal = "no signal"
+            self.smoothed = None  # what came before the silence is stale
+        elif self.smoothed is None:
+            proposal = self.state
+        else:
+            best = int(np.argmax(self.smoothed))
+            high = self.smoothed[best] >= self.config.state_threshold
+            proposal = self.class_names[best] if high else "uncertain"
+        if proposal == self.state:
+            self._candidate = None
+            return self.state
+        hops_needed = max(1, math.ceil(self.config.min_state_s / self.config.hop_s - 1e-9))
+        if self.state in ("starting", "no signal") or proposal == "no signal":
+            hops_needed = 1
+        name, count = self._candidate if self._candidate else (proposal, 0)
+        count = count + 1 if name == proposal else 1
+        self._candidate = (proposal, count)
+        if count < hops_needed:
+            return self.state
+        details = {}
+        if self.smoothed is not None:
+            details = {c: float(v) for c, v in zip(self.class_names, self.smoothed, strict=True)}
+        events.append(
+            MonitorEvent(
+                "state",
+                self.now_s,
+                f"{self.name}: {self.state} -> {proposal}",
+                old=self.state,
+                new=proposal,
+                details=details,
+            )
+        )
+        self.state = proposal
+        self._candidate = None
+        return self.state
+
+    def latency_summary(self) -> dict[str, float]:
+        """p50 / p99 / max of the per-window compute time (ms) and the real-time factor."""
+        lat = np.asarray(self.latencies_ms)
+        if lat.size == 0:
+            return {}
+        return {
+            "windows": float(lat.size),
+            "p50_ms": float(np.percentile(lat, 50)),
+            "p99_ms": float(np.percentile(lat, 99)),
+            "max_ms": float(lat.max()),
+            "realtime_factor": float(self.config.hop_s * 1000.0 / np.mean(lat)),
+        }
