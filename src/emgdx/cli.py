@@ -1023,6 +1023,16 @@ def _register_federated_commands() -> None:
 _register_federated_commands()
 
 
+def _register_monitor_command() -> None:
+    # typer and rich only: torch and pylsl are imported when the command runs.
+    from emgdx.streaming.cli import monitor
+
+    app.command()(monitor)
+
+
+_register_monitor_command()
+
+
 def main() -> None:
     """Entry point of the ``emgdx`` console script."""
     app()

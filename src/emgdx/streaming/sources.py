@@ -247,9 +247,11 @@ def run_monitor(
     stop: threading.Event | None = None,
     duration_s: float | None = None,
     poll_s: float = 0.05,
+    on_chunk: Callable[[Chunk, float], None] | None = None,
 ) -> None:
     """Feed ``source`` into ``monitor`` until the source ends, ``stop`` is set or
-    ``duration_s`` of wall time passed; every window and event goes to ``on_item``.
+    ``duration_s`` of wall time passed; every window and event goes to ``on_item``, and
+    every chunk (with the stream time of its first sample) to ``on_chunk`` (for display).
 
     Silence longer than ``stall_s`` gives one ``stall`` event (and ``resume`` when data
     returns); every ``reconnect_s`` of silence the source is asked to reconnect. Errors of
@@ -304,8 +306,11 @@ def run_monitor(
             )
         last_data = now
         last_reconnect = now
+        t_first = monitor.now_s
         for item in monitor.push(chunk.samples, chunk.timestamps):
             on_item(item)
+        if on_chunk is not None:
+            on_chunk(chunk, t_first)
 
 
 def iterate(source: Source, monitor: LiveMonitor, **kwargs: Any) -> Iterator[Item]:
