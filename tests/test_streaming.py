@@ -349,3 +349,43 @@ def test_without_filter_context_streamed_windows_would_differ(
     _, items = stream(cnn, rec, MonitorConfig(context_s=0.0))
     with pytest.raises(AssertionError):
         assert_parity(cnn, rec, items, tol=1e-4)
+
+
+# ---- the command -----------------------------------------------------------------------------
+
+
+def test_monitor_command_replays_a_file_and_writes_json_lines(
+    cnn: Pipeline, sim: list[Recording], tmp_path: Path
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from emgdx.cli import app
+    cnn.save(tmp_path / "model")
+    rec = sim[4]
+    data = tmp_path / "rec.npy"  # NPY stores no rate: --fs-hz gives it
+    np.save(data, rec.signal)
+    runner = CliRunner()
+    out = tmp_path / "live.jsonl"
+    args = ["monitor", str(tmp_path / "model"), "--source", f"file:{data}", "--speed", "0"]
+    result = runner.invoke(
+        app, [*args, "--fs-hz", str(FS), "--jsonl", str(out), "--backend", "torch"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    windows = [x for x in lines if x["type"] == "window"]
+    assert len(windows) == 21  # 6 s: starts 0, 0.25, ... 5.0
+    # the file went through the reader: the same probabilities as the in-memory record
+    offline = cnn.predict_windows(cnn.prepare(rec))
+    np.testing.assert_allclose(
+        [list(w["probs"].values()) for w in windows[::2]], offline, atol=1e-4
+    )
+    assert set(windows[-1]["smoothed"]) == set(cnn.class_names)
+    assert lines[-1]["type"] == "event" and lines[-1]["kind"] == "end"
+    assert "faster than real time" in result.output
+    # bad input: a clear message and exit code 2, no traceback
+    for bad in ("udp:1", f"file:{tmp_path / 'missing.npy'}"):
+        result = runner.invoke(app, [*args[:3], bad])
+        assert result.exit_code == 2, result.output
+        assert "error:" in result.output and "Traceback" not in result.output

@@ -146,6 +146,10 @@ def monitor(
         float, typer.Option(help="Replay speed for file: sources (1 = real time; 0 = max).")
     ] = 1.0,
     channel: Annotated[int, typer.Option(help="Channel of the stream or file to watch.")] = 0,
+    fs_hz: Annotated[
+        float | None,
+        typer.Option("--fs-hz", help="file: sources whose format stores no rate (CSV, NPY)."),
+    ] = None,
     uv_per_unit: Annotated[
         float, typer.Option(help="LSL only: µV per stream unit (e.g. 1e6 for volts).")
     ] = 1.0,
@@ -183,7 +187,9 @@ def monitor(
     torch.set_num_threads(threads)
     try:
         pipe = Pipeline.load(model_dir, backend=backend)
-        kwargs: dict[str, Any] = {"uv_per_unit": uv_per_unit} if source.startswith("lsl:") else {}
+        kwargs: dict[str, Any] = (
+            {"uv_per_unit": uv_per_unit} if source.startswith("lsl:") else {"fs_hz": fs_hz}
+        )
         src = open_source(
             source, speed=math.inf if speed == 0 else speed, channel=channel, **kwargs
         )
