@@ -269,10 +269,36 @@ def test_long_gap_or_time_going_back_restarts(cnn: Pipeline, sim: list[Recording
     items += mon.push(rec.signal[half:], ts[half:] + 5.0)  # 5 s lost
     restarts = events_of(items, "restart")
     assert len(restarts) == 1 and "missing" in restarts[0].message
-    after = [w for w in windows_of(items) if w.start_s > 8.0]
-    assert after and all(w.probs is not None for w in after)
+    after = windows_of(items)[-1]
+    # stream time counts the 5 s not received: windows restart at half + 5 s
+    first_after = next(w for w in windows_of(items) if w.start_s > half / fs)
+    assert first_after.start_s == pytest.approx(half / fs + 5.0, abs=1e-6)
+    assert after.probs is not None
     items = mon.push(rec.signal[:1000], ts[:1000])  # the clock jumps back
     assert events_of(items, "restart")
+    assert mon.now_s == pytest.approx(rec.n_samples / fs + 5.0 + 1000 / fs, abs=1e-6)
+
+
+def test_timestamp_jitter_is_not_taken_for_lost_samples(
+    cnn: Pipeline, sim: list[Recording]
+) -> None:
+    # An outlet stamping 20 ms chunks on sending, +-30 ms late or early now and then, whose
+    # clock runs 1 % slow against the nominal rate (60 ms over the record: more than the
+    # gap tolerance, were the expected time not following the outlet's clock).
+    rec = sim[1]
+    fs = rec.fs_hz
+    rng = np.random.default_rng(3)
+    mon = LiveMonitor(cnn, fs)
+    items: list = []
+    chunk = round(0.02 * fs)
+    for i in range(0, rec.n_samples, chunk):
+        n = min(chunk, rec.n_samples - i)
+        late = float(rng.choice([0.0, 0.0, 0.0, 0.03, -0.03]))
+        ts = ((i + n - 1) / fs + late - np.arange(n)[::-1] / fs) * 1.01
+        items += mon.push(rec.signal[i : i + n], ts)
+    items += mon.flush()
+    assert not events_of(items, "gap") and not events_of(items, "restart")
+    assert_parity(cnn, rec, items, tol=1e-4)
 
 
 def test_garbage_is_reported_masked_and_survived(cnn: Pipeline, sim: list[Recording]) -> None:
@@ -362,6 +388,7 @@ def test_monitor_command_replays_a_file_and_writes_json_lines(
     from typer.testing import CliRunner
 
     from emgdx.cli import app
+
     cnn.save(tmp_path / "model")
     rec = sim[4]
     data = tmp_path / "rec.npy"  # NPY stores no rate: --fs-hz gives it

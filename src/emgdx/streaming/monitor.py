@@ -21,7 +21,6 @@ so that the clock stays true; a longer gap, or time running backwards, restarts 
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from collections.abc import Sequence
@@ -51,6 +50,12 @@ __all__ = [
 EventKind = Literal[
     "state", "qc", "gap", "restart", "garbage", "stall", "resume", "reconnect", "error", "end"
 ]
+
+#: Timestamp steps up to this (either way) are an outlet's send jitter, not lost samples;
+#: dropped stretches shorter than this go unnoticed (the stream is spliced there).
+GAP_TOLERANCE_S = 0.05
+#: How fast the expected timestamp follows the source's clock (fraction per chunk).
+GAP_TRACKING = 0.05
 
 #: QC flags that mean "no EMG to judge here"; shown as the state instead of a diagnosis.
 _NO_SIGNAL_FLAGS = ("empty",)
@@ -334,7 +339,8 @@ class LiveMonitor:
         self.buffer = RingBuffer(max(round(self.config.buffer_s * self.fs_hz), need + 16))
         self._alpha = 1.0 - math.exp(-self.config.hop_s / self.config.smooth_s)
         self._time_offset_s = 0.0  # stream time at the buffer's sample 0
-        self._last_ts: float | None = None
+        self._ts_ref: float | None = None  # source clock minus stream time
+        self._ts_chunks = 0
         self._last_garbage_event = -math.inf
         self._reset_windows()
         self.state = "starting"
@@ -424,40 +430,57 @@ class LiveMonitor:
     def _append(
         self, x: np.ndarray, ts: np.ndarray | None, out: list[WindowResult | MonitorEvent]
     ) -> None:
-        bounds = [0, x.size]
-        gaps: dict[int, float] = {}
-        if ts is not None:
-            period = 1.0 / self.fs_hz
-            tol = max(0.02, 5 * period)
-            prev = np.concatenate(([self._last_ts], ts[:-1])) if self._last_ts is not None else None
-            if prev is not None:
-                step = ts - prev - period
-            else:
-                step = np.concatenate(([0.0], np.diff(ts) - period))
-            for i in np.flatnonzero((step > tol) | (step < -tol)):
-                gaps[int(i)] = float(step[i])
-            bounds = sorted({0, x.size, *gaps})
-            self._last_ts = float(ts[-1])
-        for a, b in itertools.pairwise(bounds):
-            if a in gaps:
-                self._gap(gaps[a], out)
-            part = x[a:b]
-            ok = np.isfinite(part) & (np.abs(part) <= self.config.max_abs_uv)
-            if not ok.all():
-                n_bad = int(np.count_nonzero(~ok))
-                if self.now_s - self._last_garbage_event >= 1.0:
-                    self._last_garbage_event = self.now_s
-                    out.append(
-                        MonitorEvent(
-                            "garbage",
-                            self.now_s,
-                            f"{self.name}: {n_bad} sample(s) not finite or beyond "
-                            f"{self.config.max_abs_uv:g} µV, marked unusable",
-                            details={"samples": n_bad},
-                        )
+        pos = 0
+        while pos < x.size:
+            stop = x.size
+            if ts is not None:
+                # Lateness of each sample against the stream clock: the timestamp minus where
+                # the sample count says it should be. Jitter moves it a little either way; a
+                # dropped stretch moves it up for good, a new clock far down.
+                now = self.now_s
+                if self._ts_ref is None:
+                    self._ts_ref = float(ts[pos]) - now
+                    self._ts_chunks = 0
+                late = ts[pos:] - (self._ts_ref + now + np.arange(x.size - pos) / self.fs_hz)
+                tol = max(GAP_TOLERANCE_S, 5.0 / self.fs_hz)
+                jumps = np.flatnonzero((late > tol) | (late < -max(self.config.max_fill_s, tol)))
+                if jumps.size and jumps[0] == 0:
+                    self._gap(float(late[0]), out)
+                    if self._ts_ref is None:  # restarted: the clock is anchored afresh
+                        continue
+                    late = late - late[0]
+                    jumps = np.flatnonzero(
+                        (late > tol) | (late < -max(self.config.max_fill_s, tol))
                     )
-                part = np.where(ok, part, np.float32(0.0))
-            self.buffer.append(part, ok)
+                    jumps = jumps[jumps > 0]
+                if jumps.size:
+                    stop = pos + int(jumps[0])
+                # Follow the outlet's clock slowly (its true rate differs a little from the
+                # nominal one), so that drift never adds up to a false gap; at first as a
+                # running mean, since the first chunk's own jitter set the anchor.
+                self._ts_chunks += 1
+                weight = max(GAP_TRACKING, 1.0 / self._ts_chunks)
+                self._ts_ref += weight * float(late[stop - pos - 1])
+            self._append_samples(x[pos:stop], out)
+            pos = stop
+
+    def _append_samples(self, part: np.ndarray, out: list[WindowResult | MonitorEvent]) -> None:
+        ok = np.isfinite(part) & (np.abs(part) <= self.config.max_abs_uv)
+        if not ok.all():
+            n_bad = int(np.count_nonzero(~ok))
+            if self.now_s - self._last_garbage_event >= 1.0:
+                self._last_garbage_event = self.now_s
+                out.append(
+                    MonitorEvent(
+                        "garbage",
+                        self.now_s,
+                        f"{self.name}: {n_bad} sample(s) not finite or beyond "
+                        f"{self.config.max_abs_uv:g} µV, marked unusable",
+                        details={"samples": n_bad},
+                    )
+                )
+            part = np.where(ok, part, np.float32(0.0))
+        self.buffer.append(part, ok)
 
     def _gap(self, gap_s: float, out: list[WindowResult | MonitorEvent]) -> None:
         if 0 < gap_s <= self.config.max_fill_s:
@@ -474,11 +497,14 @@ class LiveMonitor:
             self.buffer.append(np.zeros(n, np.float32), np.zeros(n, bool))
             return
         what = "time went backwards" if gap_s < 0 else f"{gap_s:.2f} s of samples missing"
-        self._time_offset_s = self.now_s + max(0.0, gap_s)
-        self._restart(out, f"({what})")
+        self._restart(out, f"({what})", skipped_s=max(0.0, gap_s))
 
-    def _restart(self, out: list[WindowResult | MonitorEvent], why: str) -> None:
-        self._time_offset_s = max(self._time_offset_s, self.now_s)
+    def _restart(
+        self, out: list[WindowResult | MonitorEvent], why: str, skipped_s: float = 0.0
+    ) -> None:
+        """Empty the buffer; stream time goes on from now (plus ``skipped_s`` not received)."""
+        self._time_offset_s = self.now_s + skipped_s
+        self._ts_ref = None
         self.buffer.clear()
         self._reset_windows()
         out.append(MonitorEvent("restart", self.now_s, f"{self.name}: windows restart {why}"))
