@@ -411,6 +411,13 @@ def test_monitor_command_replays_a_file_and_writes_json_lines(
     assert set(windows[-1]["smoothed"]) == set(cnn.class_names)
     assert lines[-1]["type"] == "event" and lines[-1]["kind"] == "end"
     assert "faster than real time" in result.output
+    # the model may come from EMGDX_MODEL_DIR, as for `emgdx serve`; events on stderr
+    env_args = ["monitor", "--source", f"file:{data}", "--speed", "0", "--fs-hz", str(FS)]
+    result = runner.invoke(app, [*env_args, "--no-live"], env={"EMGDX_MODEL_DIR": args[1]})
+    assert result.exit_code == 0, result.output
+    assert "end of stream" in result.output
+    result = runner.invoke(app, env_args, env={"EMGDX_MODEL_DIR": ""})
+    assert result.exit_code == 2 and "give a model folder" in result.output
     # bad input: a clear message and exit code 2, no traceback
     for bad in ("udp:1", f"file:{tmp_path / 'missing.npy'}"):
         result = runner.invoke(app, [*args[:3], bad])

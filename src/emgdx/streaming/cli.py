@@ -134,7 +134,6 @@ def _pct(p: float | None) -> str:
 
 
 def monitor(
-    model_dir: Annotated[Path, typer.Argument(help="A folder written by `emgdx train`.")],
     source: Annotated[
         str,
         typer.Option(
@@ -142,6 +141,14 @@ def monitor(
             help="lsl:NAME (a Lab Streaming Layer stream) or file:PATH (a record replayed).",
         ),
     ],
+    model_dir: Annotated[
+        Path | None,
+        typer.Argument(
+            envvar="EMGDX_MODEL_DIR",
+            help="A folder written by `emgdx train` (or EMGDX_MODEL_DIR).",
+            show_default=False,
+        ),
+    ] = None,
     speed: Annotated[
         float, typer.Option(help="Replay speed for file: sources (1 = real time; 0 = max).")
     ] = 1.0,
@@ -175,6 +182,13 @@ def monitor(
         str, typer.Option(help="Model inference: auto, torch, onnx or onnx-int8.")
     ] = "auto",
     threads: Annotated[int, typer.Option(help="torch threads (1 suits a live stream).")] = 1,
+    demo_model: Annotated[
+        bool,
+        typer.Option(
+            help="No model at hand: use (and first train) the small model trained on simulated "
+            "data that `emgdx serve --demo-model` uses (for trying it out; NOT for patients)."
+        ),
+    ] = False,
 ) -> None:
     """Judge a live EMG stream window by window, with the same pipeline as offline."""
     import torch
@@ -185,6 +199,18 @@ def monitor(
 
     err = Console(stderr=True, soft_wrap=True)
     torch.set_num_threads(threads)
+    if model_dir is None and demo_model:
+        from emgdx.clinic.cli import train_demo_model
+        from emgdx.clinic.settings import default_data_dir
+
+        model_dir = default_data_dir() / "demo-model"
+        if not (model_dir / "pipeline.json").exists():
+            err.print(f"training a demo model on simulated data into {model_dir} (a minute)…")
+            train_demo_model(model_dir)
+        err.print("[bold yellow]warning:[/] the demo model is trained on simulated EMG")
+    if model_dir is None:
+        err.print("[bold red]error:[/] give a model folder (or EMGDX_MODEL_DIR, or --demo-model)")
+        raise typer.Exit(code=2)
     try:
         pipe = Pipeline.load(model_dir, backend=backend)
         kwargs: dict[str, Any] = (
