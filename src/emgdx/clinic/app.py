@@ -23,6 +23,8 @@ from emgdx.clinic.analysis import AnalysisRunner
 from emgdx.clinic.api import router
 from emgdx.clinic.db import Database
 from emgdx.clinic.ingest import UploadError
+from emgdx.clinic.live import LiveHub
+from emgdx.clinic.live import router as live_router
 from emgdx.clinic.middleware import RequestGuard
 from emgdx.clinic.settings import ClinicSettings
 from emgdx.errors import EmgdxError
@@ -71,11 +73,15 @@ def create_app(
         if pipeline is not None
         else None
     )
+    live = LiveHub(pipeline, runner.model_info if runner else None)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        db.dispose()
+        try:
+            yield
+        finally:
+            live.shutdown()  # every live session's thread stopped and joined
+            db.dispose()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -87,13 +93,20 @@ def create_app(
             {"name": "visits", "description": "Examination days."},
             {"name": "recordings", "description": "Uploaded EMG files."},
             {"name": "analyses", "description": "Diagnoses, evidence and reports."},
+            {
+                "name": "live",
+                "description": "Live monitoring of an LSL stream or a replayed recording: "
+                "sessions over REST, their windows and events over a WebSocket.",
+            },
             {"name": "service", "description": "Health and identity."},
         ],
     )
     app.state.settings = settings
     app.state.db = db
     app.state.runner = runner
+    app.state.live = live
     app.include_router(router)
+    app.include_router(live_router)
 
     # Starlette's own HTTPException (e.g. an unparseable multipart body) as well as FastAPI's.
     @app.exception_handler(StarletteHTTPException)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "AnalysisIn",
@@ -17,6 +17,11 @@ __all__ = [
     "FigureOut",
     "FileOut",
     "Health",
+    "LiveSessionIn",
+    "LiveSessionList",
+    "LiveSessionOut",
+    "LiveStreamList",
+    "LiveStreamOut",
     "MeasureOut",
     "PatientDetail",
     "PatientIn",
@@ -242,3 +247,69 @@ class TimelineOut(BaseModel):
     alerts: list[AlertOut]
     labels: dict[str, str] = Field(description="Words (and unit) for each quantity's key.")
     plot_url: str
+
+
+# --------------------------------------------------------------------------- live monitoring
+
+
+class LiveStreamOut(BaseModel):
+    name: str = Field(description="Use it as `lsl:NAME` to monitor the stream.")
+    type: str
+    channel_count: int
+    nominal_srate: float = Field(description="Sampling rate in Hz (0: irregular, not usable).")
+    source_id: str
+
+
+class LiveStreamList(BaseModel):
+    streams: list[LiveStreamOut]
+
+
+class LiveSessionIn(_In):
+    """Either a Lab Streaming Layer stream (`source`) or a stored recording to replay."""
+
+    source: str | None = Field(
+        default=None,
+        pattern=r"^lsl:.{1,200}$",
+        description="`lsl:NAME`: an LSL stream visible from the server.",
+        examples=["lsl:EMG-bedside-1"],
+    )
+    recording_id: str | None = Field(
+        default=None,
+        max_length=36,
+        description="A recording of this clinic, replayed as if it were live.",
+    )
+    speed: float = Field(
+        default=1.0, gt=0, le=50, description="Replay speed (1 = real time); replays only."
+    )
+    channel: int = Field(default=0, ge=0, le=255, description="Channel to monitor.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LiveSessionIn:
+        if (self.source is None) == (self.recording_id is None):
+            raise ValueError("give exactly one of source (lsl:NAME) or recording_id")
+        return self
+
+
+class LiveSessionOut(BaseModel):
+    id: str
+    source: str = Field(description="What is monitored, in words (`lsl:NAME`, `replay: …`).")
+    kind: Literal["lsl", "replay"]
+    status: Literal["running", "ended"] = Field(
+        description="'ended' once the stream ended (a replay reached its end) or failed; "
+        "an ended session stays listed until deleted, or for 10 minutes."
+    )
+    fs_hz: float
+    hop_s: float
+    window_s: float
+    class_names: list[str]
+    model: dict[str, str]
+    created_at: dt.datetime
+    ws_url: str = Field(
+        description='WebSocket of the session. Send `{"token": "..."}` first (within '
+        "5 s; wrong token: close code 4401, unknown session: 4404); then messages `hello`, "
+        "`signal` (min/max envelope), `window` (probabilities) and `event` arrive."
+    )
+
+
+class LiveSessionList(BaseModel):
+    sessions: list[LiveSessionOut]

@@ -4,15 +4,38 @@
 //   #/patients         patients: list, search, create
 //   #/patients/<id>    one patient: visits, new visit, timeline
 //   #/visits/<id>      one visit: upload, recordings, analysis and its result
+//   #/live             live monitoring of an LSL stream or a replayed recording (live.js)
 //
 // Every API call carries the clinic's bearer token (kept in sessionStorage, for this tab only).
 // Images and reports need the token too, so they are fetched and shown through blob: URLs.
+
+import { liveView } from "./live.js";
 
 const API = "/api/v1";
 const TOKEN_KEY = "emgdx.clinic.token";
 
 /** What the page learnt from /health and /me. */
-const state = { classNames: [], model: null, clinic: null, limits: null };
+export const state = { classNames: [], model: null, clinic: null, limits: null, patientId: null };
+
+/** Things to undo when the view changes (a live view's socket and timers). */
+let leaveHandlers = [];
+
+/** Run `fn` when the current view is left (another route, or sign-out). */
+export function onLeave(fn) {
+  leaveHandlers.push(fn);
+}
+
+function leaveView() {
+  const handlers = leaveHandlers;
+  leaveHandlers = [];
+  for (const fn of handlers) {
+    try {
+      fn();
+    } catch (err) {
+      console.warn("leaving the view:", err);
+    }
+  }
+}
 
 // ------------------------------------------------------------------------------ DOM helpers
 
@@ -21,7 +44,7 @@ const state = { classNames: [], model: null, clinic: null, limits: null };
  * (true -> empty attribute, false/null -> left out), anything else -> attribute.
  * Children: nodes, strings (inserted as text, never as HTML) or nested arrays; null is skipped.
  */
-function h(tag, attrs = {}, ...children) {
+export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
     if (value === null || value === undefined || value === false) continue;
@@ -44,7 +67,7 @@ function h(tag, attrs = {}, ...children) {
 let fieldCount = 0;
 
 /** A labelled form field: <div class="field"><label for=...>text</label>input hint</div>. */
-function field(labelText, input, hint = null) {
+export function field(labelText, input, hint = null) {
   if (!input.id) input.id = `field-${++fieldCount}`;
   const hintEl = hint ? h("small", { class: "hint", id: `${input.id}-hint` }, hint) : null;
   if (hintEl) input.setAttribute("aria-describedby", hintEl.id);
@@ -75,7 +98,7 @@ function headCell(item) {
 }
 
 /** Disable `button` and show `busyText` while `work()` runs; restore it afterwards. */
-async function withBusy(button, busyText, work) {
+export async function withBusy(button, busyText, work) {
   const label = button.textContent;
   button.disabled = true;
   button.setAttribute("aria-busy", "true");
@@ -98,14 +121,14 @@ function titleCase(text) {
 }
 
 /** A probability in [0, 1] as a percentage. */
-function pct(p) {
+export function pct(p) {
   if (p === null || p === undefined || Number.isNaN(p)) return "—";
   if (p > 0 && p < 0.005) return "<1 %";
   return `${Math.round(p * 100)} %`;
 }
 
 /** A number with about three significant digits. */
-function num(value) {
+export function num(value) {
   if (value === null || value === undefined || Number.isNaN(Number(value))) return "—";
   const v = Number(value);
   if (v === 0) return "0";
@@ -145,7 +168,7 @@ function classOrder(probs) {
 
 // ------------------------------------------------------------------------------ token
 
-const token = {
+export const token = {
   get: () => sessionStorage.getItem(TOKEN_KEY),
   set: (value) => sessionStorage.setItem(TOKEN_KEY, value),
   clear: () => sessionStorage.removeItem(TOKEN_KEY),
@@ -159,7 +182,7 @@ function authHeaders() {
 // ------------------------------------------------------------------------------ API access
 
 /** An error answered by the API (or a network failure, status 0). */
-class ApiError extends Error {
+export class ApiError extends Error {
   constructor(status, message, requestId = null) {
     super(message);
     this.name = "ApiError";
@@ -222,7 +245,7 @@ async function send(path, init = {}) {
 }
 
 /** Call a JSON endpoint; `json` is sent as the request body. */
-async function api(path, { method = "GET", json } = {}) {
+export async function api(path, { method = "GET", json } = {}) {
   const init = { method };
   if (json !== undefined) {
     init.body = JSON.stringify(json);
@@ -297,7 +320,7 @@ function authImage(path, alt, attrs = {}) {
 
 // ------------------------------------------------------------------------------ error banner
 
-function showError(err) {
+export function showError(err) {
   const banner = document.getElementById("error-banner");
   document.getElementById("error-message").textContent = err?.message || String(err);
   const rid = err?.requestId;
@@ -306,7 +329,7 @@ function showError(err) {
   if (err?.status === 401) signOut({ keepError: true });
 }
 
-function clearError() {
+export function clearError() {
   document.getElementById("error-banner").hidden = true;
 }
 
@@ -341,6 +364,7 @@ async function signIn() {
 function signOut({ keepError = false } = {}) {
   token.clear();
   state.clinic = null;
+  leaveView();
   revokeViewUrls();
   if (!keepError) clearError();
   showLogin();
@@ -368,6 +392,7 @@ const ROUTES = [
   [/^#\/patients\/?$/, () => patientsView()],
   [/^#\/patients\/([\w-]+)$/, (m) => patientView(m[1])],
   [/^#\/visits\/([\w-]+)$/, (m) => visitView(m[1])],
+  [/^#\/live\/?$/, () => liveView()],
 ];
 
 /** Increases at every navigation, so that a slow older view never replaces a newer one. */
@@ -375,6 +400,7 @@ let routeSeq = 0;
 
 async function route() {
   clearError();
+  leaveView();
   revokeViewUrls();
   if (!token.get()) {
     showLogin();
@@ -385,6 +411,11 @@ async function route() {
   if (!found) {
     window.location.replace("#/patients");
     return;
+  }
+  const section = hash.startsWith("#/live") ? "live" : "patients";
+  for (const link of document.querySelectorAll(".mainnav a")) {
+    if (link.dataset.section === section) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
   }
   const seq = ++routeSeq;
   const page = document.getElementById("page");
@@ -404,12 +435,12 @@ async function route() {
   }
 }
 
-function breadcrumb(...items) {
+export function breadcrumb(...items) {
   const parts = items.map(([text, href]) => h("li", {}, href ? h("a", { href }, text) : h("span", { "aria-current": "page" }, text)));
   return h("nav", { class: "breadcrumb", "aria-label": "Breadcrumb" }, h("ol", {}, parts));
 }
 
-function heading(text, sub = null) {
+export function heading(text, sub = null) {
   return h("div", { class: "page-head" }, h("h1", { tabindex: "-1" }, text), sub ? h("p", { class: "muted" }, sub) : null);
 }
 
@@ -540,6 +571,7 @@ async function patientView(patientId) {
     api(`/patients/${patientId}`),
     api(`/patients/${patientId}/timeline`).catch((err) => ({ error: err })),
   ]);
+  state.patientId = patient.id;
   const title = patient.name ? `${patient.external_id} · ${patient.name}` : patient.external_id;
   const facts = [
     patient.birth_year ? `born ${patient.birth_year}` : null,
@@ -725,6 +757,7 @@ async function visitView(visitId) {
   const visit = await api(`/visits/${visitId}`);
   const patient = await api(`/patients/${visit.patient_id}`);
   const ctx = { visit, patient, recordings: visit.recordings || [] };
+  state.patientId = patient.id;
 
   const recordingsBox = h("div", { testid: "recordings" });
   const analysisCard = h("section", { class: "card", testid: "analysis", "aria-labelledby": "analysis-title" });
