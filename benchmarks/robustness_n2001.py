@@ -53,6 +53,8 @@ from emgdx.training import TrainConfig
 
 OUT_MD = DOCS / "robustness.md"
 OUT_JSON = DOCS / "results" / "robustness.json"
+OUT_JSON_LOSO = DOCS / "results" / "robustness_loso.json"
+LOSO_BEGIN, LOSO_END = "<!-- BEGIN robustness_loso -->", "<!-- END robustness_loso -->"
 KEEP_MARKER = "<!-- hand-written below: kept when the table is regenerated -->"
 
 Perturb = Callable[[Recording, np.random.Generator], Recording]
@@ -401,10 +403,14 @@ def main() -> int:
         "folds": folds,
         "conditions": rows,
     }
-    OUT_JSON.parent.mkdir(parents=True, exist_ok=True)
-    OUT_JSON.write_text(json.dumps(doc, indent=1, default=_json_default) + "\n")
-    write_markdown(doc)
-    print(f"done in {total_s:.0f} s: {OUT_MD}, {OUT_JSON}", flush=True)
+    out_json = OUT_JSON_LOSO if args.loso else OUT_JSON
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(doc, indent=1, default=_json_default) + "\n")
+    if args.loso:
+        write_loso_section(doc)  # beside the main (3-fold) table, which stays
+    else:
+        write_markdown(doc)
+    print(f"done in {total_s:.0f} s: {OUT_MD}, {out_json}", flush=True)
     return 0
 
 
@@ -441,6 +447,39 @@ def write_markdown(doc: dict[str, Any]) -> None:
         "(90th percentile) over records of the largest change of a class probability against "
         "the original; *changed*: records whose predicted class changed.",
         "",
+        *table_lines(doc),
+    ]
+    kept = ""
+    if OUT_MD.exists() and KEEP_MARKER in (text := OUT_MD.read_text()):
+        kept = text[text.index(KEEP_MARKER) :]
+    OUT_MD.write_text("\n".join(lines) + "\n" + ("\n" + kept if kept else f"\n{KEEP_MARKER}\n"))
+
+
+def write_loso_section(doc: dict[str, Any]) -> None:
+    """The LOSO table as its own section at the end of docs/robustness.md (kept part)."""
+    block = "\n".join(
+        [
+            LOSO_BEGIN,
+            "## The same under leave-one-subject-out",
+            "",
+            "Every fold's model is trained on 17 subjects and judges the 18th under every "
+            "condition (generated; see *What the figures say* for how to read it).",
+            "",
+            *table_lines(doc),
+            LOSO_END,
+        ]
+    )
+    text = OUT_MD.read_text() if OUT_MD.exists() else f"{KEEP_MARKER}\n"
+    if LOSO_BEGIN in text and LOSO_END in text:
+        i, j = text.index(LOSO_BEGIN), text.index(LOSO_END) + len(LOSO_END)
+        text = text[:i] + block + text[j:]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    OUT_MD.write_text(text)
+
+
+def table_lines(doc: dict[str, Any]) -> list[str]:
+    lines = [
         f"- Command: `{doc['command']}`",
         f"- Machine: {doc['machine']}; torch threads {doc['torch_threads']}; "
         f"total {doc['total_s'] / 60:.1f} min",
@@ -490,10 +529,7 @@ def write_markdown(doc: dict[str, Any]) -> None:
         )
         + ".",
     ]
-    kept = ""
-    if OUT_MD.exists() and KEEP_MARKER in (text := OUT_MD.read_text()):
-        kept = text[text.index(KEEP_MARKER) :]
-    OUT_MD.write_text("\n".join(lines) + "\n" + ("\n" + kept if kept else f"\n{KEEP_MARKER}\n"))
+    return lines
 
 
 if __name__ == "__main__":
