@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from emgdx import __version__
+from emgdx.config import json_ready
 from emgdx.errors import ConfigError, EmgdxError, SamplingRateError
 from emgdx.progress import ProgressCallback, progress_bar, progress_bars
 
@@ -76,19 +77,6 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _clean(value: Any) -> Any:
-    """NaN/None-safe conversion of manifest cells for JSON."""
-    if value is None:
-        return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if hasattr(value, "item"):
-        value = value.item()
-        if isinstance(value, float) and math.isnan(value):
-            return None
-    return value
-
-
 INFO_COLUMNS = (
     "record_id",
     "subject_id",
@@ -134,7 +122,7 @@ def info(
 
     manifest = cohort.manifest
     columns = [c for c in INFO_COLUMNS if c in manifest.columns]
-    rows = [{c: _clean(row[c]) for c in columns} for _, row in manifest.iterrows()]
+    rows = [{c: json_ready(row[c]) for c in columns} for _, row in manifest.iterrows()]
     errors = [{"path": getattr(e, "path", None), "problem": str(e)} for e in cohort.errors]
     if as_json:
         payload = {"records": rows, "unreadable": errors}
@@ -361,18 +349,9 @@ def demo(
 # ---- train / evaluate / predict ------------------------------------------------------------
 
 
-def _jsonify(value: Any) -> Any:
-    """Nested dicts/lists with NaN -> None and numpy scalars -> Python values."""
-    if isinstance(value, dict):
-        return {str(k): _jsonify(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonify(v) for v in value]
-    return _clean(value)
-
-
 def _print_json(payload: Any) -> None:
     sys.stdout.write(
-        json.dumps(_jsonify(payload), indent=2, allow_nan=False, default=_json_default) + "\n"
+        json.dumps(json_ready(payload), indent=2, allow_nan=False, default=_json_default) + "\n"
     )
 
 
@@ -737,7 +716,7 @@ def predict(
                 failed.append({"path": str(path), "problem": str(exc)})
             else:
                 for row in table.to_dict(orient="records"):
-                    row = {"file": str(path), **{k: _clean(v) for k, v in row.items()}}
+                    row = {"file": str(path), **{k: json_ready(v) for k, v in row.items()}}
                     rows.append(row)
                     if not row["n_windows"]:
                         flags = row.get("qc_flags") or "none"
@@ -905,7 +884,7 @@ def explain(
     except EmgdxError as exc:
         raise _fail(exc) from exc
     summary = {"model": pipe.model_name, "file": str(file), "records": results}
-    (out_dir / "explanation.json").write_text(json.dumps(_jsonify(summary), indent=2) + "\n")
+    (out_dir / "explanation.json").write_text(json.dumps(json_ready(summary), indent=2) + "\n")
     if as_json:
         _print_json(summary)
         return

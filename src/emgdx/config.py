@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from emgdx.errors import ConfigError
 
-__all__ = ["config_from_dict", "config_to_dict", "parse_config_json"]
+__all__ = ["config_from_dict", "config_to_dict", "json_ready", "parse_config_json"]
 
 T = TypeVar("T")
 
@@ -67,3 +68,18 @@ def parse_config_json(text: str, what: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{what} is not valid JSON: {exc}") from exc
+
+
+def json_ready(value: Any) -> Any:
+    """A copy of ``value`` that :func:`json.dumps` takes with ``allow_nan=False``: nested
+    dicts (keys as strings), lists, tuples and arrays to lists, numpy scalars to Python
+    values, NaN and infinity to ``None`` (JSON has neither)."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return json_ready(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

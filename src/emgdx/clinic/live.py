@@ -44,6 +44,7 @@ from emgdx.clinic.api import ERRORS, ClinicId
 from emgdx.clinic.ingest import UploadedFile, read_stored
 from emgdx.clinic.models import Patient, Visit
 from emgdx.clinic.models import Recording as StoredRecording
+from emgdx.config import json_ready
 from emgdx.streaming import (
     Chunk,
     LiveMonitor,
@@ -83,24 +84,6 @@ Kind = Literal["signal", "window", "event"]
 
 class TooManySessions(Exception):
     """The clinic has :data:`MAX_SESSIONS_PER_CLINIC` running sessions already."""
-
-
-def _clean(value: Any) -> Any:
-    """JSON-ready: numpy scalars to Python, NaN and infinity to None (JSON has neither)."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _clean(value.tolist())
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        v = float(value)
-        return v if math.isfinite(v) else None
-    return value
 
 
 class Decimator:
@@ -254,7 +237,7 @@ class LiveSession:
             self._publish("signal", message)
 
     def _publish(self, kind: Kind, message: dict[str, Any]) -> None:
-        text = json.dumps(_clean(message), allow_nan=False, separators=(",", ":"))
+        text = json.dumps(json_ready(message), allow_nan=False, separators=(",", ":"))
         with self._lock:
             seq = next(self._seq)
             if kind == "signal":
@@ -297,7 +280,7 @@ class LiveSession:
 
     def hello(self) -> str:
         return json.dumps(
-            _clean(
+            json_ready(
                 {
                     "type": "hello",
                     "session_id": self.id,

@@ -19,6 +19,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from emgdx.config import json_ready
+
 __all__ = ["monitor"]
 
 _BLOCKS = " ▁▂▃▄▅▆▇█"
@@ -242,7 +244,7 @@ def monitor(
         view.on_item(item)
         if sink is not None:
             payload = item.to_dict(pipe.class_names) if hasattr(item, "probs") else item.to_dict()
-            sink.write(json.dumps(_finite(payload), allow_nan=False) + "\n")
+            sink.write(json.dumps(json_ready(payload), allow_nan=False) + "\n")
             sink.flush()
         elif not show_live and not hasattr(item, "probs"):
             console.print(f"{item.t_s:8.2f} s  {item.kind:<9} {item.message}", highlight=False)
@@ -292,16 +294,3 @@ def monitor(
             f"({summary['realtime_factor']:.0f}x faster than real time)",
             highlight=False,
         )
-
-
-def _finite(value: Any) -> Any:
-    """JSON-safe copy: non-finite floats become null, numpy scalars plain numbers."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -445,14 +445,10 @@ class LiveMonitor:
                 tol = max(GAP_TOLERANCE_S, 5.0 / self.fs_hz)
                 jumps = np.flatnonzero((late > tol) | (late < -max(self.config.max_fill_s, tol)))
                 if jumps.size and jumps[0] == 0:
+                    # Filled (the clock moved on by the gap) or restarted (anchored afresh):
+                    # either way the same samples are on time now.
                     self._gap(float(late[0]), out)
-                    if self._ts_ref is None:  # restarted: the clock is anchored afresh
-                        continue
-                    late = late - late[0]
-                    jumps = np.flatnonzero(
-                        (late > tol) | (late < -max(self.config.max_fill_s, tol))
-                    )
-                    jumps = jumps[jumps > 0]
+                    continue
                 if jumps.size:
                     stop = pos + int(jumps[0])
                 # Follow the outlet's clock slowly (its true rate differs a little from the
@@ -587,7 +583,7 @@ class LiveMonitor:
             probs = self.pipeline.predict_windows(win)[0]
             s = self.smoothed
             self.smoothed = probs.copy() if s is None else s + self._alpha * (probs - s)
-        state = self._next_state(flags, probs is not None, events)
+        state = self._next_state(flags, events)
         latency = (time.perf_counter() - t0) * 1000.0
         self.latencies_ms.append(latency)
         self.n_windows += 1
@@ -607,9 +603,7 @@ class LiveMonitor:
         )
         return events
 
-    def _next_state(
-        self, flags: tuple[str, ...], judged: bool, events: list[WindowResult | MonitorEvent]
-    ) -> str:
+    def _next_state(self, flags: tuple[str, ...], events: list[WindowResult | MonitorEvent]) -> str:
         if any(f in _NO_SIGNAL_FLAGS for f in flags):
             proposal = "no signal"
             self.smoothed = None  # what came before the silence is stale
