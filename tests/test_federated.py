@@ -170,6 +170,50 @@ def _cmdline(pid: int) -> str:
         return "(gone)"
 
 
+def test_stray_flower_processes_are_stopped(tmp_path: Path) -> None:
+    """A detached process of this run (new session, like flwr-serverapp) is found and stopped."""
+    import subprocess
+    import sys
+    import time
+
+    from emgdx.federated.run import _processes_of, _stop_strays
+
+    home = tmp_path / "flwr-home"
+    other = tmp_path / "other-home"
+    # One child ignores SIGTERM, so the kill path is exercised too.
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    ours = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            env=dict(os.environ, FLWR_HOME=str(home)),
+            start_new_session=True,
+        )
+        for _ in range(2)
+    ]
+    theirs = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        env=dict(os.environ, FLWR_HOME=str(other)),
+        start_new_session=True,
+    )
+    try:
+        for _ in range(50):  # until both have set their SIGTERM handler
+            if len(_processes_of(home)) == 2:
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)
+        assert {p.pid for p in _processes_of(home)} == {p.pid for p in ours}
+        stopped = _stop_strays(home, grace=1.0)
+        assert len(stopped) == 2
+        for p in ours:  # SIGTERM is ignored, so only the kill can have ended them
+            p.wait(timeout=5)
+        assert not _processes_of(home)
+        assert theirs.poll() is None, "a process of another run was touched"
+    finally:
+        for p in [*ours, theirs]:
+            p.kill()
+            p.wait()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").exists(), reason="process check reads /proc")
 def test_deploy_runs_real_processes_on_loopback(data: Path, tmp_path: Path) -> None:

@@ -146,6 +146,49 @@ def _stop(procs: list[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
             p.wait(timeout=5)
 
 
+def _processes_of(home: Path) -> list[Any]:
+    """Every live process whose environment carries ``FLWR_HOME=home``.
+
+    The SuperLink starts its SuperExec detached (a new session), and that starts
+    ``flwr-serverapp`` / ``flwr-clientapp``; neither is in a process group we started, and
+    one may outlive its parent by a moment. They all inherit our ``FLWR_HOME``, which is
+    unique to this run, so it names them exactly.
+    """
+    import psutil
+
+    marker = str(home)
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("FLWR_HOME") == marker:
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def _stop_strays(home: Path, grace: float = 10.0) -> list[str]:
+    """Terminate (then kill) what is left of this run; returns what had to be stopped."""
+    import psutil
+
+    strays = _processes_of(home)
+    names = []
+    for proc in strays:
+        try:
+            names.append(" ".join(proc.cmdline()[:2]))
+            proc.terminate()
+        except psutil.Error:
+            continue
+    _gone, alive = psutil.wait_procs(strays, timeout=grace)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            continue
+    psutil.wait_procs(alive, timeout=5)
+    return names
+
+
 def write_app(folder: Path) -> Path:
     """The Flower app folder ``flwr run`` packages (its code is the installed emgdx)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -290,5 +333,8 @@ def deploy(
         return result
     finally:
         _stop(procs)
+        strays = _stop_strays(home)
+        if strays:
+            say(f"stopped {len(strays)} Flower process(es) left behind: {strays}")
         for fh in handles:
             fh.close()
