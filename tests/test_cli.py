@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from typer.testing import CliRunner
 
 from emgdx.cli import app
 from emgdx.demo import run_demo
+from emgdx.errors import ConfigError
 from emgdx.recording import LABELS
 
 runner = CliRunner()
@@ -142,3 +145,139 @@ def test_demo_command_prints_summary(tmp_path: Path) -> None:
     assert Path(ev["report"]["html"]) == out / "report.html" and (out / "report.html").is_file()
     assert json.loads((out / "results.json").read_text())["cv"] == "kfold"
     assert len(list((out / "records").glob("*.hea"))) == 27
+
+
+def test_demo_runs_again_in_its_own_folder_but_never_over_other_data(tmp_path: Path) -> None:
+    kwargs = dict(
+        seed=2, subjects_per_class=1, records_per_subject=1, duration_s=2.0, evaluate=False
+    )
+    records = tmp_path / "records"
+    run_demo(out_dir=records, **kwargs)
+    first = sorted(p.name for p in records.iterdir())
+    run_demo(out_dir=records, **kwargs)  # a second run replaces the first one's records
+    assert sorted(p.name for p in records.iterdir()) == first
+    # Anything that is not the demo's own output stops it, and stays untouched.
+    (records / "my-notes.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="not empty"):
+        run_demo(out_dir=records, **kwargs)
+    assert (records / "my-notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in records.iterdir()) == sorted([*first, "my-notes.txt"])
+    # A real (not simulated) record listed in a manifest is not the demo's either.
+    other = tmp_path / "other"
+    shutil.copytree(records, other)
+    (other / "my-notes.txt").unlink()
+    hea = next(other.glob("*.hea"))
+    hea.write_text(hea.read_text().replace("simulated: true", "clinic: A"))
+    with pytest.raises(ConfigError, match="not empty"):
+        run_demo(out_dir=other, **kwargs)
+    assert "clinic: A" in hea.read_text()
+
+
+def test_user_text_with_brackets_is_printed_as_given(tmp_path: Path) -> None:
+    # rich would take "[bold]" and "[ml]" for markup tags and drop them.
+    bad = tmp_path / "rec[bold][ml].csv"
+    bad.write_text("time,emg\n0.0,1.0\n0.001,abc\n")
+    code, _, stderr = _invoke("info", str(bad))
+    assert code == 2 and "rec[bold][ml].csv" in stderr
+    _, _, stderr = _invoke("info", str(tmp_path))
+    assert "rec[bold][ml].csv" in stderr, stderr
+
+
+def test_missing_optional_package_names_the_extra(tmp_path: Path) -> None:
+    """`emgdx demo` without torch: a one-line install hint, exit 2, and nothing written."""
+    script = f"""
+import sys
+
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "torch":
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+
+sys.meta_path.insert(0, NoTorch())
+sys.argv = ["emgdx", "demo", "--out", {str(tmp_path / "demo")!r}]
+from emgdx.cli import main
+main()
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "pip install 'emgdx[ml]'" in proc.stderr and "'torch'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "demo").exists()
+
+
+def _base_closure() -> set[str]:
+    """Distributions the base install brings (emgdx's plain dependencies, transitively)."""
+    import re
+    from importlib import metadata
+
+    def name(req: str) -> str:
+        return re.split(r"[\s\[<>=!~;(]", req, maxsplit=1)[0].lower().replace("_", "-")
+
+    seen: set[str] = set()
+    todo = [name(r) for r in metadata.requires("emgdx") or [] if "extra ==" not in r]
+    while todo:
+        dist = todo.pop()
+        if dist in seen:
+            continue
+        seen.add(dist)
+        try:
+            reqs = metadata.requires(dist) or []
+        except metadata.PackageNotFoundError:
+            continue
+        todo += [name(r) for r in reqs if "extra ==" not in r]
+    return seen
+
+
+def test_readme_main_command_installs_what_the_demo_imports(tmp_path: Path) -> None:
+    """The README's fresh-machine command must install every optional package the demo uses."""
+    import re
+    import tomllib
+    from importlib import metadata
+
+    from emgdx.cli import EXTRA_OF_MODULE
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    (command,) = [line for line in readme.splitlines() if line.rstrip().endswith("emgdx demo")]
+    match = re.search(r"pip install -e \"?\.(?:\[([a-z,]+)\])?\"?", command)
+    assert match, command
+    extras = set(filter(None, (match.group(1) or "").split(",")))
+    groups = tomllib.loads((root / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    installed: set[str] = set()
+    todo = list(extras)
+    while todo:  # nested extras: "explain" brings "emgdx[ml,plots]"
+        extra = todo.pop()
+        if extra not in installed:
+            installed.add(extra)
+            for req in groups[extra]:
+                nested = re.match(r"emgdx\[([a-z,]+)\]", req)
+                todo += nested.group(1).split(",") if nested else []
+
+    # A small demo run, with training, in a fresh interpreter: which optional modules load?
+    script = f"""
+import json, sys
+from emgdx.demo import run_demo
+run_demo(seed=1, subjects_per_class=2, records_per_subject=1, duration_s=3.0,
+         epochs=1, cv="kfold", k=2, n_boot=10, report_dir={str(tmp_path)!r})
+print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}})))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded = set(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert "torch" in loaded  # the demo trains a CNN
+    base = _base_closure()
+    dists = metadata.packages_distributions()
+    missing = {
+        module: extra
+        for module, extra in EXTRA_OF_MODULE.items()
+        if module in loaded
+        and extra not in installed
+        and not {d.lower() for d in dists.get(module, [])} & base
+    }
+    assert not missing, f"README's demo command lacks extras for {missing}: {command}"

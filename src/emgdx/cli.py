@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from emgdx import __version__
 from emgdx.config import json_ready
 from emgdx.errors import ConfigError, EmgdxError, SamplingRateError
 from emgdx.progress import ProgressCallback, progress_bar, progress_bars
+from emgdx.terminal import labelled, plain_console
 
 if TYPE_CHECKING:
     from emgdx.evaluation import CVResult
@@ -43,8 +44,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True, soft_wrap=True)  # messages stay whole lines in logs
+out = plain_console()
+err = plain_console(stderr=True, soft_wrap=True)  # messages stay whole lines in logs
 
 
 def _version(value: bool) -> None:
@@ -63,7 +64,7 @@ def _root(
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc}")
+    err.print(labelled("error:", "bold red", str(exc)))
     return typer.Exit(code=2)
 
 
@@ -152,7 +153,7 @@ def info(
         out.print(f"QC: {len(flagged)} of {len(manifest)} record(s) flagged ({detail})")
     if errors:
         sys.stdout.flush()  # the table first, then the problems, also when both go to a log
-        err.print(f"[bold yellow]{len(errors)} file(s) could not be read:[/]")
+        err.print(Text(f"{len(errors)} file(s) could not be read:", "bold yellow"))
         for e in errors:
             err.print(f"  {e['problem']}")
         if any(isinstance(e, SamplingRateError) for e in cohort.errors):
@@ -173,7 +174,7 @@ _RIGHT_ALIGNED = {"fs_hz", "duration_s", "usable_fraction", "line_freq_hz"}
 
 def _print_table(table: Table) -> None:
     """A pipe or file gets the whole table (rich would squeeze it to 80 columns)."""
-    (out if out.is_terminal else Console(width=200)).print(table)
+    (out if out.is_terminal else plain_console(width=200)).print(table)
 
 
 def _format_cell(column: str, value: Any) -> str:
@@ -386,7 +387,8 @@ def _read_folder(data: Path, fs_hz: float | None, on_progress: ProgressCallback)
         warnings.simplefilter("ignore", UnreadableFileWarning)
         cohort = read_cohort(data, on_progress=on_progress, fs_hz=fs_hz)
     if cohort.errors:
-        err.print(f"[bold yellow]{len(cohort.errors)} file(s) could not be read (left out):[/]")
+        n_bad = len(cohort.errors)
+        err.print(Text(f"{n_bad} file(s) could not be read (left out):", "bold yellow"))
         for e in cohort.errors:
             err.print(f"  {e}")
     return cohort
@@ -488,9 +490,13 @@ def train(
         return
     per_class = ", ".join(f"{k} {v}" for k, v in counts.items())
     out.print(
-        f"trained [bold]{pipe.model_name}[/] ({pipe.representation_name} input, task "
-        f"{pipe.task}) on {summary['subjects']} subjects, {len(cohort)} records, "
-        f"{summary['windows']} windows ({per_class}) in {train_s:.1f} s"
+        Text.assemble(
+            "trained ",
+            (pipe.model_name, "bold"),
+            f" ({pipe.representation_name} input, task {pipe.task}) on {summary['subjects']} "
+            f"subjects, {len(cohort)} records, {summary['windows']} windows ({per_class}) "
+            f"in {train_s:.1f} s",
+        )
     )
     if result is not None:
         stop = ", stopped early" if result.stopped_early else ""
@@ -614,13 +620,17 @@ def evaluate(
     from emgdx.evaluation import CV_SCHEMES, LeakyEvaluationWarning, cross_validate, write_report
 
     if cv not in CV_SCHEMES:
-        err.print(f"[bold red]error:[/] --cv must be one of {', '.join(CV_SCHEMES)}, got {cv!r}")
+        err.print(
+            labelled(
+                "error:", "bold red", f"--cv must be one of {', '.join(CV_SCHEMES)}, got {cv!r}"
+            )
+        )
         raise typer.Exit(code=2)
     show = not as_json
     _set_threads(threads)
     leaky = cv == "leaky"
     if leaky:
-        err.print(f"[bold red]{LEAKY_WARNING}[/]")
+        err.print(Text(LEAKY_WARNING, "bold red"))
     try:
         # Built once up front so a bad --model / --task fails before any reading.
         probe = _make_pipeline(model, task, epochs, seed, representation)
@@ -687,7 +697,7 @@ def evaluate(
     out.print(f"training time over all folds: {fit_s:.1f} s")
     out.print(f"report: {paths['html']}  (results: {paths['json']})", soft_wrap=True)
     if leaky:
-        err.print(f"[bold red]{LEAKY_WARNING}[/]")
+        err.print(Text(LEAKY_WARNING, "bold red"))
 
 
 @app.command()
@@ -747,7 +757,7 @@ def predict(
         _print_predictions(pipe, rows)
         if failed:
             sys.stdout.flush()
-            err.print(f"[bold red]{len(failed)} problem(s):[/]")
+            err.print(Text(f"{len(failed)} problem(s):", "bold red"))
             for f in failed:
                 err.print(f"  {f['problem']}")
     if failed:
@@ -893,7 +903,12 @@ def explain(
             continue
         probs = ", ".join(f"{k} {v:.2f}" for k, v in r["probabilities"].items())
         out.print(
-            f"[bold]{r['record_id']}[/]: evidence for [bold]{r['explained_class']}[/] ({probs})"
+            Text.assemble(
+                (r["record_id"], "bold"),
+                ": evidence for ",
+                (r["explained_class"], "bold"),
+                f" ({probs})",
+            )
         )
         for i, seg in enumerate(r["top_segments"], start=1):
             out.print(
@@ -928,7 +943,7 @@ def report(
     pipe = _load_pipeline(model_dir)
     records, problems = _read_records(files, fs_hz)
     for problem in problems:
-        err.print(f"[bold red]skipped:[/] {problem}")
+        err.print(labelled("skipped:", "bold red", str(problem)))
     if not records:
         raise _fail(EmgdxError("no readable recording to report on"))
     try:
@@ -1012,9 +1027,53 @@ def _register_monitor_command() -> None:
 _register_monitor_command()
 
 
+#: Optional packages and the extra that installs each (see pyproject.toml).
+EXTRA_OF_MODULE = {
+    "torch": "ml",
+    "sklearn": "ml",
+    "pywt": "ml",
+    "safetensors": "ml",
+    "matplotlib": "plots",
+    "captum": "explain",
+    "jinja2": "report",
+    "reportlab": "report",
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "multipart": "serve",
+    "sqlalchemy": "serve",
+    "alembic": "serve",
+    "websockets": "serve",
+    "psycopg": "postgres",
+    "flwr": "federated",
+    "onnx": "onnx",
+    "onnxruntime": "onnx",
+    "onnxscript": "onnx",
+    "pylsl": "stream",
+}
+
+
+def missing_extra_message(exc: ModuleNotFoundError) -> str | None:
+    """A one-line install hint when ``exc`` is an optional package we know, else ``None``."""
+    top = (exc.name or "").split(".")[0]
+    extra = EXTRA_OF_MODULE.get(top)
+    if extra is None:
+        return None
+    return (
+        f"this command needs the optional package {top!r}, which is not installed: "
+        f"pip install 'emgdx[{extra}]'"
+    )
+
+
 def main() -> None:
     """Entry point of the ``emgdx`` console script."""
-    app()
+    try:
+        app()
+    except ModuleNotFoundError as exc:
+        hint = missing_extra_message(exc)
+        if hint is None:
+            raise
+        err.print(labelled("error:", "bold red", hint))
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

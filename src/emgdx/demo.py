@@ -177,6 +177,31 @@ class DemoResult:
         }
 
 
+def _clear_previous_demo(folder: Path) -> None:
+    """Remove an earlier demo's records from ``folder``, so ``emgdx demo`` can run again.
+
+    Only a folder that holds nothing but simulated records listed in its ``manifest.csv``
+    (with their ``.hea`` / ``.dat`` / ``.truth.json``) is cleared; anything else in it makes
+    :func:`~emgdx.simulate.write_cohort` refuse, so no other data is ever replaced.
+    """
+    manifest = folder / "manifest.csv"
+    if not manifest.is_file():
+        return
+    try:
+        ids = set(pd.read_csv(manifest)["record_id"].astype(str))
+    except (OSError, ValueError, KeyError, pd.errors.ParserError):
+        return
+    ours = {"manifest.csv"} | {f"{r}{ext}" for r in ids for ext in (".hea", ".dat", ".truth.json")}
+    files = list(folder.iterdir())
+    if not all(f.is_file() and f.name in ours for f in files):
+        return
+    for f in files:
+        if f.name.endswith(".hea") and "simulated: true" not in f.read_text(errors="replace"):
+            return
+    for f in files:
+        f.unlink()
+
+
 def run_demo(
     *,
     seed: int = 0,
@@ -239,6 +264,9 @@ def run_demo(
         raise ConfigError(
             f"the demo evaluates subject-wise: cv must be 'loso' or 'kfold', not {cv!r}"
         )
+    if evaluate:
+        # Fail before anything is written when the ml extra (torch) is missing.
+        import emgdx.pipeline  # noqa: F401
     hooks = on_progress or {}
     seconds: dict[str, float] = {}
 
@@ -257,6 +285,7 @@ def run_demo(
     seconds["simulate"] = time.perf_counter() - t0
     if out_dir is not None:
         t0 = time.perf_counter()
+        _clear_previous_demo(out_dir)
         write_cohort(sim, out_dir)
         seconds["write"] = time.perf_counter() - t0
 

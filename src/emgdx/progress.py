@@ -41,7 +41,7 @@ def progress_bars(
         yield {step: _ignore for step in steps}
         return
     columns = (
-        TextColumn("[bold]{task.description:<16}"),
+        TextColumn("{task.description:<16}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from emgdx.terminal import labelled, plain_console
 
 __all__ = ["clinic_app", "serve"]
 
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
+out = plain_console()
+err = plain_console(stderr=True, soft_wrap=True)
 
 clinic_app = typer.Typer(
     help="Clinics, API tokens and the database schema of the clinic service.",
@@ -40,7 +41,11 @@ def _settings(database_url: str | None, **kw: object):
         from emgdx.clinic.settings import ClinicSettings
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         err.print(
-            f"[bold red]error:[/] the clinic service needs `pip install 'emgdx[serve]'` ({exc})"
+            labelled(
+                "error:",
+                "bold red",
+                f"the clinic service needs `pip install 'emgdx[serve]'` ({exc})",
+            )
         )
         raise typer.Exit(2) from exc
     return ClinicSettings.from_env(database_url=database_url, **kw)
@@ -53,7 +58,7 @@ def _database(database_url: str | None):
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc}")
+    err.print(labelled("error:", "bold red", str(exc)))
     return typer.Exit(code=2)
 
 
@@ -205,12 +210,19 @@ def serve(
             err.print(f"training a demo model on simulated data into {model} (about a minute)…")
             train_demo_model(model)
         err.print(
-            "[bold yellow]warning:[/] the demo model is trained on simulated EMG; "
-            "it is not for patients"
+            labelled(
+                "warning:",
+                "bold yellow",
+                "the demo model is trained on simulated EMG; it is not for patients",
+            )
         )
     if model is None:
         err.print(
-            "[bold yellow]warning:[/] no model (--model or EMGDX_MODEL_DIR): analyses answer 503"
+            labelled(
+                "warning:",
+                "bold yellow",
+                "no model (--model or EMGDX_MODEL_DIR): analyses answer 503",
+            )
         )
     try:
         settings = _settings(
@@ -225,7 +237,11 @@ def serve(
         raise _fail(exc) from exc
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(
-            "[bold yellow]note:[/] listening beyond loopback: put a TLS reverse proxy in front"
+            labelled(
+                "note:",
+                "bold yellow",
+                "listening beyond loopback: put a TLS reverse proxy in front",
+            )
         )
     err.print(
         f"emgdx clinic service on http://{host}:{port}/ (API docs at /docs), "

@@ -13,13 +13,14 @@ from typing import IO, Annotated, Any
 import numpy as np
 import typer
 from rich import box
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from emgdx.config import json_ready
+from emgdx.terminal import labelled, plain_console
 
 __all__ = ["monitor"]
 
@@ -115,7 +116,7 @@ class _View:
             Text.assemble(("QC ", "bold"), qc, "   ", (speed, "dim")),
             Text("\n".join(self.events) or "no events yet", "dim"),
         )
-        return Panel(body, title=f"emgdx monitor · {self.source}", box=box.ROUNDED)
+        return Panel(body, title=Text(f"emgdx monitor · {self.source}"), box=box.ROUNDED)
 
     def _peak(self) -> float:
         return max(self.envelope, default=0.0)
@@ -199,7 +200,7 @@ def monitor(
     from emgdx.pipeline import Pipeline
     from emgdx.streaming import LiveMonitor, MonitorConfig, open_source, run_monitor
 
-    err = Console(stderr=True, soft_wrap=True)
+    err = plain_console(stderr=True, soft_wrap=True)
     torch.set_num_threads(threads)
     if model_dir is None and demo_model:
         from emgdx.clinic.cli import train_demo_model
@@ -209,9 +210,13 @@ def monitor(
         if not (model_dir / "pipeline.json").exists():
             err.print(f"training a demo model on simulated data into {model_dir} (a minute)…")
             train_demo_model(model_dir)
-        err.print("[bold yellow]warning:[/] the demo model is trained on simulated EMG")
+        err.print(labelled("warning:", "bold yellow", "the demo model is trained on simulated EMG"))
     if model_dir is None:
-        err.print("[bold red]error:[/] give a model folder (or EMGDX_MODEL_DIR, or --demo-model)")
+        err.print(
+            labelled(
+                "error:", "bold red", "give a model folder (or EMGDX_MODEL_DIR, or --demo-model)"
+            )
+        )
         raise typer.Exit(code=2)
     try:
         pipe = Pipeline.load(model_dir, backend=backend)
@@ -230,7 +235,7 @@ def monitor(
             name=src.name,
         )
     except (EmgdxError, OSError) as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        err.print(labelled("error:", "bold red", str(exc)))
         raise typer.Exit(code=2) from exc
 
     sink: IO[str] | None = None
@@ -238,7 +243,7 @@ def monitor(
         sink = sys.stdout if str(jsonl) == "-" else jsonl.open("w", encoding="utf-8")
     view = _View(source, src.fs_hz, list(pipe.class_names))
     show_live = live and sink is not sys.stdout and err.is_terminal
-    console = Console(stderr=True)
+    console = plain_console(stderr=True)
 
     def on_item(item: Any) -> None:
         view.on_item(item)
