@@ -121,6 +121,7 @@ def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     uvicorn = pytest.importorskip("uvicorn", reason="the clinic service needs the `serve` extra")
     from emgdx.clinic.admin import create_clinic, create_token
     from emgdx.clinic.app import create_app
+    from emgdx.clinic.cli import UVICORN_OPTIONS
     from emgdx.clinic.settings import ClinicSettings
 
     tmp = tmp_path_factory.mktemp("clinic")
@@ -139,7 +140,7 @@ def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", **UVICORN_OPTIONS)
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -147,6 +147,20 @@ def _configure_logging() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+#: uvicorn settings of ``emgdx serve`` (the browser tests serve the app with the same ones).
+UVICORN_OPTIONS: dict[str, Any] = {
+    "log_config": None,
+    "access_log": False,
+    # Keep idle connections longer than clients do (httpx and browsers: 5-60 s): with
+    # uvicorn's 5 s a client could send its next request on a connection the server was
+    # closing, and that request was lost (seen once in 800 under load).
+    "timeout_keep_alive": 75,
+    # The live page's WebSocket: websockets' current (sans-I/O) protocol; uvicorn's default
+    # picks the legacy one, deprecated since websockets 14.
+    "ws": "websockets-sansio",
+}
+
+
 def train_demo_model(path: Path) -> Path:
     """A small 1-D CNN trained on simulated data, for trying the service out (not for patients)."""
     from emgdx.demo import DEMO_PREPROCESS
@@ -247,14 +261,4 @@ def serve(
         f"emgdx clinic service on http://{host}:{port}/ (API docs at /docs), "
         f"database {settings.database_url.split('@')[-1]}"
     )
-    uvicorn.run(
-        application,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        # Keep idle connections longer than clients do (httpx and browsers: 5-60 s): with
-        # uvicorn's 5 s a client could send its next request on a connection the server was
-        # closing, and that request was lost (seen once in 800 under load).
-        timeout_keep_alive=75,
-    )
+    uvicorn.run(application, host=host, port=port, **UVICORN_OPTIONS)
