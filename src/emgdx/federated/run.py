@@ -171,21 +171,25 @@ def _stop_strays(home: Path, grace: float = 10.0) -> list[str]:
     """Terminate (then kill) what is left of this run; returns what had to be stopped."""
     import psutil
 
-    strays = _processes_of(home)
-    names = []
-    for proc in strays:
-        try:
-            names.append(" ".join(proc.cmdline()[:2]))
-            proc.terminate()
-        except psutil.Error:
-            continue
-    _gone, alive = psutil.wait_procs(strays, timeout=grace)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.Error:
-            continue
-    psutil.wait_procs(alive, timeout=5)
+    names: list[str] = []
+    # Again while any is found: a SuperExec could start an app between listing and stopping.
+    for _ in range(3):
+        strays = _processes_of(home)
+        if not strays:
+            break
+        for proc in strays:
+            try:
+                names.append(" ".join(proc.cmdline()[:2]))
+                proc.terminate()
+            except psutil.Error:
+                continue
+        _gone, alive = psutil.wait_procs(strays, timeout=grace)
+        for proc in alive:
+            try:
+                proc.kill()
+            except psutil.Error:
+                continue
+        psutil.wait_procs(alive, timeout=5)
     return names
 
 
