@@ -281,3 +281,15 @@ print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}})))
         and not {d.lower() for d in dists.get(module, [])} & base
     }
     assert not missing, f"README's demo command lacks extras for {missing}: {command}"
+
+
+def test_commands_that_catch_import_errors_also_name_the_extra(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from emgdx.cli import _fail
+
+    result = _fail(ModuleNotFoundError("No module named 'onnxruntime'", name="onnxruntime"))
+    assert result.exit_code == 2
+    assert "pip install 'emgdx[onnx]'" in capsys.readouterr().err
+    _fail(ModuleNotFoundError("No module named 'leftpad'", name="leftpad"))  # not ours
+    assert "No module named 'leftpad'" in capsys.readouterr().err

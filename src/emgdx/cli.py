@@ -64,7 +64,8 @@ def _root(
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    err.print(labelled("error:", "bold red", str(exc)))
+    hint = missing_extra_message(exc) if isinstance(exc, ModuleNotFoundError) else None
+    err.print(labelled("error:", "bold red", hint or str(exc)))
     return typer.Exit(code=2)
 
 
