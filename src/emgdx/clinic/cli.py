@@ -145,6 +145,8 @@ def _configure_logging() -> None:
     # and URLs may carry patient data.
     for name in ("fsspec", "httpx", "matplotlib", "PIL", "multipart", "python_multipart"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Alembic announces each of its plugins at start-up (noise); migrations still log.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 #: uvicorn settings of ``emgdx serve`` (the browser tests serve the app with the same ones).
