@@ -24,6 +24,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -244,6 +245,37 @@ def _on_console(message: Any, errors: list[str], refused: list[str]) -> None:
         errors.append(message.text)
 
 
+@dataclass
+class PageWatch:
+    """What a page did that its test must check afterwards."""
+
+    console_errors: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # Chromium's line for a 401/422 answer
+    outside: list[str] = field(default_factory=list)  # requests to anything but loopback
+    sockets: list[str] = field(default_factory=list)  # WebSocket URLs opened
+
+
+def watched_page(browser: Any, *init_scripts: str, **context_options: Any) -> tuple[Any, PageWatch]:
+    """A new page (in its own 1366x900 context) whose console, errors, requests and
+    WebSockets are recorded in the returned :class:`PageWatch`."""
+    watch = PageWatch()
+
+    def on_request(request: Any) -> None:
+        url = urlparse(request.url)
+        if url.scheme in {"http", "https", "ws", "wss"} and url.hostname not in LOOPBACK:
+            watch.outside.append(request.url)
+
+    context = browser.new_context(viewport={"width": 1366, "height": 900}, **context_options)
+    context.on("request", on_request)
+    for script in init_scripts:
+        context.add_init_script(script)
+    page = context.new_page()
+    page.on("console", lambda m: _on_console(m, watch.console_errors, watch.refused))
+    page.on("pageerror", lambda exc: watch.console_errors.append(f"page error: {exc}"))
+    page.on("websocket", lambda ws: watch.sockets.append(ws.url))
+    return page, watch
+
+
 # --------------------------------------------------------------------------- the test
 
 
@@ -254,24 +286,9 @@ def test_clinician_workflow_in_headless_chromium(
     expect = sync_api.expect
     base, classes = server["base"], server["class_names"]
 
-    console_errors: list[str] = []
-    refused: list[str] = []  # the two deliberate API errors below (Chromium logs them)
-    outside: list[str] = []
-
-    def on_request(request: Any) -> None:
-        url = urlparse(request.url)
-        if url.scheme in {"http", "https", "ws", "wss"} and url.hostname not in LOOPBACK:
-            outside.append(request.url)
-
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(
-            viewport={"width": 1366, "height": 900}, accept_downloads=True
-        )
-        context.on("request", on_request)
-        page = context.new_page()
-        page.on("console", lambda m: _on_console(m, console_errors, refused))
-        page.on("pageerror", lambda exc: console_errors.append(f"page error: {exc}"))
+        page, watch = watched_page(browser, accept_downloads=True)
         expect.set_options(timeout=30_000)
 
         # --- sign in: a wrong token shows the API's message, the right one the clinic's name
@@ -378,9 +395,9 @@ def test_clinician_workflow_in_headless_chromium(
         expect(page.get_by_test_id("login")).to_be_visible()
         assert page.evaluate("() => sessionStorage.length") == 0
 
-        context.close()
+        page.context.close()
         browser.close()
 
-    assert not console_errors, console_errors
-    assert len(refused) <= 2, refused
-    assert not outside, f"requests left the machine: {outside}"
+    assert not watch.console_errors, watch.console_errors
+    assert len(watch.refused) <= 2, watch.refused  # the two deliberate API errors above
+    assert not watch.outside, f"requests left the machine: {watch.outside}"

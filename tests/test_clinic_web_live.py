@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import pytest
 
@@ -23,13 +22,12 @@ from emgdx.simulate import simulate_cohort, write_cohort
 from test_clinic_web import (  # noqa: F401  (fixtures)
     CHROMIUM_ARGS,
     FS,
-    LOOPBACK,
-    _on_console,
     _save_screenshot,
     _upload,
     chromium,
     model_dir,
     server,
+    watched_page,
 )
 
 pytestmark = pytest.mark.slow
@@ -77,25 +75,9 @@ def test_live_view_replay_and_lsl_in_headless_chromium(
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright for Python")
     expect = sync_api.expect
     base, classes = server["base"], server["class_names"]
-    console_errors: list[str] = []
-    refused: list[str] = []
-    outside: list[str] = []
-    sockets: list[str] = []
-
-    def on_request(request: Any) -> None:
-        url = urlparse(request.url)
-        if url.scheme in {"http", "https", "ws", "wss"} and url.hostname not in LOOPBACK:
-            outside.append(request.url)
-
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1366, "height": 900})
-        context.on("request", on_request)
-        context.add_init_script(f"({CSP_WATCH})()")
-        page = context.new_page()
-        page.on("console", lambda m: _on_console(m, console_errors, refused))
-        page.on("pageerror", lambda exc: console_errors.append(f"page error: {exc}"))
-        page.on("websocket", lambda ws: sockets.append(ws.url))
+        page, watch = watched_page(browser, f"({CSP_WATCH})()")
         expect.set_options(timeout=30_000)
 
         # --- sign in, a patient, a visit, an uploaded record
@@ -176,11 +158,12 @@ def test_live_view_replay_and_lsl_in_headless_chromium(
             expect(page.get_by_test_id("live-connection")).to_have_text("stopped")
 
         csp = page.evaluate("() => window.__csp")
-        context.close()
+        page.context.close()
         browser.close()
 
     assert not csp, f"CSP violations: {csp}"
-    assert not console_errors, console_errors
-    assert not refused, refused
-    assert not outside, f"requests left the machine: {outside}"
+    assert not watch.console_errors, watch.console_errors
+    assert not watch.refused, watch.refused
+    assert not watch.outside, f"requests left the machine: {watch.outside}"
+    sockets = watch.sockets
     assert len(sockets) >= 2 and all(s.startswith("ws://127.0.0.1:") for s in sockets), sockets

@@ -10,7 +10,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -73,9 +74,12 @@ class Outlet:
         del self.outlet
 
 
-def monitor_in_thread(
-    name: str, pipe: Pipeline, config: MonitorConfig
-) -> tuple[list[WindowResult | MonitorEvent], threading.Event, threading.Thread, LSLSource]:
+@contextmanager
+def monitoring(
+    outlet: Outlet, name: str, pipe: Pipeline, config: MonitorConfig
+) -> Iterator[tuple[list[WindowResult | MonitorEvent], threading.Thread]]:
+    """``run_monitor`` on the LSL stream ``name`` in a thread; stopped (and the inlet and
+    ``outlet`` closed) on leaving, also when the test fails inside."""
     source = LSLSource(name, resolve_timeout_s=5.0)
     mon = LiveMonitor(pipe, source.fs_hz, config, name=name)
     items: list[WindowResult | MonitorEvent] = []
@@ -84,7 +88,13 @@ def monitor_in_thread(
         target=run_monitor, args=(source, mon, items.append), kwargs={"stop": stop}, daemon=True
     )
     thread.start()
-    return items, stop, thread, source
+    try:
+        yield items, thread
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        source.close()
+        outlet.close()
 
 
 def wait_for(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
@@ -109,16 +119,10 @@ def test_lsl_stream_is_judged_like_offline(forest: Pipeline, recs: list[Recordin
     rec = recs[0]
     name = f"emgdx-test-{uuid.uuid4().hex[:8]}"
     outlet = Outlet(name, name + "-a", pace=8.0)
-    items, stop, thread, source = monitor_in_thread(name, forest, MonitorConfig())
-    try:
+    with monitoring(outlet, name, forest, MonitorConfig()) as (items, thread):
         time.sleep(0.3)  # let the inlet open before the first sample
         outlet.push(rec.signal)
         wait_for(lambda: sum(isinstance(i, WindowResult) for i in items) >= 20)
-    finally:
-        stop.set()
-        thread.join(timeout=10)
-        source.close()
-        outlet.close()
     assert not thread.is_alive()
     wins = [i for i in items if isinstance(i, WindowResult) and i.probs is not None]
     # The inlet was open before the first sample: stream time 0 is the record's start, and
@@ -144,12 +148,11 @@ def test_lsl_faults_are_reported_and_survived(forest: Pipeline, recs: list[Recor
     name = f"emgdx-test-{uuid.uuid4().hex[:8]}"
     outlet = Outlet(name, name + "-a", pace=4.0)
     config = MonitorConfig(stall_s=0.5, reconnect_s=1.0, max_fill_s=1.0)
-    items, stop, thread, source = monitor_in_thread(name, forest, config)
+    with monitoring(outlet, name, forest, config) as (items, thread):
 
-    def windows_since(n: int) -> int:
-        return sum(isinstance(i, WindowResult) and i.probs is not None for i in items[n:])
+        def windows_since(n: int) -> int:
+            return sum(isinstance(i, WindowResult) and i.probs is not None for i in items[n:])
 
-    try:
         time.sleep(0.3)
         outlet.push(x[: 3 * second])
         wait_for(lambda: windows_since(0) >= 3)
@@ -178,11 +181,6 @@ def test_lsl_faults_are_reported_and_survived(forest: Pipeline, recs: list[Recor
             if "reconnect" in kinds(items[mark:]) and windows_since(mark) >= 2:
                 break
         wait_for(lambda: "reconnect" in kinds(items[mark:]) and windows_since(mark) >= 2)
-    finally:
-        stop.set()
-        thread.join(timeout=10)
-        source.close()
-        outlet.close()
     assert not thread.is_alive()
     seen = kinds(items)
     for kind in ("gap", "garbage", "stall", "resume", "reconnect"):

@@ -112,6 +112,19 @@ def _analysis(session: Session, clinic_id: str, analysis_id: str) -> Analysis:
     return analysis
 
 
+def clinic_recording(session: Session, clinic_id: str, recording_id: str) -> Recording:
+    """A stored recording of this clinic (404 for another clinic's, as for one that is not)."""
+    recording = session.scalar(
+        select(Recording)
+        .join(Visit)
+        .join(Patient)
+        .where(Recording.id == recording_id, Patient.clinic_id == clinic_id)
+    )
+    if recording is None:
+        raise _not_found("recording")
+    return recording
+
+
 def _latest_analysis(session: Session, visit_id: str) -> Analysis | None:
     return session.scalar(
         select(Analysis)

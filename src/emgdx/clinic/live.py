@@ -35,15 +35,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from fastapi import APIRouter, HTTPException, Request, Response, WebSocket
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import select
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from emgdx.clinic import schemas as s
 from emgdx.clinic.admin import authenticate
-from emgdx.clinic.api import ERRORS, ClinicId
+from emgdx.clinic.api import ERRORS, ClinicId, clinic_recording
 from emgdx.clinic.ingest import UploadedFile, read_stored
-from emgdx.clinic.models import Patient, Visit
-from emgdx.clinic.models import Recording as StoredRecording
 from emgdx.config import json_ready
 from emgdx.streaming import (
     Chunk,
@@ -504,14 +501,7 @@ def _stored_recording(
     """A stored recording's channel as a Recording, and the recording's name (404 if not the
     clinic's)."""
     with db.session() as session:
-        row = session.scalar(
-            select(StoredRecording)
-            .join(Visit)
-            .join(Patient)
-            .where(StoredRecording.id == recording_id, Patient.clinic_id == clinic_id)
-        )
-        if row is None:
-            raise HTTPException(404, "no such recording")
+        row = clinic_recording(session, clinic_id, recording_id)
         files = [UploadedFile(f.filename, f.content) for f in row.files]
         options = dict(row.read_options)
         name = row.name

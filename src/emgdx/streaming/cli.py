@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import math
 import sys
@@ -256,34 +257,28 @@ def monitor(
 
     started = time.monotonic()
     try:
-        if show_live:
-            with Live(view.render(), console=console, refresh_per_second=8) as screen:
-                last = 0.0
+        # The live view redraws at most every 0.1 s; without it, events print as they come.
+        live_view = Live(view.render(), console=console, refresh_per_second=8)
+        with live_view if show_live else contextlib.nullcontext():
+            last = 0.0
 
-                def on_item_live(item: Any) -> None:
-                    nonlocal last
-                    on_item(item)
-                    now = time.monotonic()
-                    if now - last > 0.1:
-                        last = now
-                        screen.update(view.render())
+            def on_each(item: Any) -> None:
+                nonlocal last
+                on_item(item)
+                now = time.monotonic()
+                if show_live and now - last > 0.1:
+                    last = now
+                    live_view.update(view.render())
 
-                run_monitor(
-                    src,
-                    mon,
-                    on_item_live,
-                    duration_s=duration_s,
-                    on_chunk=lambda c, _t: view.on_chunk(c.samples),
-                )
-                screen.update(view.render())
-        else:
             run_monitor(
                 src,
                 mon,
-                on_item,
+                on_each,
                 duration_s=duration_s,
                 on_chunk=lambda c, _t: view.on_chunk(c.samples),
             )
+            if show_live:
+                live_view.update(view.render())
     except KeyboardInterrupt:
         pass
     finally:
