@@ -23,6 +23,16 @@ _HEADER = (
 )
 
 
+def n2001_folder() -> Path:
+    """The N2001 data folder (``emgdx.datasets.n2001_dir``); exits with a message without it."""
+    from emgdx.datasets import n2001_dir
+
+    folder = n2001_dir()
+    if folder is None:
+        raise SystemExit("N2001 data not found (set EMGDX_DATA or use ../shared/data)")
+    return folder
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -92,10 +102,12 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
-    """Replace (or append) the section ``name`` of docs/benchmarks.md, leaving others intact."""
+def write_section(name: str, body: str, path: Path = BENCHMARKS_MD, header: str = _HEADER) -> None:
+    """Replace (or append) the generated section ``name`` (between ``<!-- BEGIN name -->`` and
+    ``<!-- END name -->``) of a docs page, leaving the rest intact; a new page starts with
+    ``header``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = path.read_text() if path.exists() else _HEADER
+    text = path.read_text() if path.exists() else header
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
     block = f"{begin}\n{body.rstrip()}\n{end}"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)

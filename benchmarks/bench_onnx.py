@@ -27,8 +27,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 
-from _common import machine_line, median, time_runs, write_section
-from emgdx.datasets import n2001_dir
+from _common import machine_line, median, n2001_folder, time_runs, write_section
 from emgdx.deploy import INT8_FILE, ONNX_FILE, OnnxModel, export_pipeline
 from emgdx.io import read_cohort
 from emgdx.pipeline import Pipeline
@@ -61,10 +60,7 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
-    folder = n2001_dir()
-    if folder is None:
-        print("N2001 data not found (set EMGDX_DATA or use ../shared/data)", file=sys.stderr)
-        return 1
+    folder = n2001_folder()
     import torch
 
     torch.set_num_threads(1)

@@ -12,14 +12,12 @@ docs/benchmarks.md. The target (issue #2): the whole set (355 records, ~93 M sam
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from _common import machine_line, median, time_runs, write_section
-from emgdx.datasets import n2001_dir
+from _common import machine_line, median, n2001_folder, time_runs, write_section
 from emgdx.io import read_cohort, read_recording
 from emgdx.preprocess import PreprocessConfig, make_windows, preprocess_cohort, preprocess_recording
 from emgdx.quality import assess, assess_cohort
@@ -75,10 +73,7 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true", help="print only, leave docs alone")
     args = parser.parse_args()
 
-    folder = n2001_dir()
-    if folder is None:
-        print("N2001 data not found (set EMGDX_DATA or use ../shared/data)", file=sys.stderr)
-        return 1
+    folder = n2001_folder()
 
     runs: dict[int, list[dict[str, float]]] = {1: [], 2: []}
     full_set(folder, 2)  # warm the page cache and the filter design cache

@@ -27,8 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import DOCS, machine_line, write_section
-from emgdx.datasets import n2001_dir
+from _common import DOCS, machine_line, n2001_folder, write_section
 from emgdx.io import read_cohort
 from emgdx.pipeline import Pipeline
 from emgdx.streaming import LiveMonitor, MonitorConfig
@@ -78,10 +77,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    folder = n2001_dir()
-    if folder is None:
-        print("N2001 data not found", file=sys.stderr)
-        return 1
+    folder = n2001_folder()
     import torch
 
     torch.set_num_threads(1)

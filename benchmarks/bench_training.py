@@ -13,13 +13,11 @@ section of docs/benchmarks.md (``--section`` to name another, e.g. for a GPU run
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import numpy as np
 
-from _common import machine_line, median, time_runs, write_section
-from emgdx.datasets import n2001_dir
+from _common import machine_line, median, n2001_folder, time_runs, write_section
 from emgdx.io import read_cohort
 from emgdx.pipeline import Pipeline
 from emgdx.training import TrainConfig, resolve_device
@@ -37,10 +35,7 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
-    folder = n2001_dir()
-    if folder is None:
-        print("N2001 data not found (set EMGDX_DATA or use ../shared/data)", file=sys.stderr)
-        return 1
+    folder = n2001_folder()
     import torch
 
     device = resolve_device("auto")

@@ -26,8 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import DOCS, machine_line
-from emgdx.datasets import n2001_dir
+from _common import DOCS, machine_line, n2001_folder
 from emgdx.evaluation import cross_validate, write_report
 from emgdx.io import read_cohort
 from emgdx.pipeline import Pipeline
@@ -269,10 +268,7 @@ def main() -> int:
     parser.add_argument("--no-html", action="store_true")
     args = parser.parse_args()
 
-    folder = n2001_dir()
-    if folder is None:
-        print("N2001 data not found (set EMGDX_DATA or use ../shared/data)", file=sys.stderr)
-        return 1
+    folder = n2001_folder()
     t0 = time.perf_counter()
     cohort = read_cohort(folder)
     windows = Pipeline(model=args.model, task=args.task, n_jobs=2).prepare(cohort)

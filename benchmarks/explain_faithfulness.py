@@ -22,7 +22,6 @@ docs/figures/.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
@@ -31,9 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from _common import DOCS, machine_line
+from _common import DOCS, machine_line, n2001_folder, write_section
 from emgdx import explain
-from emgdx.datasets import n2001_dir
 from emgdx.explain import figures
 from emgdx.io import read_cohort
 from emgdx.pipeline import Pipeline
@@ -46,7 +44,6 @@ FIGURES = DOCS / "figures"
 HELD_OUT = ("N2001A01", "N2001C01", "N2001M02")
 SIM_HELD_OUT = ("SIM-H04", "SIM-N04", "SIM-M04")
 METHODS = tuple(explain.METHODS)
-BEGIN, END = "<!-- BEGIN generated -->", "<!-- END generated -->"
 
 
 def _evenly(windows: Windows, per_subject: int) -> Windows:
@@ -129,9 +126,7 @@ def example_report(pipe: Pipeline, cohort: Any) -> list[str]:
 
 
 def real_data(args: argparse.Namespace) -> tuple[list[str], list[str]]:
-    folder = n2001_dir()
-    if folder is None:
-        raise SystemExit("N2001 data not found (set EMGDX_DATA or use ../shared/data)")
+    folder = n2001_folder()
     cohort = read_cohort(folder)
     windows = Pipeline(model="cnn1d", n_jobs=2).prepare(cohort)
     test_mask = windows.index["subject_id"].isin(HELD_OUT).to_numpy()
@@ -230,9 +225,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.report_only:
-        folder = n2001_dir()
-        if folder is None:
-            raise SystemExit("N2001 data not found (set EMGDX_DATA or use ../shared/data)")
+        folder = n2001_folder()
         cohort = read_cohort(folder)
         windows = Pipeline(model="cnn1d", n_jobs=2).prepare(cohort)
         train = ~windows.index["subject_id"].isin(HELD_OUT).to_numpy()
@@ -254,10 +247,7 @@ def main() -> int:
         "",
         *(f"![{Path(f).stem}]({f})" for f in figs),
     ]
-    block = f"{BEGIN}\n" + "\n".join(body).rstrip() + f"\n{END}"
-    text = DOC.read_text() if DOC.exists() else f"# Explainability\n\n{BEGIN}\n{END}\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    DOC.write_text(pattern.sub(lambda _: block, text))
+    write_section("generated", "\n".join(body), DOC, header="# Explainability\n")
     print(f"wrote {DOC}")
     return 0
 

@@ -31,8 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from _common import DOCS, machine_line
-from emgdx.datasets import n2001_dir
+from _common import DOCS, machine_line, n2001_folder, write_section
 from emgdx.evaluation.cv import evaluate_predictions
 from emgdx.federated import FedSettings, SiteSpec
 from emgdx.federated.core import read_predictions
@@ -46,7 +45,6 @@ SITES = ("A", "B", "C")
 EXCLUDE = {"C": {"myopathy"}}
 OUT = DOCS.parent / "out" / "federated_n2001"
 DOC = DOCS / "federated.md"
-BEGIN, END = "<!-- BEGIN federated_n2001 -->", "<!-- END federated_n2001 -->"
 
 
 def assign(manifest: pd.DataFrame, folds: int, seed: int) -> pd.DataFrame:
@@ -176,9 +174,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    data = n2001_dir()
-    if data is None:
-        sys.exit("N2001 data not found (see README)")
+    data = n2001_folder()
     t_all = time.perf_counter()
     cohort = read_cohort(data)
     windows = make_pipe(1, 0).prepare(cohort)
@@ -217,7 +213,6 @@ def main() -> None:
     print(json.dumps(results, indent=2))
 
 
-SEEDS_BEGIN, SEEDS_END = "<!-- BEGIN federated_seeds -->", "<!-- END federated_seeds -->"
 COMPARISONS = (
     ("fedavg", "central"),
     ("fedavg", "best_site_alone"),
@@ -283,14 +278,7 @@ def write_seeds_doc(payload: dict[str, Any]) -> None:
                 f"{int((d > 0).sum())}/{len(d)}",
             ]
         lines.append("| " + " | ".join(row) + " |")
-    block = SEEDS_BEGIN + "\n" + "\n".join(lines) + "\n" + SEEDS_END
-    text = DOC.read_text() if DOC.exists() else ""
-    if SEEDS_BEGIN in text and SEEDS_END in text:
-        i, j = text.index(SEEDS_BEGIN), text.index(SEEDS_END) + len(SEEDS_END)
-        text = text[:i] + block + text[j:]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    DOC.write_text(text)
+    write_section("federated_seeds", "\n".join(lines), DOC, header="")
 
 
 def write_doc(payload: dict[str, Any]) -> None:
@@ -331,13 +319,7 @@ def write_doc(payload: dict[str, Any]) -> None:
             f"{r.subject_id} ({r.label[0]}, f{r.fold})" for r in grp.itertuples(index=False)
         )
         lines.append(f"- site {site}: {items}")
-    block = BEGIN + "\n" + "\n".join(lines) + "\n" + END
-    text = DOC.read_text() if DOC.exists() else ""
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    DOC.write_text(text)
+    write_section("federated_n2001", "\n".join(lines), DOC, header="")
 
 
 if __name__ == "__main__":

@@ -40,8 +40,7 @@ import numpy as np
 import pandas as pd
 from scipy import signal as sps
 
-from _common import DOCS, machine_line
-from emgdx.datasets import n2001_dir
+from _common import DOCS, machine_line, n2001_folder, write_section
 from emgdx.errors import SamplingRateError
 from emgdx.evaluation import classification_metrics, evaluate_predictions, grouped_kfold, loso
 from emgdx.evaluation.aggregate import aggregate, score_columns
@@ -54,7 +53,6 @@ from emgdx.training import TrainConfig
 OUT_MD = DOCS / "robustness.md"
 OUT_JSON = DOCS / "results" / "robustness.json"
 OUT_JSON_LOSO = DOCS / "results" / "robustness_loso.json"
-LOSO_BEGIN, LOSO_END = "<!-- BEGIN robustness_loso -->", "<!-- END robustness_loso -->"
 KEEP_MARKER = "<!-- hand-written below: kept when the table is regenerated -->"
 
 Perturb = Callable[[Recording, np.random.Generator], Recording]
@@ -256,10 +254,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    folder = n2001_dir()
-    if folder is None:
-        print("N2001 data not found (set EMGDX_DATA or use ../shared/data)", file=sys.stderr)
-        return 1
+    folder = n2001_folder()
     task = "3class"
     names = class_names(task)
     conditions = [c for c in CONDITIONS if not args.only or any(s in c.name for s in args.only)]
@@ -457,25 +452,17 @@ def write_markdown(doc: dict[str, Any]) -> None:
 
 def write_loso_section(doc: dict[str, Any]) -> None:
     """The LOSO table as its own section at the end of docs/robustness.md (kept part)."""
-    block = "\n".join(
+    body = "\n".join(
         [
-            LOSO_BEGIN,
             "## The same under leave-one-subject-out",
             "",
             "Every fold's model is trained on 17 subjects and judges the 18th under every "
             "condition (generated; see *What the figures say* for how to read it).",
             "",
             *table_lines(doc),
-            LOSO_END,
         ]
     )
-    text = OUT_MD.read_text() if OUT_MD.exists() else f"{KEEP_MARKER}\n"
-    if LOSO_BEGIN in text and LOSO_END in text:
-        i, j = text.index(LOSO_BEGIN), text.index(LOSO_END) + len(LOSO_END)
-        text = text[:i] + block + text[j:]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    OUT_MD.write_text(text)
+    write_section("robustness_loso", body, OUT_MD, header=f"{KEEP_MARKER}\n")
 
 
 def table_lines(doc: dict[str, Any]) -> list[str]:

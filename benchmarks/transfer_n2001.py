@@ -43,8 +43,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from _common import DOCS, machine_line, write_section
-from emgdx.datasets import n2001_dir
+from _common import DOCS, machine_line, n2001_folder, write_section
 from emgdx.io import read_cohort
 from emgdx.pipeline import Pipeline
 from emgdx.recording import Windows
@@ -178,10 +177,7 @@ def main() -> int:
         write_doc(json.loads(args.out.read_text()))
         return 0
     torch.set_num_threads(1)
-    folder = n2001_dir()
-    if folder is None:
-        print("N2001 data not found (set EMGDX_DATA or use ../shared/data)", file=sys.stderr)
-        return 1
+    folder = n2001_folder()
     t_all = time.perf_counter()
     base = TrainConfig(
         epochs=args.pre_epochs, windows_per_epoch=1024, val_fraction=0.0, patience=None
