@@ -7,7 +7,7 @@ and a resource of another clinic answers 404 exactly like one that does not exis
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Depends, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
@@ -75,6 +75,9 @@ def clinic_of(
 ClinicId = Annotated[str, Depends(clinic_of)]
 
 
+_VisitChild = TypeVar("_VisitChild", Analysis, Recording)
+
+
 def _not_found(what: str) -> HTTPException:
     return HTTPException(404, f"no such {what}")
 
@@ -100,29 +103,28 @@ def _visit(session: Session, clinic_id: str, visit_id: str) -> Visit:
     return visit
 
 
-def _analysis(session: Session, clinic_id: str, analysis_id: str) -> Analysis:
-    analysis = session.scalar(
-        select(Analysis)
+def _of_visit_in_clinic(
+    session: Session, model: type[_VisitChild], object_id: str, clinic_id: str, what: str
+) -> _VisitChild:
+    """A row belonging to a visit of this clinic (404 for another clinic's, as for none)."""
+    row = session.scalar(
+        select(model)
         .join(Visit)
         .join(Patient)
-        .where(Analysis.id == analysis_id, Patient.clinic_id == clinic_id)
+        .where(model.id == object_id, Patient.clinic_id == clinic_id)
     )
-    if analysis is None:
-        raise _not_found("analysis")
-    return analysis
+    if row is None:
+        raise _not_found(what)
+    return row
+
+
+def _analysis(session: Session, clinic_id: str, analysis_id: str) -> Analysis:
+    return _of_visit_in_clinic(session, Analysis, analysis_id, clinic_id, "analysis")
 
 
 def clinic_recording(session: Session, clinic_id: str, recording_id: str) -> Recording:
     """A stored recording of this clinic (404 for another clinic's, as for one that is not)."""
-    recording = session.scalar(
-        select(Recording)
-        .join(Visit)
-        .join(Patient)
-        .where(Recording.id == recording_id, Patient.clinic_id == clinic_id)
-    )
-    if recording is None:
-        raise _not_found("recording")
-    return recording
+    return _of_visit_in_clinic(session, Recording, recording_id, clinic_id, "recording")
 
 
 def _latest_analysis(session: Session, visit_id: str) -> Analysis | None:
