@@ -78,7 +78,7 @@ def main() -> int:
         probs = pipe.predict_windows(test)
         true = test.index["label"].iloc[0]
         p_true = float(probs[:, pipe.class_names.index(true)].mean())
-        n_params = sum(p.numel() for p in pipe.model_.parameters())
+        n_params = pipe.model_.n_parameters
         lines.append(
             f"| {name} | {n_params:,} | {fit_s:.0f} | {epochs_run} | {best} | "
             f"{fit_s / max(epochs_run, 1):.1f} | {ms:.2f} | {p_true:.2f} |"

@@ -61,7 +61,7 @@ def _subset(windows: Windows, subjects: set[str]) -> Windows:
 
 
 def _scores(pipe: Pipeline, test: Windows) -> dict[str, float]:
-    table = pipe.predict(test)
+    table = pipe.predict(test).records
     y = table["label"].map({c: i for i, c in enumerate(pipe.class_names)}).to_numpy()
     p = table[[f"p_{c}" for c in pipe.class_names]].to_numpy(np.float64)
     present = np.unique(y)

@@ -139,11 +139,14 @@ def test_demo_command_prints_summary(tmp_path: Path) -> None:
     summary = json.loads(stdout)
     assert {row["label"] for row in summary["classes"]} == set(LABELS)
     assert summary["n_windows"] > 0
-    assert summary["seconds"]["preprocess"] > 0
+    assert summary["seconds"]["prepare"] > 0
     ev = summary["evaluation"]
     assert ev["cv"] == "kfold" and ev["n_folds"] == 3 and ev["subjects_total"] == 9
     assert Path(ev["report"]["html"]) == out / "report.html" and (out / "report.html").is_file()
-    assert json.loads((out / "results.json").read_text())["cv"] == "kfold"
+    results = json.loads((out / "results.json").read_text())
+    assert results["cv"] == "kfold"
+    # the pipeline evaluated runs exactly the preprocessing the summary prints
+    assert results["config"]["preprocess"] == summary["preprocess"]
     assert len(list((out / "records").glob("*.hea"))) == 27
 
 
@@ -236,7 +239,7 @@ def test_readme_main_command_installs_what_the_demo_imports(tmp_path: Path) -> N
     import tomllib
     from importlib import metadata
 
-    from emgdx.cli import EXTRA_OF_MODULE
+    from emgdx.cli.console import EXTRA_OF_MODULE
 
     root = Path(__file__).resolve().parents[1]
     readme = (root / "README.md").read_text()
@@ -286,10 +289,10 @@ print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}})))
 def test_commands_that_catch_import_errors_also_name_the_extra(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from emgdx.cli import _fail
+    from emgdx.cli.console import fail
 
-    result = _fail(ModuleNotFoundError("No module named 'onnxruntime'", name="onnxruntime"))
+    result = fail(ModuleNotFoundError("No module named 'onnxruntime'", name="onnxruntime"))
     assert result.exit_code == 2
     assert "pip install 'emgdx[onnx]'" in capsys.readouterr().err
-    _fail(ModuleNotFoundError("No module named 'leftpad'", name="leftpad"))  # not ours
+    fail(ModuleNotFoundError("No module named 'leftpad'", name="leftpad"))  # not ours
     assert "No module named 'leftpad'" in capsys.readouterr().err

@@ -90,7 +90,7 @@ def test_train_predict_round_trip_matches_library(
     # the CLI reports exactly what the library predicts for the same file
     pipe = Pipeline.load(model_dir)
     for row, path in zip(rows, files, strict=True):
-        expected = pipe.predict(read(path)).iloc[0]
+        expected = pipe.predict(read(path)).records.iloc[0]
         probs = np.array([row[f"p_{c}"] for c in LABELS])
         np.testing.assert_allclose(probs, [expected[f"p_{c}"] for c in LABELS], atol=1e-12)
         assert probs.sum() == pytest.approx(1.0)

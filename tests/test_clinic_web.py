@@ -121,8 +121,7 @@ def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     pytest.importorskip("fastapi", reason="the clinic service needs the `serve` extra")
     uvicorn = pytest.importorskip("uvicorn", reason="the clinic service needs the `serve` extra")
     from emgdx.clinic.admin import create_clinic, create_token
-    from emgdx.clinic.app import create_app
-    from emgdx.clinic.cli import UVICORN_OPTIONS
+    from emgdx.clinic.app import UVICORN_OPTIONS, create_app
     from emgdx.clinic.settings import ClinicSettings
 
     tmp = tmp_path_factory.mktemp("clinic")

@@ -17,7 +17,6 @@ pytest.importorskip("onnxscript")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from emgdx import deploy  # noqa: E402
 from emgdx.cli import app  # noqa: E402
 from emgdx.deploy import (  # noqa: E402
     INT8_FILE,
@@ -26,7 +25,7 @@ from emgdx.deploy import (  # noqa: E402
     DeployError,
     export_pipeline,
 )
-from emgdx.models import model_names  # noqa: E402
+from emgdx.models import adapters, model_names  # noqa: E402
 from emgdx.pipeline import Pipeline, PipelineLoadError  # noqa: E402
 from emgdx.preprocess import PreprocessConfig  # noqa: E402
 from emgdx.recording import Cohort, Windows  # noqa: E402
@@ -92,15 +91,15 @@ def test_fp32_onnx_matches_torch_for_every_torch_model(
     assert not (folder / INT8_FILE).exists()
 
     loaded = Pipeline.load(folder, backend="onnx")
-    assert loaded.backend == "onnx" and loaded.onnx_model_ is not None
+    assert loaded.backend == "onnx" and loaded.model_ is not loaded.model_.native()
     # all the model's inputs go in (cnn1d/cnn2d/cnn_lstm take the log-RMS side input too)
-    assert set(loaded.onnx_model_.input_names) == set(pipe.input_shapes_ or {})
+    assert set(loaded.model_.runtime.input_names) == set(pipe.input_shapes_ or {})
     p_onnx, p_torch = loaded.predict_windows(windows), pipe.predict_windows(windows)
     assert p_onnx.shape == p_torch.shape == (len(windows), 3)
     assert np.abs(p_onnx - p_torch).max() <= 1e-4
     assert result.parity["onnx"]["max_abs_prob_diff"] <= 1e-4
     # the torch model stays loaded (explanations need gradients)
-    assert isinstance(loaded.model_, torch.nn.Module)
+    assert isinstance(loaded.model_.module, torch.nn.Module)
 
 
 @pytest.mark.realdata
@@ -140,7 +139,7 @@ def test_backend_choice_on_load(
 ) -> None:
     folder = cnn_dir
     torch_pipe = Pipeline.load(folder)
-    assert torch_pipe.backend == "torch" and torch_pipe.onnx_model_ is None
+    assert torch_pipe.backend == "torch" and torch_pipe.model_.native() is torch_pipe.model_
     # nothing exported yet: auto is torch, an explicit ONNX backend is an error
     assert Pipeline.load(folder, backend="auto").backend == "torch"
     with pytest.raises(DeployError, match="emgdx export"):
@@ -162,7 +161,7 @@ def test_backend_choice_on_load(
     assert np.abs(auto.predict_windows(windows) - p_torch).max() <= 1e-4
     assert np.abs(int8.predict_windows(windows) - p_torch).max() <= 0.05
     # record level goes through the same path
-    rec_torch, rec_onnx = torch_pipe.predict(windows), auto.predict(windows)
+    rec_torch, rec_onnx = torch_pipe.predict(windows).records, auto.predict(windows).records
     cols = [c for c in rec_torch if c.startswith("p_")]
     np.testing.assert_allclose(rec_onnx[cols], rec_torch[cols], atol=1e-4)
     # an empty batch keeps its shape
@@ -170,14 +169,14 @@ def test_backend_choice_on_load(
 
     # without onnxruntime, auto falls back to torch
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(deploy, "onnx_available", lambda: False)
+        mp.setattr(adapters, "onnx_available", lambda: False)
         assert Pipeline.load(folder, backend="auto").backend == "torch"
         with pytest.raises(DeployError, match="onnxruntime"):
             Pipeline.load(folder, backend="onnx")
 
     # refitting drops the ONNX model: it belonged to the old weights
     auto.fit(windows)
-    assert auto.backend == "torch" and auto.onnx_model_ is None
+    assert auto.backend == "torch" and auto.model_.native() is auto.model_
 
     # a re-export without --int8 removes the stale int8 file
     export_pipeline(torch_pipe, folder)
@@ -221,7 +220,7 @@ def test_classical_models_are_refused(windows: Windows, tmp_path: Path) -> None:
     folder = pipe.fit(windows).save(tmp_path / "rf")
     with pytest.raises(DeployError, match="scikit-learn"):
         export_pipeline(pipe, folder)
-    assert Pipeline.load(folder, backend="auto").backend == "torch"  # auto: nothing to switch
+    assert Pipeline.load(folder, backend="auto").backend == "sklearn"  # auto: nothing to switch
     with pytest.raises(DeployError, match="torch models only"):
         Pipeline.load(folder, backend="onnx")
     code, _, stderr = _invoke("export", str(folder), "--onnx")

@@ -35,7 +35,8 @@ from emgdx.evaluation import (
     window_table,
     write_report,
 )
-from emgdx.preprocess import PreprocessConfig, preprocess_cohort
+from emgdx.frontend import FrontEnd
+from emgdx.preprocess import PreprocessConfig
 from emgdx.recording import LABELS, Windows
 from emgdx.simulate import simulate_cohort
 
@@ -64,7 +65,8 @@ def sim_windows() -> Windows:
         seed=0,
         levels={"healthy": ["low", "moderate"], "neurogenic": ["low"], "myopathy": ["low"]},
     )
-    return preprocess_cohort(sim.cohort, PreprocessConfig(notch=None, window_s=0.5, hop_s=0.5))
+    cfg = PreprocessConfig(notch=None, window_s=0.5, hop_s=0.5)
+    return FrontEnd(cfg, qc=False).prepare(sim.cohort).windows
 
 
 def _log_rms(windows: Windows) -> np.ndarray:

@@ -82,7 +82,7 @@ def test_integrated_gradients_are_complete(cnn: Pipeline, split: tuple[Windows, 
     attr = explain.attribute_windows(cnn, windows, "integrated_gradients", n_steps=128)
     inputs = cnn.model_inputs(windows)
     x, aux = torch.from_numpy(inputs["x"]), torch.from_numpy(inputs["aux"])
-    model = cnn.model_.eval()
+    model = cnn.model_.module.eval()
     with torch.no_grad():
         rows = torch.arange(len(windows))
         target = torch.from_numpy(attr.target)

@@ -17,10 +17,8 @@ torch = pytest.importorskip("torch")
 
 from emgdx.federated import FedSettings, SiteSpec  # noqa: E402
 from emgdx.federated.core import (  # noqa: E402
-    bn_keys,
-    build_model,
     fit_local,
-    get_state,
+    initial_state,
     local_pipeline,
     site_windows,
 )
@@ -90,7 +88,7 @@ def test_simulation_learns(data: Path, tmp_path: Path) -> None:
     result = simulate(settings)
     assert set(result["train"]) == {"1", "2"} and set(result["evaluate"]) == {"1", "2"}
     # The global model moved away from the common seeded initialisation ...
-    init = get_state(build_model(local_pipeline(settings.pipeline, 1, 0)))
+    init = initial_state(local_pipeline(settings.pipeline, 1, 0))
     final = dict(np.load(tmp_path / "global.npz"))
     assert set(final) == set(init)
     moved = [k for k in init if init[k].dtype.kind == "f" and not np.allclose(init[k], final[k])]
@@ -109,10 +107,10 @@ def test_fedbn_keeps_batch_norm_local(data: Path) -> None:
 
     site = _sites(data)[0]
     cfg = {"pipeline": json.dumps(_pipe_config()), "local-epochs": 1, "strategy": "fedbn"}
-    model = build_model(local_pipeline(_pipe_config(), 1, 0))
-    bn = bn_keys(model)
+    model = local_pipeline(_pipe_config(), 1, 0).new_model()
+    bn = model.local_state_keys()
     assert bn and {k.rsplit(".", 1)[1] for k in bn} >= {"weight", "running_var"}
-    state1, local1, m1 = train_round(site, {**cfg, "server-round": 1}, get_state(model), None)
+    state1, local1, m1 = train_round(site, {**cfg, "server-round": 1}, model.get_state(), None)
     assert local1 is not None and set(local1) == set(bn) and m1["num-examples"] > 0
     # Round 2: the server's batch-norm values (here absurd) must not reach the site's model.
     poisoned = {k: (np.full_like(v, 1e3) if k in bn else v) for k, v in state1.items()}
@@ -132,15 +130,14 @@ def test_fedbn_keeps_batch_norm_local(data: Path) -> None:
 def test_fedprox_stays_closer_to_global(data: Path) -> None:
     site = _sites(data)[0]
     cfg = _pipe_config()
-    start = get_state(build_model(local_pipeline(cfg, 1, 0)))
+    start = initial_state(local_pipeline(cfg, 1, 0))
 
     def distance(mu: float) -> float:
         pipe = local_pipeline(cfg, 3, 5)
         windows, _ = site_windows(pipe, site)
-        model, _ = fit_local(pipe, windows, start, proximal_mu=mu)
-        end = get_state(model)
+        end, _ = fit_local(pipe, windows, start, proximal_mu=mu)
         # Trainable parameters (the proximal term's domain; BN running statistics excluded).
-        params = [name for name, _ in model.named_parameters()]
+        params = [name for name, _ in pipe.model_.module.named_parameters()]
         return float(sum(((end[k] - start[k]) ** 2).sum() for k in params))
 
     d0, d1 = distance(0.0), distance(10.0)

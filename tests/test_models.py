@@ -394,12 +394,12 @@ def test_feature_matrix_joins_x_and_aux() -> None:
 
 def test_models_accept_what_the_representations_produce() -> None:
     # the shape contract between emgdx.represent and the registry, on simulated EMG
-    from emgdx.preprocess import PreprocessConfig, preprocess_cohort
+    from emgdx.frontend import FrontEnd, PreprocessConfig
     from emgdx.represent import make_representation
     from emgdx.simulate import simulate_cohort
 
     cohort = simulate_cohort(1, 1, fs_hz=6000.0, duration_s=2.0, seed=0).cohort
-    windows = preprocess_cohort(cohort, PreprocessConfig(window_s=0.5, hop_s=0.5))
+    windows = FrontEnd(PreprocessConfig(window_s=0.5, hop_s=0.5), qc=False).prepare(cohort).windows
     data = windows.data[:6]
     for name, spec in MODELS.items():
         rep = make_representation(spec.input)

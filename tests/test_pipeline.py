@@ -72,7 +72,7 @@ def test_torch_pipeline_fits_predicts_and_round_trips(
     # Same config, same seed: a second pipeline reproduces the first one exactly (CPU).
     assert np.array_equal(_cnn().fit(windows).predict_windows(windows), probs)
 
-    table = pipe.predict(sim.cohort)
+    table = pipe.predict(sim.cohort).records
     assert list(table["record_id"]) == list(sim.cohort.manifest["record_id"])
     per_record = windows.index.groupby("record_id").size()
     counts = table.set_index("record_id")["n_windows"]
@@ -92,7 +92,7 @@ def test_torch_pipeline_fits_predicts_and_round_trips(
     assert "torch" in doc["versions"]
     loaded = Pipeline.load(folder)
     assert np.array_equal(loaded.predict_windows(windows), probs)
-    pd.testing.assert_frame_equal(loaded.predict(sim.cohort), table)
+    pd.testing.assert_frame_equal(loaded.predict(sim.cohort).records, table)
 
 
 def test_classical_pipeline_refits_on_load_and_checks_itself(
@@ -137,13 +137,14 @@ def test_fitted_normalisation_uses_training_windows_only(windows: Windows, tmp_p
     pipe = Pipeline(preprocess=pre, model="random_forest", model_params={"n_estimators": 10}).fit(
         train
     )
-    assert pipe.normaliser_ is not None
-    assert pipe.normaliser_.center == pytest.approx(float(train.data.mean()), rel=1e-4)
-    assert pipe.normaliser_.scale == pytest.approx(float(train.data.std()), rel=1e-4)
-    assert pipe.normaliser_.center != pytest.approx(float(windows.data.mean()), rel=1e-4)
+    norm = pipe.frontend.normaliser
+    assert norm is not None
+    assert norm.center == pytest.approx(float(train.data.mean()), rel=1e-4)
+    assert norm.scale == pytest.approx(float(train.data.std()), rel=1e-4)
+    assert norm.center != pytest.approx(float(windows.data.mean()), rel=1e-4)
     loaded = Pipeline.load(pipe.save(tmp_path / "norm"))
-    assert loaded.normaliser_ is not None
-    assert loaded.normaliser_.to_dict() == pipe.normaliser_.to_dict()
+    assert loaded.frontend.normaliser is not None
+    assert loaded.frontend.normaliser.to_dict() == norm.to_dict()
 
 
 def test_binary_task_drops_myopathy_and_gives_two_columns(windows: Windows) -> None:
@@ -166,9 +167,9 @@ def test_record_without_windows_gets_an_empty_row(sim: SimulatedCohort) -> None:
     short = Recording(
         rec.signal[: int(0.3 * rec.fs_hz)], rec.fs_hz, "SHORT", "SX", "healthy"
     )  # shorter than one window
-    one = pipe.predict(rec)  # a single recording is a cohort of one
+    one = pipe.predict(rec).records  # a single recording is a cohort of one
     assert list(one["record_id"]) == [rec.record_id]
-    table = pipe.predict(Cohort.from_recordings([short, rec]))
+    table = pipe.predict(Cohort.from_recordings([short, rec])).records
     assert list(table["record_id"]) == ["SHORT", rec.record_id]
     assert table.loc[0, "n_windows"] == 0 and np.isnan(table.loc[0, "p_healthy"])
     assert table.loc[1, "p_healthy"] == one.loc[0, "p_healthy"]
@@ -193,13 +194,19 @@ def test_fitted_pipeline_warns_or_refuses_records_sampled_too_slowly(sim: Simula
     rec = sim.cohort.recordings[0]
     slow = Recording(resample_poly(rec.signal, 3, 4).astype(np.float32), 3000.0, "SLOW", "S9")
     with pytest.warns(ReducedBandWarning, match=r"SLOW: sampled at 3000 Hz.*above 1425 Hz"):
-        assert len(pipe.predict(slow)) == 1
+        assert pipe.predict(slow).records.loc[0, "n_windows"] > 0
     slower = Recording(resample_poly(rec.signal, 3, 8).astype(np.float32), 1500.0, "SLOWER", "S9")
     with pytest.raises(SamplingRateError, match=r"SLOWER: sampled at 1500 Hz.*at least 1895 Hz"):
-        pipe.predict(slower)
+        pipe.prepare(slower)
+    # predict judges the others and gives the refused record its reason
+    table = pipe.predict([slower, rec]).records.set_index("record_id")
+    assert table.loc["SLOWER", "n_windows"] == 0
+    assert (
+        "at least 1895 Hz" in table.loc["SLOWER", "note"] and table.loc[rec.record_id, "n_windows"]
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert len(pipe.predict(rec)) == 1  # the trained rate passes silently
+        assert pipe.predict(rec).records.loc[0, "note"] == ""  # the trained rate passes silently
 
 
 def test_misuse_is_refused(windows: Windows) -> None:
@@ -277,7 +284,7 @@ def test_n2001_subset_fit_and_predict_with_faulty_records(n2001: Path) -> None:
     pipe = Pipeline(model="random_forest", model_params={"n_estimators": 50}).fit(train)
     # A08 records end in garbage; A06BB08 is essentially empty (data README).
     test = Cohort.from_recordings([*records("A08", 3), read_recording(n2001 / "N2001A06BB08.hea")])
-    table = pipe.predict(test).set_index("record_id")
+    table = pipe.predict(test).records.set_index("record_id")
     assert len(table) == 4
     empty = table.loc["N2001A06BB08"]
     assert not empty["qc_ok"] and empty["n_windows"] == 0 and pd.isna(empty["predicted"])

@@ -1,5 +1,6 @@
-"""Tests of emgdx.preprocess: filter responses measured on sines, resampling, masks, windows,
-normalisation and the config. Synthetic signals only, except the one ``realdata`` test."""
+"""Tests of emgdx.preprocess: filter responses measured on sines, exact resampling, masks,
+windows and the config. Synthetic signals only, except the one ``realdata`` test.
+Normalisation: tests/test_normalise.py; the front end over cohorts: tests/test_frontend.py."""
 
 from __future__ import annotations
 
@@ -15,21 +16,17 @@ from scipy import signal as sps
 
 from emgdx.errors import ConfigError, SignalError
 from emgdx.preprocess import (
-    Normaliser,
     PreprocessConfig,
     bandpass,
     design_filter,
     make_windows,
-    normalise_windows,
     notch,
-    preprocess_cohort,
     preprocess_recording,
-    preprocess_records,
     resample,
     resample_mask,
-    resample_ratio,
+    resample_plan,
 )
-from emgdx.recording import Cohort, Label, Recording
+from emgdx.recording import Label, Recording
 
 N2001_FS = 23_437.5
 
@@ -191,7 +188,8 @@ def test_resample_keeps_frequency_amplitude_and_timing(
 ) -> None:
     x = sine(freq_hz, fs_from, 3.0, amp=150.0)
     y, fs = resample(x, fs_from, fs_to)
-    assert resample_ratio(fs_from, fs_to) == up_down
+    plan = resample_plan(fs_from, fs_to)
+    assert (plan.up, plan.down) == up_down and plan.exact
     assert fs == fs_to  # exact
     assert y.shape[0] == math.ceil(x.shape[0] * up_down[0] / up_down[1])
     assert y.dtype == np.float32
@@ -211,11 +209,69 @@ def test_resample_same_rate_is_identity() -> None:
     assert fs == 6000.0 and np.array_equal(x, y) and y is not x
 
 
+@pytest.mark.parametrize(
+    ("fs_from", "up_down"),
+    [
+        (32_768.0, (375, 2048)),
+        (44_100.0, (20, 147)),
+        (4096.0, (375, 256)),
+        (8192.0, (375, 512)),
+        (48_000.0, (1, 8)),
+        (22_050.0, (40, 147)),
+    ],
+)
+def test_usual_adc_rates_resample_exactly(fs_from: float, up_down: tuple[int, int]) -> None:
+    # 32,768 Hz used to be approximated (5999.77 Hz), and the pipeline refused its own output
+    plan = resample_plan(fs_from, 6000.0)
+    assert (plan.up, plan.down) == up_down and plan.exact
+    x = sine(700.0, fs_from, 2.0, amp=100.0)
+    y, fs = resample(x, fs_from, 6000.0)
+    assert fs == 6000.0 and y.shape[0] == math.ceil(x.shape[0] * 6000 / fs_from)
+    amp, phase = fit_sine(y, 700.0, fs)
+    assert amp == pytest.approx(100.0, rel=0.01) and abs(phase) < math.radians(1.0)
+
+
+@pytest.mark.parametrize("fs_from", [5999.77, 44_101.0, 99_991.0, 29_999.7, 4999.999999])
+def test_rates_with_huge_ratio_terms_land_on_the_exact_grid(fs_from: float) -> None:
+    # no small-term ratio reaches 6 kHz from these: a polyphase stage to a nearby rate and a
+    # fractional stage onto the exact output times
+    plan = resample_plan(fs_from, 6000.0)
+    assert not plan.exact and max(plan.up, plan.down) <= 1000
+    t = np.arange(round(4.0 * fs_from)) / fs_from
+    x = (100 * np.sin(2 * np.pi * 317.0 * t) + 50 * np.sin(2 * np.pi * 1210.0 * t + 0.3)).astype(
+        np.float32
+    )
+    y, fs = resample(x, fs_from, 6000.0)
+    assert fs == 6000.0 and y.shape[0] == plan.n_out(x.shape[0])
+    to = np.arange(y.shape[0]) / 6000.0
+    truth = 100 * np.sin(2 * np.pi * 317.0 * to) + 50 * np.sin(2 * np.pi * 1210.0 * to + 0.3)
+    mid = slice(y.shape[0] // 10, -y.shape[0] // 10)
+    # right amplitude and phase at the exact times (a 5999.77 Hz grid drifts by 1.5 samples)
+    assert float(np.sqrt(np.mean((y[mid] - truth[mid]) ** 2))) < 0.5
+
+
+def test_segments_of_a_stream_resample_onto_the_offline_grid() -> None:
+    # a live window is preprocessed from a segment of the stream; starting on the plan's
+    # grid (a multiple of `down`), its samples are the offline ones, for both kinds of plan
+    for fs_from in (32_768.0, 5999.77):
+        plan = resample_plan(fs_from, 6000.0)
+        x = emg_like(round(6 * fs_from), fs_from, 3)
+        whole, _ = resample(x, fs_from, 6000.0)
+        offset = 3 * plan.down * max(1, round(fs_from / plan.down))
+        part, _ = resample(x[offset:], fs_from, 6000.0, offset=offset)
+        first = plan.first_output(offset)
+        n = part.shape[0]
+        assert first + n == whole.shape[0]
+        core = slice(2000, n - 2000)  # away from both ends' edge effects
+        np.testing.assert_allclose(part[core], whole[first:][core], atol=0.05)
+
+
 def _slow_resample_mask(
     src: np.ndarray, fs_from: float, fs_to: float, n_out: int, margin: int
 ) -> np.ndarray:
     """Reference for resample_mask written from its definition, one output sample at a time."""
-    up, down = resample_ratio(fs_from, fs_to)
+    plan = resample_plan(fs_from, fs_to)
+    up, down = plan.up, plan.down
     reach = 0 if up == down == 1 else 10 * max(up, down)  # resample_poly's FIR half-length
     out = np.empty(n_out, dtype=bool)
     for j in range(n_out):
@@ -227,7 +283,13 @@ def _slow_resample_mask(
 
 @pytest.mark.parametrize(
     ("fs_from", "fs_to"),
-    [(N2001_FS, 6000.0), (4000.0, 10_000.0), (6000.0, 6000.0), (44_100.0, 6000.0)],
+    [
+        (N2001_FS, 6000.0),
+        (4000.0, 10_000.0),
+        (6000.0, 6000.0),
+        (44_100.0, 6000.0),
+        (32_768.0, 6000.0),
+    ],
 )
 def test_resample_mask_matches_definition(fs_from: float, fs_to: float) -> None:
     rng = np.random.default_rng(3)
@@ -237,8 +299,7 @@ def test_resample_mask_matches_definition(fs_from: float, fs_to: float) -> None:
         for _ in range(int(rng.integers(1, 5))):
             a = int(rng.integers(0, n))
             src[a : a + int(rng.integers(1, 80))] = False
-        up, down = resample_ratio(fs_from, fs_to)
-        n_out = math.ceil(n * up / down)
+        n_out = resample_plan(fs_from, fs_to).n_out(n)
         margin = int(rng.integers(0, 30))
         fast = resample_mask(src, fs_from, fs_to, n_out, margin_samples=margin)
         assert np.array_equal(fast, _slow_resample_mask(src, fs_from, fs_to, n_out, margin))
@@ -255,81 +316,6 @@ def test_resample_mask_covers_the_unusable_time_span() -> None:
     assert t_bad.min() <= a / N2001_FS and t_bad.max() >= (b - 1) / N2001_FS
     assert t_bad.max() - t_bad.min() < 0.5 + 0.01  # only the FIR reach (~1.7 ms) added
     assert np.all(np.diff(np.flatnonzero(~out)) == 1)  # one contiguous stretch
-
-
-# ---- normalisation ---------------------------------------------------------------------------
-
-
-def test_zscore_normaliser_uses_fitted_statistics_not_new_data() -> None:
-    rng = np.random.default_rng(4)
-    train = (5.0 + 2.0 * rng.standard_normal((40, 500))).astype(np.float32)
-    test = (-3.0 + 10.0 * rng.standard_normal((10, 500))).astype(np.float32)
-    norm = Normaliser("zscore").fit(train)
-    assert norm.center == pytest.approx(float(np.mean(train, dtype=np.float64)), rel=1e-9)
-    assert norm.scale == pytest.approx(float(np.std(train, dtype=np.float64)), rel=1e-9)
-    out = norm.transform(test)
-    expected = (test.astype(np.float64) - train.mean(dtype=np.float64)) / train.std(
-        dtype=np.float64
-    )
-    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
-    # test data keeps its own offset and spread relative to the training statistics
-    assert out.mean() == pytest.approx(-4.0, abs=0.2)
-    assert out.std() == pytest.approx(5.0, rel=0.05)
-
-
-def test_robust_normaliser_uses_median_and_iqr_of_training_data() -> None:
-    rng = np.random.default_rng(5)
-    train = rng.laplace(2.0, 3.0, size=20_000).astype(np.float32)
-    train[:50] = 1e4  # outliers barely move median / IQR
-    test = rng.laplace(0.0, 1.0, size=5000).astype(np.float32)
-    norm = Normaliser("robust").fit([train[:7000], train[7000:]])  # a list of arrays works too
-    q25, med, q75 = np.percentile(train, [25, 50, 75])
-    assert norm.center == pytest.approx(med, rel=1e-6)
-    assert norm.scale == pytest.approx(q75 - q25, rel=1e-6)
-    np.testing.assert_allclose(
-        norm.transform(test), (test - med) / (q75 - q25), rtol=1e-5, atol=1e-6
-    )
-
-
-def test_normaliser_round_trips_through_json() -> None:
-    data = np.random.default_rng(6).normal(3.0, 7.0, 1000).astype(np.float32)
-    norm = Normaliser("robust").fit(data)
-    again = Normaliser.from_dict(json.loads(json.dumps(norm.to_dict())))
-    assert again.method == "robust" and again.fitted
-    probe = np.linspace(-20, 20, 11, dtype=np.float32)
-    np.testing.assert_array_equal(again.transform(probe), norm.transform(probe))
-
-
-def test_normaliser_guards() -> None:
-    with pytest.raises(ConfigError, match="not fitted"):
-        Normaliser("zscore").transform(np.zeros(3))
-    with pytest.raises(ConfigError, match="method"):
-        Normaliser("minmax")  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="unknown"):
-        Normaliser.from_dict({"method": "zscore", "center": 0.0, "scale": 1.0, "mean": 3})
-    flat = Normaliser("zscore").fit(np.full(100, 7.0, dtype=np.float32))
-    out = flat.transform(np.full(5, 7.0, dtype=np.float32))
-    assert np.isfinite(out).all() and np.all(out == 0)
-
-
-@pytest.mark.parametrize("method", ["zscore", "robust"])
-def test_per_window_normalisation_and_flat_windows(method: str) -> None:
-    rng = np.random.default_rng(7)
-    data = (rng.standard_normal((6, 400)) * np.arange(1, 7)[:, None] + 50).astype(np.float32)
-    data[2] = 3.0  # flat window
-    data[4, :300] = 0.0  # IQR is 0 but the window is not flat
-    out = normalise_windows(data, method)
-    assert np.isfinite(out).all()
-    assert np.all(out[2] == 0)
-    assert out[4].std() > 0.5  # not blown up, not collapsed
-    for i in (0, 1, 3, 5):
-        if method == "zscore":
-            assert out[i].mean() == pytest.approx(0.0, abs=1e-4)
-            assert out[i].std() == pytest.approx(1.0, rel=1e-4)
-        else:
-            q25, med, q75 = np.percentile(out[i], [25, 50, 75])
-            assert med == pytest.approx(0.0, abs=1e-5)
-            assert q75 - q25 == pytest.approx(1.0, rel=1e-4)
 
 
 # ---- windows ---------------------------------------------------------------------------------
@@ -410,7 +396,7 @@ def test_make_windows_rejects_mixed_rates_naming_records() -> None:
         make_windows([b], [np.ones(5, bool)], 1.0, 0.5)
 
 
-# ---- one record, cohorts ---------------------------------------------------------------------
+# ---- one record ------------------------------------------------------------------------------
 
 
 def test_garbage_does_not_leak_beyond_margin() -> None:
@@ -474,89 +460,6 @@ def test_preprocess_recording_rejects_bad_input() -> None:
         preprocess_recording(rec(bad, fs), PreprocessConfig())
     with pytest.raises(SignalError, match=r"short1: .*too short"):
         preprocess_recording(rec(x[:20], fs, rid="short1"), PreprocessConfig(target_fs_hz=None))
-
-
-def test_record_scope_normalisation_uses_usable_samples() -> None:
-    fs = 6000.0
-    x = emg_like(6 * 6000, fs, 12, rms_uv=80.0)
-    mask = np.ones(x.size, dtype=bool)
-    x[:6000] = 5000.0  # junk that would dominate the statistics
-    mask[:6000] = False
-    cfg = PreprocessConfig(normalise="zscore", normalise_scope="record", target_fs_hz=None)
-    out, usable = preprocess_recording(rec(x, fs), cfg, FakeQC("r1", mask))
-    assert out.signal[usable].mean() == pytest.approx(0.0, abs=1e-3)
-    assert out.signal[usable].std() == pytest.approx(1.0, rel=1e-3)
-    assert out.meta["preprocess"]["normalise"]["scale"] == pytest.approx(80.0, rel=0.1)
-
-
-def _small_cohort(fs: float) -> tuple[Cohort, dict[str, FakeQC]]:
-    recs, qcs = [], {}
-    for k, (subj, label) in enumerate(
-        [("A1", "neurogenic"), ("C1", "healthy"), ("M1", "myopathy")]
-    ):
-        for j in range(2):
-            rid = f"{subj}_{j}"
-            x = emg_like(round(2.6 * fs), fs, 20 + 2 * k + j, rms_uv=50.0 * (k + 1))
-            mask = np.ones(x.size, dtype=bool)
-            if j == 1:
-                mask[round(1.0 * fs) : round(1.2 * fs)] = False
-            recs.append(rec(x, fs, rid, subj, label))
-            qcs[rid] = FakeQC(rid, mask, 50.0)
-    return Cohort.from_recordings(recs), qcs
-
-
-def test_preprocess_cohort_threads_progress_and_windows() -> None:
-    cohort, qcs = _small_cohort(N2001_FS)
-    cfg = PreprocessConfig(window_s=0.5, hop_s=0.25)
-    calls: list[tuple[int, int]] = []
-    serial = preprocess_cohort(cohort, cfg, qcs, n_jobs=1)
-    threaded = preprocess_cohort(
-        cohort, cfg, qcs, n_jobs=2, on_progress=lambda d, t: calls.append((d, t))
-    )
-    np.testing.assert_array_equal(serial.data, threaded.data)
-    assert serial.index.equals(threaded.index)
-    assert sorted(calls) == [(i, 6) for i in range(1, 7)]
-    assert serial.fs_hz == 6000.0 and serial.n_samples == 3000
-    # windows of records with a masked stretch avoid it (plus the margin)
-    done = dict((r.record_id, m) for r, m in preprocess_records(cohort, cfg, qcs))
-    for _, row in serial.index.iterrows():
-        s = int(row["start_sample"])
-        assert done[row["record_id"]][s : s + 3000].all()
-    per_rec = serial.index.groupby("record_id").size()
-    assert per_rec["A1_0"] > per_rec["A1_1"]
-    with pytest.raises(SignalError, match="no QC report"):
-        preprocess_cohort(cohort, cfg, {k: v for k, v in qcs.items() if k != "C1_0"})
-
-
-def test_preprocess_cohort_fitted_normaliser_is_fitted_on_training_only() -> None:
-    cohort, qcs = _small_cohort(6000.0)
-    train, test = cohort.subset(["A1_0", "C1_0"]), cohort.subset(["M1_0", "M1_1"])
-    cfg = PreprocessConfig(normalise="zscore", normalise_scope="fitted", target_fs_hz=None)
-    with pytest.raises(ConfigError, match="needs a Normaliser"):
-        preprocess_cohort(train, cfg, qcs)
-    with pytest.raises(ConfigError, match="differs"):
-        preprocess_cohort(train, cfg, qcs, normaliser=Normaliser("robust"))
-    raw_cfg = PreprocessConfig(normalise="none", target_fs_hz=None)
-    raw_train = preprocess_cohort(train, raw_cfg, qcs)
-    raw_test = preprocess_cohort(test, raw_cfg, qcs)
-    norm = Normaliser("zscore")
-    w_train = preprocess_cohort(train, cfg, qcs, normaliser=norm)
-    assert norm.center is not None and norm.scale is not None
-    assert norm.scale == pytest.approx(float(raw_train.data.std(dtype=np.float64)), rel=1e-6)
-    w_test = preprocess_cohort(test, cfg, qcs, normaliser=norm)  # not refitted on test data
-    np.testing.assert_allclose(
-        w_test.data, (raw_test.data - norm.center) / norm.scale, rtol=1e-4, atol=1e-4
-    )
-    assert w_test.data.std() > 1.5  # myopathy records are louder here than the training set
-    assert w_train.data.std() == pytest.approx(1.0, rel=1e-3)
-
-
-def test_preprocess_cohort_window_scope() -> None:
-    cohort, qcs = _small_cohort(6000.0)
-    cfg = PreprocessConfig(normalise="zscore", normalise_scope="window", target_fs_hz=None)
-    win = preprocess_cohort(cohort, cfg, qcs)
-    np.testing.assert_allclose(win.data.mean(axis=1), 0.0, atol=1e-4)
-    np.testing.assert_allclose(win.data.std(axis=1), 1.0, rtol=1e-3)
 
 
 # ---- config ----------------------------------------------------------------------------------
@@ -627,13 +530,14 @@ def test_config_from_json_rejects_malformed_text() -> None:
 
 @pytest.mark.realdata
 def test_real_n2001_records_through_qc_and_preprocessing(n2001: Path) -> None:
+    from emgdx.frontend import FrontEnd
     from emgdx.io import read_recording
     from emgdx.quality import assess
 
     cfg = PreprocessConfig()
     recs = [read_recording(n2001 / f"{name}.hea") for name in ("N2001A01BB01", "N2001A08BB02")]
     reports = {r.record_id: assess(r) for r in recs}
-    win = preprocess_cohort(recs, cfg, reports, n_jobs=2)
+    win = FrontEnd(cfg, n_jobs=2).prepare(recs).windows
     assert win.fs_hz == 6000.0 and win.n_samples == 6000
     assert np.isfinite(win.data).all()
     for r in recs:

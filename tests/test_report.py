@@ -21,7 +21,6 @@ from emgdx.report import (
     build_report,
     render_html,
     render_pdf,
-    window_bootstrap_interval,
     write_report,
 )
 from emgdx.simulate import SimulatedCohort, simulate_cohort, write_cohort
@@ -103,21 +102,6 @@ def test_reference_and_weights_hash_survive_save_and_load(cnn: Pipeline, tmp_pat
     loaded = Pipeline.load(folder)
     assert loaded.reference_ == cnn.reference_ and loaded.reference_["available"]
     assert loaded.weights_sha256() == before == cnn.weights_sha256()
-
-
-# --------------------------------------------------------------------------- uncertainty
-
-
-def test_block_bootstrap_interval() -> None:
-    steady = np.tile([[0.8, 0.15, 0.05]], (20, 1))
-    assert np.allclose(window_bootstrap_interval(steady), steady[0][:, None])
-    rng = np.random.default_rng(0)
-    noisy = rng.dirichlet([4, 2, 1], size=30)
-    bounds = window_bootstrap_interval(noisy)
-    mean = noisy.mean(axis=0)
-    assert ((bounds[:, 0] <= mean) & (mean <= bounds[:, 1])).all()
-    assert (bounds[:, 1] - bounds[:, 0] > 0.01).all()
-    assert np.allclose(window_bootstrap_interval(noisy[:1]), noisy[0][:, None])
 
 
 # --------------------------------------------------------------------------- report

@@ -390,11 +390,11 @@ def test_features_follow_simulated_pathology() -> None:
     # ones small, short and high-frequency. The MUAP and spectral features must say the same.
     import pandas as pd
 
-    from emgdx.preprocess import PreprocessConfig, preprocess_cohort
+    from emgdx.frontend import FrontEnd, PreprocessConfig
     from emgdx.simulate import simulate_cohort
 
     sim = simulate_cohort(2, 2, fs_hz=FS, duration_s=4.0, seed=0)
-    windows = preprocess_cohort(sim.cohort, PreprocessConfig(target_fs_hz=FS))
+    windows = FrontEnd(PreprocessConfig(target_fs_hz=FS), qc=False).prepare(sim.cohort).windows
     rep = FeatureRepr(groups=("spectral", "muap"))
     table = pd.DataFrame(rep.transform(windows.data, windows.fs_hz)["x"], columns=rep.feature_names)
     table["label"] = windows.index["label"].to_numpy()

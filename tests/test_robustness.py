@@ -64,7 +64,7 @@ def _hum(rec: Recording, line_hz: float, amp_uv: float) -> Recording:
 
 
 def _probs(pipe: Pipeline, recs: list[Recording]) -> np.ndarray:
-    table = pipe.predict(recs)
+    table = pipe.predict(recs).records
     return table[[f"p_{c}" for c in pipe.class_names]].to_numpy()
 
 
@@ -79,7 +79,7 @@ def test_other_rates_are_resampled_to_the_pipeline_rate_and_judged(
 ) -> None:
     test = records[1]
     labels = [r.label for r in test]
-    base = forest.predict(test)
+    base = forest.predict(test).records
     # Sanity of the set-up: the forest is decisive and right on the original records, so
     # "close probabilities" below means something (a flat 1/3 model would pass trivially).
     assert (base["predicted"] == labels).all()
@@ -93,7 +93,7 @@ def test_other_rates_are_resampled_to_the_pipeline_rate_and_judged(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             windows = forest.prepare(moved)
-            table = forest.predict(moved)
+            table = forest.predict(moved).records
         reduced = [w for w in caught if issubclass(w.category, ReducedBandWarning)]
         # The model reads 20-2500 Hz: 10 kHz carries all of it, 4 kHz only up to 1900 Hz.
         assert bool(reduced) == (fs < needed), fs
@@ -123,7 +123,9 @@ def test_a_rate_lacking_more_than_half_the_band_is_refused(
 ) -> None:
     rec = _at(records[1][0], 2000.0)  # usable up to 950 Hz of a 2500 Hz band top
     with pytest.raises(SamplingRateError, match=r"sampled at 2000 Hz"):
-        forest.predict(rec)
+        forest.prepare(rec)
+    row = forest.predict(rec).records.iloc[0]  # predict: a judged-or-not row with the reason
+    assert row["n_windows"] == 0 and "sampled at 2000 Hz" in row["note"]
 
 
 def test_cnn1d_gives_the_same_probabilities_at_10_and_23_4_khz(

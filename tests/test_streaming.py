@@ -15,6 +15,7 @@ import pytest
 
 from emgdx.errors import ConfigError, SamplingRateError
 from emgdx.pipeline import Pipeline
+from emgdx.preprocess import PreprocessConfig
 from emgdx.recording import Recording
 from emgdx.simulate import simulate_cohort
 from emgdx.streaming import (
@@ -145,6 +146,32 @@ def test_onnx_backend_streams_like_offline(
     _, items = stream(onnx, sim[4])
     assert_parity(onnx, sim[4], items, tol=1e-4)
     assert_parity(cnn, sim[4], items, tol=1e-3)  # and agrees with torch
+
+
+@pytest.mark.parametrize(
+    ("method", "scope"), [("robust", "window"), ("zscore", "fitted"), ("zscore", "window")]
+)
+def test_every_normalisation_scope_streams_like_offline(
+    sim: list[Recording], method: str, scope: str
+) -> None:
+    pre = PreprocessConfig(normalise=method, normalise_scope=scope)  # type: ignore[arg-type]
+    pipe = Pipeline(
+        preprocess=pre,
+        model="cnn1d",
+        model_params={"n_filters": [8, 8]},
+        train=TrainConfig(epochs=2, seed=0),
+    )
+    pipe.fit(sim[:6])
+    rec = sim[6]
+    _, items = stream(pipe, rec)
+    assert_parity(pipe, rec, items, tol=1e-4)
+    if scope == "window":
+        # negative control: the same windows without their normalisation (what the monitor
+        # judged before the front end did it live) are judged differently
+        raw = Pipeline(preprocess=PreprocessConfig()).prepare(rec)
+        offline = pipe.prepare(rec)
+        shift = np.abs(pipe.predict_windows(raw) - pipe.predict_windows(offline)).max()
+        assert shift > 1e-2
 
 
 def test_classical_pipeline_streams_like_offline(forest: Pipeline, sim: list[Recording]) -> None:
@@ -409,8 +436,15 @@ def test_monitor_command_replays_a_file_and_writes_json_lines(
         [list(w["probs"].values()) for w in windows[::2]], offline, atol=1e-4
     )
     assert set(windows[-1]["smoothed"]) == set(cnn.class_names)
-    assert lines[-1]["type"] == "event" and lines[-1]["kind"] == "end"
-    assert "faster than real time" in result.output
+    assert lines[-2]["type"] == "event" and lines[-2]["kind"] == "end"
+    # the session summed up as one record, by the offline aggregation of the judged windows
+    summary = lines[-1]["diagnosis"]
+    assert lines[-1]["type"] == "summary" and summary["visit"]["n_windows"] == len(windows)
+    judged = np.array([list(w["probs"].values()) for w in windows])
+    visit = [summary["visit"]["probs"][c] for c in cnn.class_names]
+    np.testing.assert_allclose(visit, judged.mean(axis=0), atol=1e-9)
+    assert summary["model"]["weights_sha256"] == cnn.weights_sha256()
+    assert "session reading:" in result.output and "faster than real time" in result.output
     # the model may come from EMGDX_MODEL_DIR, as for `emgdx serve`; events on stderr
     env_args = ["monitor", "--source", f"file:{data}", "--speed", "0", "--fs-hz", str(FS)]
     result = runner.invoke(app, [*env_args, "--no-live"], env={"EMGDX_MODEL_DIR": args[1]})

@@ -177,8 +177,8 @@ def test_init_from_a_saved_folder_round_trips_the_provenance(
     # Only the last layer moved away from the pretrained weights.
     diff = {
         k
-        for k, v in pretrained.model_.state_dict().items()
-        if v.dtype.is_floating_point and not torch.equal(v, loaded.model_.state_dict()[k])
+        for k, v in pretrained.model_.module.state_dict().items()
+        if v.dtype.is_floating_point and not torch.equal(v, loaded.model_.module.state_dict()[k])
     }
     assert diff == {"head.classifier.1.weight", "head.classifier.1.bias"}
 

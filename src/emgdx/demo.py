@@ -6,9 +6,13 @@ training and subject-wise evaluation, with a report.
 
 1. simulate 3 subjects per class (healthy / neurogenic / myopathy), 3 records each, and
    inject one acquisition fault of each kind, so the QC summary shows it at work;
-2. QC + preprocessing into windows (the summary table);
-3. leave-one-subject-out cross-validation of a :class:`~emgdx.pipeline.Pipeline` (a fresh one
-   per fold, fitted on the training subjects only), and ``results.json`` + ``report.html``.
+2. the pipeline's front end: QC + preprocessing into windows (the summary table);
+3. leave-one-subject-out cross-validation of exactly that pipeline (a fresh one per fold,
+   fitted on the training subjects only, on those same windows), and ``results.json`` +
+   ``report.html``.
+
+The preprocessing the summary prints is the one the evaluated pipeline runs
+(:data:`DEMO_PREPROCESS`, the defaults of ``emgdx train`` / ``evaluate``).
 
 Model choice (:data:`DEMO_MODEL`, :data:`DEMO_EPOCHS`): the demo must finish in under 2 minutes
 on a 2-core CPU. The 1-D CNN on raw windows is the project's main model, so the demo shows it.
@@ -33,9 +37,8 @@ import numpy as np
 import pandas as pd
 
 from emgdx.errors import ConfigError
-from emgdx.preprocess import PreprocessConfig, preprocess_cohort
+from emgdx.frontend import FrontEnd, PreprocessConfig
 from emgdx.progress import ProgressCallback
-from emgdx.quality import QC_FLAGS, assess_cohort
 from emgdx.recording import LABELS, Cohort, Windows
 from emgdx.simulate import FAULT_KINDS, SimulatedCohort, inject_fault, simulate_cohort, write_cohort
 
@@ -49,8 +52,10 @@ __all__ = [
     "DEMO_PREPROCESS",
     "DEMO_TORCH_THREADS",
     "FAULT_FLAG",
+    "SERVICE_DEMO_PREPROCESS",
     "DemoResult",
     "run_demo",
+    "train_demo_model",
 ]
 
 #: Model evaluated by the demo (see the module docstring for why).
@@ -70,13 +75,15 @@ FAULT_FLAG: dict[str, str] = {
     "line_noise": "line_noise",
 }
 
-#: Preprocessing used by the demo: band-pass 20 Hz - 5 kHz, notch at the detected mains
-#: frequency, resampling to 10 kHz, 1 s windows with 50 % overlap, per-window robust scaling.
-DEMO_PREPROCESS = PreprocessConfig(
+#: Preprocessing of the demo's pipeline: the defaults of ``emgdx train`` / ``evaluate``
+#: (band-pass 20 Hz - 2.5 kHz, notch at the mains frequency QC finds, exactly 6 kHz, 1 s
+#: windows with 50 % overlap, amplitudes kept in µV).
+DEMO_PREPROCESS = PreprocessConfig()
+#: Preprocessing of the small model ``emgdx serve --demo-model`` trains: 10 kHz, per-window
+#: robust scaling (the service and its live page then exercise window-scope normalisation).
+SERVICE_DEMO_PREPROCESS = PreprocessConfig(
     band_hz=(20.0, 4000.0),
     target_fs_hz=10_000.0,
-    window_s=1.0,
-    hop_s=0.5,
     normalise="robust",
     normalise_scope="window",
 )
@@ -133,8 +140,8 @@ class DemoResult:
         return pd.DataFrame(rows)
 
     def qc_counts(self) -> dict[str, int]:
-        man = self.cohort.manifest
-        return {f: int(man[f"qc_{f}"].sum()) for f in QC_FLAGS if f"qc_{f}" in man}
+        flags = [f for cell in self.cohort.manifest["qc_flags"] for f in str(cell).split(";")]
+        return {f: flags.count(f) for f in dict.fromkeys(flags) if f}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -235,8 +242,7 @@ def run_demo(
         Give one record each of the acquisition faults in :data:`emgdx.simulate.FAULT_KINDS`
         (clipping, garbage tail, dropout, 60 Hz hum), so the summary shows the QC at work.
     config
-        Preprocessing of the summary's windows (the pipeline evaluated uses its own
-        preprocessing, the one ``emgdx train`` / ``evaluate`` use).
+        Preprocessing of the pipeline: its windows are the summary's and the evaluation's.
     evaluate
         Cross-validate ``model`` subject-wise (False: stop after preprocessing).
     model, epochs
@@ -248,8 +254,8 @@ def run_demo(
     n_boot
         Subject-bootstrap replicates for the confidence intervals.
     on_progress
-        Optional callbacks keyed by step (``"simulate"``, ``"quality"``, ``"preprocess"``,
-        ``"prepare"``, ``"folds"``, ``"epochs"``).
+        Optional callbacks keyed by step (``"simulate"``, ``"prepare"``, ``"folds"``,
+        ``"epochs"``).
 
     Returns
     -------
@@ -289,16 +295,15 @@ def run_demo(
         write_cohort(sim, out_dir)
         seconds["write"] = time.perf_counter() - t0
 
+    # The evaluated pipeline's own front end (QC + preprocessing, fits nothing), once for the
+    # whole cohort: its windows are the summary's and every fold's.
     t0 = time.perf_counter()
-    reports = assess_cohort(sim.cohort, on_progress=hooks.get("quality"))
-    seconds["quality"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    windows = preprocess_cohort(
-        sim.cohort, config, qc_reports=reports, on_progress=hooks.get("preprocess")
-    )
-    seconds["preprocess"] = time.perf_counter() - t0
-    result = DemoResult(sim.cohort, windows, config, seconds, out_dir, faults)
+    prepared = FrontEnd(config).prepare(sim.cohort, on_progress=hooks.get("prepare"))
+    assert prepared.qc is not None
+    qc = prepared.qc.set_index("record_id")
+    sim.cohort.manifest[list(qc.columns)] = qc.loc[sim.cohort.manifest["record_id"]].to_numpy()
+    seconds["prepare"] = time.perf_counter() - t0
+    result = DemoResult(sim.cohort, prepared.windows, config, seconds, out_dir, faults)
     if evaluate:
         _evaluate(result, seed, model, epochs, cv, k, report_dir, n_boot, hooks)
     return result
@@ -317,17 +322,16 @@ def _evaluate(
 ) -> None:
     """Subject-wise cross-validation of a fresh pipeline per fold, and the report."""
     from emgdx.evaluation import cross_validate, write_report
-    from emgdx.pipeline import Pipeline
-    from emgdx.training import TrainConfig
+    from emgdx.pipeline import Pipeline, TrainConfig
 
     train = TrainConfig(seed=seed, epochs=epochs)
     epoch_hook = hooks.get("epochs")
 
     class _Fold:
-        """A fresh pipeline whose training reports its epochs."""
+        """A fresh pipeline (the demo's preprocessing) whose training reports its epochs."""
 
         def __init__(self) -> None:
-            self.pipe = Pipeline(model=model, train=train)
+            self.pipe = Pipeline(preprocess=result.config, model=model, train=train)
 
         def fit(self, windows: Windows) -> _Fold:
             self.pipe.fit(windows, on_progress=epoch_hook)
@@ -337,21 +341,21 @@ def _evaluate(
             return self.pipe.predict_windows(windows)
 
     t0 = time.perf_counter()
-    # The pipeline's own QC + preprocessing (fits nothing), once for the whole cohort.
-    windows = Pipeline(model=model, train=train).prepare(
-        result.cohort, on_progress=hooks.get("prepare")
-    )
-    result.seconds["prepare"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
     with _torch_threads(DEMO_TORCH_THREADS):
         res = cross_validate(
             _Fold,
-            windows,
+            result.windows,
             cv=cv,  # type: ignore[arg-type]  # checked in run_demo
             k=k,
             seed=seed,
             n_boot=n_boot,
-            config={"model": model, "epochs": epochs, "train": train.to_dict(), "demo": True},
+            config={
+                "model": model,
+                "epochs": epochs,
+                "train": train.to_dict(),
+                "preprocess": result.config.to_dict(),
+                "demo": True,
+            },
             on_progress=hooks.get("folds"),
         )
     result.seconds["evaluate"] = time.perf_counter() - t0
@@ -362,6 +366,18 @@ def _evaluate(
             res, report_dir, title=f"emgdx demo: {model}, {res.cv} on a simulated cohort"
         )
         result.seconds["report"] = time.perf_counter() - t0
+
+
+def train_demo_model(path: Path) -> Path:
+    """A small 1-D CNN trained on simulated data, for trying the service out (not for patients)."""
+    from emgdx.pipeline import Pipeline, TrainConfig
+
+    sim = simulate_cohort(3, 3, fs_hz=23_437.5, duration_s=6.0, seed=2026)
+    pipeline = Pipeline(
+        preprocess=SERVICE_DEMO_PREPROCESS, model="cnn1d", train=TrainConfig(epochs=6, seed=0)
+    )
+    pipeline.fit(sim.cohort)
+    return pipeline.save(path, overwrite=True)
 
 
 @contextmanager

@@ -1,9 +1,10 @@
-"""Deployment: a fitted torch :class:`~emgdx.pipeline.Pipeline` as ONNX, run by onnxruntime.
+"""Deployment: a fitted torch :class:`~emgdx.pipeline.Pipeline` exported as ONNX.
 
-Only the model's forward pass is replaced. Quality control, preprocessing, the fitted
-normalisation and the representation stay the pipeline's own code
-(:meth:`Pipeline.model_inputs`), so the ONNX path sees exactly what the torch model sees, and
-the torch model stays loaded for explanations (captum needs gradients).
+Only the model's forward pass is exported. The front end and the representation stay the
+pipeline's own code (:meth:`Pipeline.model_inputs`), so the ONNX path sees exactly what the
+torch model sees; at prediction time the exported files are run by the model adapter
+:class:`emgdx.models.adapters.OnnxAdapter` (onnxruntime), with the torch model kept behind it
+for explanations (captum needs gradients).
 
 Files written into a saved pipeline folder (beside ``pipeline.json`` and ``model.safetensors``):
 
@@ -18,13 +19,12 @@ Files written into a saved pipeline folder (beside ``pipeline.json`` and ``model
 
 Backends of :meth:`Pipeline.load` (``backend=``): ``"torch"``, ``"onnx"`` (float32),
 ``"onnx-int8"``, or ``"auto"``: ``"onnx"`` when the folder has ``model.onnx`` and onnxruntime
-imports, else ``"torch"``.
+imports, else ``"torch"`` (:func:`emgdx.models.adapters.attach_backend`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -33,66 +33,41 @@ import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from emgdx.errors import ConfigError, EmgdxError
+from emgdx.errors import ConfigError
+from emgdx.models.adapters import (
+    INT8_FILE,
+    MANIFEST_FILE,
+    MAX_BATCH,
+    ONNX_FILE,
+    ONNX_FORMAT,
+    DeployError,
+    ModelAdapter,
+    OnnxModel,
+    sha256_file,
+)
 
 if TYPE_CHECKING:
     from emgdx.pipeline import Pipeline
     from emgdx.recording import Windows
 
 __all__ = [
-    "BACKENDS",
     "INT8_FILE",
     "MANIFEST_FILE",
-    "MAX_BATCH",
     "ONNX_FILE",
-    "Backend",
     "DeployError",
     "ExportResult",
     "OnnxModel",
-    "attach_backend",
     "export_pipeline",
-    "onnx_available",
     "parity",
     "quantize_int8",
-    "read_manifest",
-    "resolve_backend",
 ]
 
-Backend = Literal["auto", "torch", "onnx", "onnx-int8"]
-BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx", "onnx-int8")
-ONNX_FILE = "model.onnx"
-INT8_FILE = "model.int8.onnx"
-MANIFEST_FILE = "onnx.json"
-_FORMAT = "emgdx-onnx"
-_FORMAT_VERSION = 1
-_FILES = {"onnx": ONNX_FILE, "onnx-int8": INT8_FILE}
 # Example batch for the exporter: >= 2, so the batch dimension is not specialised to 1.
 _EXPORT_BATCH = 2
-
-
-class DeployError(EmgdxError):
-    """An export or ONNX model that cannot be used (classical model, tampered file, …)."""
-
-
-def onnx_available() -> bool:
-    """Whether onnxruntime imports (the ``onnx`` extra is installed)."""
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _DropMessage(logging.Filter):
@@ -124,80 +99,6 @@ def _quiet_tools() -> Iterator[None]:
         logging.getLogger().removeFilter(drop)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return np.asarray(e / e.sum(axis=1, keepdims=True))
-
-
-class OnnxModel:
-    """An onnxruntime session over one exported model, with torch-like batched prediction.
-
-    Parameters
-    ----------
-    path
-        The ``.onnx`` file.
-    threads
-        Intra-op threads; ``None``: as many as torch uses (``torch.get_num_threads()``), so
-        switching backend does not change the machine's load.
-    max_batch
-        Most windows per session call whatever ``batch_size`` asks; 1 for the int8 model
-        (see :func:`quantize_int8`: its activation scales are taken per call, so one window
-        per call keeps a window's result independent of the other windows in the batch).
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        threads: int | None = None,
-        max_batch: int | None = None,
-    ) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise DeployError(
-                "the ONNX backend needs onnxruntime: pip install 'emgdx[onnx]'"
-            ) from exc
-        if threads is None:
-            import torch
-
-            threads = torch.get_num_threads()
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, int(threads))
-        opts.inter_op_num_threads = 1
-        self.path = Path(path)
-        self.session = ort.InferenceSession(
-            str(self.path), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
-        self.input_names = tuple(node.name for node in self.session.get_inputs())
-        self.max_batch = max_batch
-
-    def logits(self, inputs: Mapping[str, np.ndarray], *, batch_size: int = 256) -> np.ndarray:
-        """Logits ``[n, n_classes]`` (float32), ``batch_size`` rows per session call."""
-        missing = [name for name in self.input_names if name not in inputs]
-        if missing:
-            raise ConfigError(f"{self.path.name} needs inputs {list(self.input_names)}")
-        arrays = {name: np.asarray(inputs[name], dtype=np.float32) for name in self.input_names}
-        n = len(next(iter(arrays.values())))
-        if self.max_batch is not None:
-            batch_size = min(batch_size, self.max_batch)
-        out = []
-        for start in range(0, n, max(1, batch_size)):
-            feed = {
-                name: np.ascontiguousarray(a[start : start + batch_size])
-                for name, a in arrays.items()
-            }
-            out.append(np.asarray(self.session.run(["logits"], feed)[0]))
-        return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
-
-    def predict_proba(
-        self, inputs: Mapping[str, np.ndarray], *, batch_size: int = 256
-    ) -> np.ndarray:
-        """Class probabilities ``[n, n_classes]`` (float64), the softmax of :meth:`logits`."""
-        return _softmax(self.logits(inputs, batch_size=batch_size).astype(np.float64))
-
-
 @dataclass
 class ExportResult:
     """What :func:`export_pipeline` wrote and measured."""
@@ -216,15 +117,18 @@ class ExportResult:
         }
 
 
-def _torch_inputs_check(pipe: Pipeline) -> None:
-    if not pipe.fitted:
+def _torch_model(pipe: Pipeline) -> ModelAdapter:
+    """The pipeline's model as its own library runs it, if it has a forward pass to export."""
+    if pipe.model_ is None:
         raise ConfigError("this pipeline is not fitted: nothing to export")
-    if pipe.kind != "torch":
+    model = pipe.model_.native()
+    if not model.has_weights:
         raise DeployError(
             f"ONNX export is for torch models; {pipe.model_name!r} is a scikit-learn model, "
             "which has no ONNX export here (skl2onnx is not a dependency): it keeps running "
             "in scikit-learn"
         )
+    return model
 
 
 def _probe_inputs(pipe: Pipeline, windows: Windows | None, n: int, seed: int) -> dict[str, Any]:
@@ -237,19 +141,11 @@ def _probe_inputs(pipe: Pipeline, windows: Windows | None, n: int, seed: int) ->
     return {k: v.numpy() for k, v in example_inputs(pipe.input_shapes_, n, seed=seed).items()}
 
 
-def _torch_proba(pipe: Pipeline, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-    from emgdx.training import predict_proba
-
-    return predict_proba(
-        pipe.model_, inputs, batch_size=pipe.train.eval_batch_size, device="cpu"
-    ).astype(np.float64)
-
-
 def parity(
     pipe: Pipeline, model: OnnxModel, inputs: Mapping[str, np.ndarray]
 ) -> dict[str, float | int]:
     """Max |p_onnx - p_torch| and argmax agreement of ``model`` with the torch model."""
-    p_torch = _torch_proba(pipe, inputs)
+    p_torch = _torch_model(pipe).predict_proba(inputs, batch_size=pipe.train.eval_batch_size)
     p_onnx = model.predict_proba(inputs, batch_size=pipe.train.eval_batch_size)
     return {
         "n": len(p_torch),
@@ -290,10 +186,6 @@ def quantize_int8(src: Path, dst: Path) -> None:
     )
 
 
-#: Windows per session call of each ONNX backend (``None``: as many as asked).
-MAX_BATCH: dict[str, int | None] = {"onnx": None, "onnx-int8": 1}
-
-
 def export_pipeline(
     pipe: Pipeline,
     folder: str | os.PathLike[str],
@@ -329,7 +221,7 @@ def export_pipeline(
     """
     from emgdx.models.export import example_inputs, export_onnx
 
-    _torch_inputs_check(pipe)
+    torch_model = _torch_model(pipe)
     target = Path(folder)
     cfg = target / "pipeline.json"
     if not cfg.is_file():
@@ -342,7 +234,7 @@ def export_pipeline(
             f"{weights[:12]}…); save the pipeline there first"
         )
     assert pipe.input_shapes_ is not None
-    model = pipe.model_.to("cpu").eval()
+    model = torch_model.module.to("cpu").eval()
     result = ExportResult(folder=target)
     probe = _probe_inputs(pipe, check_windows, n_check, seed=1)
     # Write everything under temporary names, then rename: no half-written export is left.
@@ -360,15 +252,15 @@ def export_pipeline(
             result.parity[backend] = parity(pipe, model_b, probe)
             files[backend] = {
                 "file": path.name,
-                "sha256": _sha256(path),
+                "sha256": sha256_file(path),
                 "bytes": path.stat().st_size,
             }
         import onnxruntime
         import torch
 
         manifest = {
-            "format": _FORMAT,
-            "format_version": _FORMAT_VERSION,
+            "format": ONNX_FORMAT[0],
+            "format_version": ONNX_FORMAT[1],
             "weights_sha256": weights,
             "inputs": sorted(pipe.input_shapes_),
             "input_shapes": {k: list(v) for k, v in pipe.input_shapes_.items()},
@@ -390,83 +282,3 @@ def export_pipeline(
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")
         os.replace(tmp / MANIFEST_FILE, target / MANIFEST_FILE)
     return result
-
-
-def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """``onnx.json`` of a saved pipeline folder, or ``None`` when there is none."""
-    path = Path(folder) / MANIFEST_FILE
-    if not path.is_file():
-        return None
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DeployError(f"{path}: not valid JSON: {exc}") from exc
-    if doc.get("format") != _FORMAT or doc.get("format_version") != _FORMAT_VERSION:
-        raise DeployError(f"{path}: unsupported format {doc.get('format')!r}")
-    return dict(doc)
-
-
-def resolve_backend(folder: str | os.PathLike[str], backend: str, kind: str = "torch") -> str:
-    """The backend ``backend`` means for ``folder``: ``"auto"`` becomes ``"onnx"`` or
-    ``"torch"``; explicit ONNX backends are checked to be available."""
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
-    if kind != "torch":
-        if backend in ("onnx", "onnx-int8"):
-            raise DeployError(f"backend {backend!r} is for torch models only")
-        return "torch"
-    if backend == "auto":
-        has = (Path(folder) / ONNX_FILE).is_file() and (Path(folder) / MANIFEST_FILE).is_file()
-        return "onnx" if has and onnx_available() else "torch"
-    if backend != "torch":
-        if not onnx_available():
-            raise DeployError(f"backend {backend!r} needs onnxruntime: pip install 'emgdx[onnx]'")
-        if not (Path(folder) / _FILES[backend]).is_file():
-            raise DeployError(
-                f"{folder}: no {_FILES[backend]} (run `emgdx export {folder} --onnx"
-                + (" --int8`)" if backend == "onnx-int8" else "`)")
-            )
-    return backend
-
-
-def attach_backend(
-    pipe: Pipeline, folder: str | os.PathLike[str], backend: str
-) -> tuple[str, OnnxModel | None]:
-    """``(backend, model)`` for ``pipe`` loaded from ``folder``: the backend ``backend``
-    resolves to and its checked :class:`OnnxModel` (``None`` for torch).
-
-    Raises
-    ------
-    PipelineLoadError
-        The ONNX file's SHA-256 differs from ``onnx.json``, or it was exported from other
-        weights than ``pipe``'s.
-    DeployError
-        An explicitly requested ONNX backend without its file or without onnxruntime.
-    """
-    from emgdx.pipeline import PipelineLoadError
-
-    chosen = resolve_backend(folder, backend, pipe.kind)
-    if chosen == "torch":
-        return chosen, None
-    try:
-        manifest = read_manifest(folder)
-    except DeployError as exc:
-        raise PipelineLoadError(str(exc)) from exc
-    if manifest is None:
-        raise PipelineLoadError(f"{folder}: no {MANIFEST_FILE} (export again with `emgdx export`)")
-    path = Path(folder) / _FILES[chosen]
-    entry = manifest.get("files", {}).get(chosen)
-    if not isinstance(entry, dict):
-        raise PipelineLoadError(f"{folder}/{MANIFEST_FILE}: no entry for {path.name}")
-    digest = _sha256(path)
-    if digest != entry.get("sha256"):
-        raise PipelineLoadError(
-            f"{path}: SHA-256 {digest[:12]}… differs from the one recorded in {MANIFEST_FILE}: "
-            "the file was changed or corrupted"
-        )
-    if manifest.get("weights_sha256") != pipe.weights_sha256():
-        raise PipelineLoadError(
-            f"{path}: exported from other weights than {Path(folder) / 'model.safetensors'}; "
-            "export again with `emgdx export`"
-        )
-    return chosen, OnnxModel(path, max_batch=MAX_BATCH[chosen])

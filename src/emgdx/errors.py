@@ -19,6 +19,7 @@ __all__ = [
     "NoRecordsError",
     "NonFiniteDataError",
     "NonNumericDataError",
+    "PipelineLoadError",
     "ReadError",
     "SamplingRateError",
     "SignalError",
@@ -33,6 +34,10 @@ class EmgdxError(Exception):
 
 class ConfigError(EmgdxError, ValueError):
     """An invalid configuration value (e.g. a band edge above Nyquist)."""
+
+
+class PipelineLoadError(EmgdxError):
+    """A saved pipeline that cannot be loaded faithfully (corrupt, tampered or incompatible)."""
 
 
 class SignalError(EmgdxError, ValueError):

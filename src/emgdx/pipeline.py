@@ -1,81 +1,68 @@
-"""The :class:`Pipeline`: preprocessing + representation + model + aggregation, as one object.
+"""The :class:`Pipeline`: front end + representation + model adapter + Diagnosis, as one object.
 
-Training, cross-validation, prediction, the CLI and the service all go through this one code
-path::
+Training, cross-validation, prediction, the report, the clinic, the live monitor, federated
+sites and the demo all run these public stages and nothing beside them::
 
-    Cohort / recordings ──prepare()──▶ Windows ──fit() / predict_windows()──▶ probabilities
-                                                   └──predict()──▶ one row per record
+    recordings ──FrontEnd.prepare()──▶ Windows ──FrontEnd.finish() + representation──▶ inputs
+        ──ModelAdapter.predict_proba()──▶ window probabilities ──Diagnosis──▶ records, subjects,
+        visit (with intervals, QC findings and the model's identity)
 
-``prepare`` runs quality control and preprocessing (everything that uses no statistics fitted
-on other data, so windows can be prepared once for a whole cohort and split by subject after).
-``fit`` then fits, on the training windows only: the fitted normaliser (when
-``preprocess.normalise_scope == "fitted"``), the representation, and the model (torch models
-with :func:`emgdx.training.fit_torch`, whose early-stopping split holds out training subjects).
+``prepare`` (:class:`emgdx.frontend.FrontEnd`) runs QC, preprocessing, windows and every
+normalisation that uses no statistics fitted on other data, so windows can be prepared once for
+a whole cohort and split by subject after. ``fit`` then fits, on the training windows only, the
+front end's fitted state (rate, window length, the fitted normaliser), the representation and
+the model (:class:`emgdx.models.adapters.ModelAdapter`; torch models train with early stopping
+on held-out training subjects).
 
-Saving never uses pickle: loading a model must not be able to run code.
-
-- ``model.safetensors``: for torch models the state dict. scikit-learn models cannot be stored
-  without pickle (skops and skl2onnx are not dependencies), so for them the file holds the
-  training feature matrix and targets, and :meth:`Pipeline.load` **refits** the (seeded,
-  deterministic) estimator, then checks that its probabilities on a stored probe set equal the
-  saved ones; a mismatch (e.g. another scikit-learn version) raises
-  :class:`PipelineLoadError` instead of silently predicting differently. The file then
-  contains features derived from the training subjects' EMG: share it like the data itself.
-- ``pipeline.json``: every config, class names, input shapes, emgdx/torch/scikit-learn
-  versions, the SHA-256 of ``model.safetensors`` (checked on load) and a hash of the training
-  windows.
+Saving never uses pickle: loading a model must not be able to run code. A folder holds
+``model.safetensors`` (the adapter's state) and ``pipeline.json`` (every config, class names,
+input shapes, the front end's fitted state, versions, the SHA-256 of the weights, checked on
+load, and a hash of the training windows).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import math
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 
-from emgdx.errors import ConfigError, EmgdxError, SamplingRateError, SignalError
+from emgdx.diagnosis import Diagnosis, ModelIdentity
+from emgdx.errors import ConfigError, PipelineLoadError, SignalError
 from emgdx.evaluation.cv import package_versions, windows_hash
-from emgdx.preprocess import (
-    NYQUIST_FRACTION,
-    Normaliser,
-    PreprocessConfig,
-    preprocess_cohort,
-)
+from emgdx.frontend import FrontEnd, ReducedBandWarning, as_cohort
+from emgdx.models.adapters import ModelAdapter, attach_backend, build_adapter, sha256_file
+from emgdx.normalise import Normaliser
+from emgdx.preprocess import PreprocessConfig
 from emgdx.progress import ProgressCallback
 from emgdx.recording import Cohort, Recording, Windows
 from emgdx.tasks import check_task, class_names, encode_labels
 from emgdx.training import TrainConfig, TrainResult
 
-__all__ = ["FORMAT_VERSION", "Pipeline", "PipelineLoadError"]
+__all__ = [
+    "FORMAT_VERSION",
+    "Pipeline",
+    "PipelineLoadError",
+    "PreprocessConfig",
+    "ReducedBandWarning",
+    "TrainConfig",
+]
 
 #: Version of the saved pipeline folder layout.
 FORMAT_VERSION = 1
 _FORMAT = "emgdx-pipeline"
 _WEIGHTS = "model.safetensors"
 _CONFIG = "pipeline.json"
-# Training rows whose probabilities are stored to verify a refitted classical model.
-_N_PROBE = 256
+_CONFIG_KEYS = ("preprocess", "representation", "model", "task", "train", "aggregation", "qc")
 
 Aggregation = Literal["mean", "vote"]
 DataLike = Cohort | Sequence[Recording] | Recording | Windows
-
-
-class ReducedBandWarning(UserWarning):
-    """A record is sampled too slowly to carry the whole band the model reads."""
-
-
-class PipelineLoadError(EmgdxError):
-    """A saved pipeline that cannot be loaded faithfully (corrupt, tampered or incompatible)."""
 
 
 def _spec(
@@ -107,21 +94,13 @@ def _jsonable(params: dict[str, Any], what: str) -> dict[str, Any]:
         raise ConfigError(f"{what} params must be JSON values: {exc}") from exc
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class Pipeline:
-    """Preprocess, represent, classify and aggregate EMG, with fit / predict / save / load.
+    """Front end, representation, model and aggregation, with fit / predict / save / load.
 
     Parameters
     ----------
     preprocess
-        Preprocessing config (filters, resampling, windows).
+        Preprocessing config (filters, resampling, windows, normalisation).
     representation
         Representation name (``"raw"``, ``"stft"``, ``"cwt"``, ``"features"``) or a mapping
         ``{"name": ..., **params}``; ``None``: the input the model is registered for.
@@ -132,18 +111,18 @@ class Pipeline:
     train
         Training config (torch models; its ``seed`` also seeds classical models).
     aggregation
-        Window → record rule: ``"mean"`` probability or majority ``"vote"``.
+        Window → record → subject rule: ``"mean"`` probability or majority ``"vote"``.
     representation_params, model_params
         Parameters when ``representation`` / ``model`` are given as names.
     qc
-        Run quality control in :meth:`prepare` and leave out samples it marks unusable.
+        Run quality control in the front end and leave out samples it marks unusable.
     n_jobs
         Worker threads for preprocessing.
 
     Examples
     --------
     >>> pipe = Pipeline(model="random_forest", representation="features")  # doctest: +SKIP
-    >>> pipe.fit(train_cohort).predict(test_cohort)  # doctest: +SKIP
+    >>> pipe.fit(train_cohort).predict(test_cohort).records  # doctest: +SKIP
     """
 
     def __init__(
@@ -161,8 +140,9 @@ class Pipeline:
         n_jobs: int | None = 1,
     ) -> None:
         from emgdx.models import MODELS
+        from emgdx.represent import make_representation
 
-        self.preprocess = preprocess or PreprocessConfig()
+        self.frontend = FrontEnd(preprocess, qc=qc, n_jobs=n_jobs)
         self.model_name, self.model_params = _spec(model, model_params, "model")
         if self.model_name not in MODELS:
             raise ConfigError(f"unknown model {self.model_name!r}; known: {sorted(MODELS)}")
@@ -172,7 +152,9 @@ class Pipeline:
         self.representation_name, self.representation_params = _spec(
             representation, representation_params, "representation"
         )
-        self.representation = self._make_representation()
+        self.representation = make_representation(
+            self.representation_name, **self.representation_params
+        )
         if "seed" in self.model_params:
             raise ConfigError("set the seed in TrainConfig(seed=...), not in model params")
         # Checked now, not after minutes of preprocessing in fit().
@@ -193,199 +175,113 @@ class Pipeline:
         if aggregation not in ("mean", "vote"):
             raise ConfigError(f"aggregation must be 'mean' or 'vote', got {aggregation!r}")
         self.aggregation: Aggregation = aggregation
-        self.qc = bool(qc)
-        self.n_jobs = n_jobs
         # Fitted state (set by fit / load).
-        self.model_: Any = None
-        self.normaliser_: Normaliser | None = None
-        self.fs_hz_: float | None = None
-        self.n_times_: int | None = None
+        self.model_: ModelAdapter | None = None
         self.input_shapes_: dict[str, tuple[int, ...]] | None = None
         self.train_result_: TrainResult | None = None
         self.data_hash_: str | None = None
         self.train_subjects_: list[str] = []
-        self._classical_train: dict[str, np.ndarray] | None = None
         #: Reference ranges of quantitative EMG measures from the healthy training subjects
         #: (:func:`emgdx.reference.reference_ranges`), set by fit and kept by save/load.
         self.reference_: dict[str, Any] | None = None
         self.weights_sha256_: str | None = None
-        #: Inference backend of predict_windows: "torch", "onnx" or "onnx-int8" (then
-        #: ``onnx_model_`` is an :class:`emgdx.deploy.OnnxModel`; set by ``load(backend=...)``,
-        #: reset by fit). The torch model stays loaded for explanations.
-        self.backend: str = "torch"
-        self.onnx_model_: Any = None
         #: Where fine-tuning started (``fit(init_from=...)``): the pretrained weights' SHA-256
         #: and training subjects; ``None`` for a model trained from scratch.
         self.pretrained_: dict[str, Any] | None = None
 
-    # ---- construction helpers ----------------------------------------------------------------
+    # ---- the stages' state, read through the pipeline -----------------------------------------
 
-    def _make_representation(self) -> Any:
-        from emgdx.represent import make_representation
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        return self.frontend.config
 
-        return make_representation(self.representation_name, **self.representation_params)
+    @preprocess.setter
+    def preprocess(self, config: PreprocessConfig) -> None:
+        self.frontend.config = config
+
+    @property
+    def qc(self) -> bool:
+        return self.frontend.qc
+
+    @property
+    def fs_hz_(self) -> float | None:
+        return self.frontend.fs_hz
+
+    @property
+    def n_times_(self) -> int | None:
+        return self.frontend.n_times
 
     @property
     def kind(self) -> str:
-        """``"torch"`` or ``"classical"``."""
+        """The registry's model family (``"torch"`` or ``"classical"``), as saved."""
         return str(self.model_spec.kind)
+
+    @property
+    def backend(self) -> str:
+        """What runs predictions: ``"torch"``, ``"sklearn"``, ``"onnx"`` or ``"onnx-int8"``."""
+        return "torch" if self.model_ is None else self.model_.backend
 
     @property
     def fitted(self) -> bool:
         return self.model_ is not None
 
-    def _build_model(self, input_shapes: Mapping[str, tuple[int, ...]], fs_hz: float) -> Any:
-        from emgdx.models import build_model
+    def _require_fitted(self) -> ModelAdapter:
+        if self.model_ is None:
+            raise ConfigError("this pipeline is not fitted: call fit() or Pipeline.load() first")
+        return self.model_
 
-        # The training seed also seeds the weight initialisation / random_state.
-        return build_model(
-            self.model_name,
-            input_shapes=dict(input_shapes),
-            n_classes=len(self.class_names),
-            fs_hz=fs_hz,
-            seed=self.train.seed,
-            **self.model_params,
-        )
+    def min_fs_hz(self) -> float | None:
+        """The lowest sampling rate that carries the whole band the model looks at."""
+        return self.frontend.min_fs_hz()
 
-    def _fitted_norm(self) -> bool:
-        p = self.preprocess
-        return p.normalise != "none" and p.normalise_scope == "fitted"
+    def check_sampling_rate(self, recording: Recording) -> None:
+        """See :meth:`emgdx.frontend.FrontEnd.check_sampling_rate`."""
+        self.frontend.check_sampling_rate(recording)
 
     # ---- data ---------------------------------------------------------------------------------
 
     def prepare(self, data: DataLike, *, on_progress: ProgressCallback | None = None) -> Windows:
-        """Quality control + preprocessing + windows (no statistics fitted on other data).
+        """The front end's windows of ``data`` (QC + preprocessing + stateless normalisation).
 
-        Parameters
-        ----------
-        data
-            A cohort, a list of recordings or one recording; :class:`Windows` pass through
-            (after a check that they match the preprocessing config).
-        on_progress
-            ``on_progress(done, total)`` per record.
-
-        Returns
-        -------
-        Windows
-            With a fitted-scope normalisation *not yet* applied (that happens in
-            :meth:`fit` / :meth:`predict_windows` with the normaliser fitted on training data).
+        :class:`Windows` pass through after a check that they fit this pipeline. A fitted-scope
+        normalisation is applied later (:meth:`model_inputs`), with the training statistics.
         """
-        return self._prepare(data, on_progress)[0]
-
-    def _prepare(
-        self, data: DataLike, on_progress: ProgressCallback | None
-    ) -> tuple[Windows, pd.DataFrame | None]:
-        """Windows plus the QC columns of every record (``None`` for windows or ``qc=False``)."""
         if isinstance(data, Windows):
-            self._check_windows(data)
-            return data, None
-        cohort = self._as_cohort(data)
-        if self.fitted:
-            for rec in cohort.recordings:
-                self.check_sampling_rate(rec)
-        cfg = self.preprocess
-        if self._fitted_norm():
-            cfg = dataclasses.replace(cfg, normalise="none")
-        reports = None
-        qc_table = None
-        if self.qc:
-            from emgdx.quality import assess_cohort
-
-            # A copy of the manifest: QC adds columns to it, and the caller's cohort is theirs.
-            manifest = cohort.manifest.copy()
-            reports = assess_cohort(Cohort(cohort.recordings, manifest, []))
-            qc_table = manifest[["record_id", "qc_flags", "qc_ok", "usable_fraction"]]
-            qc_table = qc_table.astype({"record_id": str}).reset_index(drop=True)
-        windows = preprocess_cohort(
-            cohort, cfg, reports, n_jobs=self.n_jobs, on_progress=on_progress
-        )
-        self._check_windows(windows)
-        return windows, qc_table
-
-    def min_fs_hz(self) -> float | None:
-        """The lowest sampling rate that carries the whole band the model looks at."""
-        band = self.preprocess.band_hz
-        return None if band is None else 2.0 * band[1] / NYQUIST_FRACTION
-
-    def check_sampling_rate(self, recording: Recording) -> None:
-        """Warn about, or refuse, a record sampled too slowly for the model's band.
-
-        Resampling up does not put missing frequencies back. A record that lacks the top of
-        the band (e.g. 4 kHz for a 20-2500 Hz model) is still judged, with a
-        :class:`ReducedBandWarning` (docs/robustness.md measures what it costs); one that
-        lacks more than half of it is refused: the model would judge a signal unlike anything
-        it has seen.
-
-        Raises
-        ------
-        SamplingRateError
-            Naming the record, its rate and the rate needed.
-        """
-        needed = self.min_fs_hz()
-        band = self.preprocess.band_hz
-        if needed is None or band is None or recording.fs_hz >= needed:
-            return
-        name = Path(recording.source).name if recording.source else recording.record_id
-        usable = NYQUIST_FRACTION * recording.fs_hz / 2.0
-        if usable < band[1] / 2.0:
-            raise SamplingRateError(
-                name,
-                f"sampled at {recording.fs_hz:g} Hz, too slowly for this model, which reads "
-                f"{band[0]:g}-{band[1]:g} Hz (it needs at least {math.ceil(needed / 2):d} Hz, "
-                f"and {math.ceil(needed):d} Hz for the whole band)",
-            )
-        warnings.warn(
-            f"{name}: sampled at {recording.fs_hz:g} Hz, so the content above {usable:.0f} Hz "
-            f"of the model's {band[0]:g}-{band[1]:g} Hz band is missing; results may be less "
-            f"reliable ({math.ceil(needed):d} Hz carries the whole band)",
-            ReducedBandWarning,
-            stacklevel=4,  # the caller of predict()/prepare() (via _prepare)
-        )
-
-    @staticmethod
-    def _as_cohort(data: Cohort | Sequence[Recording] | Recording) -> Cohort:
-        if isinstance(data, Cohort):
+            self.frontend.check_windows(data)
             return data
-        if isinstance(data, Recording):
-            return Cohort.from_recordings([data])
-        recs = list(data)
-        if not all(isinstance(r, Recording) for r in recs):
-            raise SignalError("expected a Cohort, Recording(s) or Windows")
-        return Cohort.from_recordings(recs)
-
-    def _check_windows(self, windows: Windows) -> None:
-        target = self.preprocess.target_fs_hz
-        if self.fs_hz_ is not None:
-            target = self.fs_hz_
-        if (
-            target is not None
-            and len(windows)
-            and not math.isclose(windows.fs_hz, target, rel_tol=1e-6)
-        ):
-            rec = windows.index["record_id"].iloc[0]
-            raise SignalError(
-                f"{rec}: windows at {windows.fs_hz:g} Hz, but this pipeline works at {target:g} Hz"
-            )
-        expected = self.n_times_ or round(self.preprocess.window_s * windows.fs_hz)
-        if len(windows) and windows.n_samples != expected:
-            rec = windows.index["record_id"].iloc[0]
-            raise SignalError(
-                f"{rec}: windows of {windows.n_samples} samples, but this pipeline uses "
-                f"{expected} ({self.preprocess.window_s:g} s at {windows.fs_hz:g} Hz)"
-            )
+        return self.frontend.prepare(data, on_progress=on_progress).windows
 
     def model_inputs(self, windows: Windows) -> dict[str, np.ndarray]:
-        """What the model sees for ``windows``: the fitted normalisation, then the
+        """What the model sees for ``windows``: the front end's fitted normalisation, then the
         representation (``x`` and, when set, ``aux``). Used by :mod:`emgdx.explain`."""
         self._require_fitted()
-        self._check_windows(windows)
-        return self._inputs(windows)
+        self.frontend.check_windows(windows)
+        return self.representation.transform(self.frontend.finish(windows.data), windows.fs_hz)
 
-    def _inputs(self, windows: Windows) -> dict[str, np.ndarray]:
-        data = windows.data
-        if self.normaliser_ is not None:
-            data = self.normaliser_.transform(data)
-        return self.representation.transform(data, windows.fs_hz)
+    def input_shapes(self, fs_hz: float | None = None) -> dict[str, tuple[int, ...]]:
+        """Model input shapes (no batch dimension) from the config alone, at ``fs_hz`` (default:
+        the fitted or target rate): what a federated server builds its model from."""
+        fs = fs_hz or self.fs_hz_ or self.preprocess.target_fs_hz
+        if fs is None:
+            raise ConfigError("input shapes need a window rate: set preprocess.target_fs_hz")
+        n = self.n_times_ or round(self.preprocess.window_s * float(fs))
+        shapes = self.representation.output_shape(n, float(fs))
+        return {k: tuple(int(s) for s in v) for k, v in shapes.items()}
+
+    def new_model(self, fs_hz: float | None = None) -> ModelAdapter:
+        """An unfitted model for this pipeline's inputs, initialised from the training seed
+        (the same on every federated site)."""
+        fs = float(fs_hz or self.fs_hz_ or self.preprocess.target_fs_hz or 0.0)
+        self.input_shapes_ = self.input_shapes(fs)
+        return build_adapter(
+            self.model_name,
+            input_shapes=self.input_shapes_,
+            n_classes=len(self.class_names),
+            fs_hz=fs,
+            seed=self.train.seed,
+            params=self.model_params,
+            device=self.train.device,
+        )
 
     # ---- fit / predict -----------------------------------------------------------------------
 
@@ -394,10 +290,9 @@ class Pipeline:
     ) -> tuple[Windows, dict[str, np.ndarray], np.ndarray, np.ndarray]:
         """Training windows → model inputs, fitting everything that is fitted on them.
 
-        Keeps the windows labelled for the task, then sets ``fs_hz_``, ``n_times_``,
-        ``normaliser_`` (``normaliser`` if given, else fitted here when the config fits one),
-        ``representation``, ``input_shapes_`` and ``train_subjects_``. :meth:`fit` and the
-        federated sites (:mod:`emgdx.federated`) train on what it returns.
+        Keeps the windows labelled for the task, fits the front end (rate, window length,
+        fitted normaliser, unless ``normaliser`` is given: a pretrained model's) and the
+        representation on them, and sets ``input_shapes_`` and ``train_subjects_``.
 
         Returns
         -------
@@ -409,18 +304,14 @@ class Pipeline:
             raise SignalError(f"no windows with a label usable for task {self.task!r}")
         windows = windows.select(keep)
         fs = float(windows.fs_hz)
-        self.fs_hz_, self.n_times_ = fs, windows.n_samples
-        self.normaliser_ = normaliser
-        method = self.preprocess.normalise
-        # (method != "none" is implied by _fitted_norm; for mypy)
-        if normaliser is None and self._fitted_norm() and method != "none":
-            self.normaliser_ = Normaliser(method).fit(windows.data)
-        norm_data = (
-            windows.data if self.normaliser_ is None else self.normaliser_.transform(windows.data)
-        )
-        self.representation = self._make_representation().fit(norm_data, fs)
-        inputs = self.representation.transform(norm_data, fs)
+        self.frontend.fit(windows)
+        if normaliser is not None:
+            self.frontend.normaliser = normaliser
+        data = self.frontend.finish(windows.data)
+        inputs = self.representation.fit(data, fs).transform(data, fs)
         self.input_shapes_ = {k: tuple(int(s) for s in v.shape[1:]) for k, v in inputs.items()}
+        if self.input_shapes_ != self.input_shapes(fs):
+            raise SignalError(f"inputs {self.input_shapes_} differ from the representation's")
         groups = windows.index["subject_id"].astype(str).to_numpy()
         self.train_subjects_ = sorted(set(groups.tolist()))
         return windows, inputs, y, groups
@@ -431,8 +322,10 @@ class Pipeline:
         *,
         on_progress: ProgressCallback | None = None,
         init_from: Pipeline | str | os.PathLike[str] | None = None,
+        init_state: Mapping[str, np.ndarray] | None = None,
+        proximal_mu: float = 0.0,
     ) -> Pipeline:
-        """Fit normaliser, representation and model on ``data`` (training subjects only).
+        """Fit front end, representation and model on ``data`` (training subjects only).
 
         Parameters
         ----------
@@ -447,6 +340,9 @@ class Pipeline:
             on inputs scaled by it). ``self.train.freeze`` / ``features_lr_scale`` say what
             trains. Its weights' SHA-256 and training subjects are recorded in
             :attr:`pretrained_` (and in ``pipeline.json``).
+        init_state, proximal_mu
+            Start from these weights (a federated round's global model), with FedProx's
+            proximal term of weight ``proximal_mu`` towards them.
 
         Returns
         -------
@@ -462,36 +358,26 @@ class Pipeline:
         """
         pretrained = None if init_from is None else self.check_init_from(init_from)
         windows, inputs, y, groups = self.fit_inputs(
-            self.prepare(data), None if pretrained is None else pretrained.normaliser_
+            self.prepare(data), None if pretrained is None else pretrained.frontend.normaliser
         )
         fs = float(windows.fs_hz)
         self.data_hash_ = windows_hash(windows)
-        assert self.input_shapes_ is not None  # set by fit_inputs
-        model = self._build_model(self.input_shapes_, fs)
+        model = self.new_model(fs)
         self.pretrained_ = None
         if pretrained is not None:
-            self._load_pretrained(model, pretrained, fs)
-        if self.kind == "torch":
-            from emgdx.training import fit_torch
-
-            self.train_result_ = fit_torch(
-                model,
-                inputs,
-                y,
-                groups,
-                self.train,
-                n_classes=len(self.class_names),
-                fs_hz=fs,
-                on_progress=on_progress,
-            )
-        else:
-            from emgdx.models.classical import feature_matrix
-
-            features = feature_matrix(inputs)
-            model.fit(features, y)
-            self._classical_train = {"x": features, "y": y}
+            self._start_from(model, pretrained, fs)
+        elif init_state is not None:
+            model.set_state(init_state)
+        self.train_result_ = model.fit(
+            inputs,
+            y,
+            groups,
+            self.train,
+            fs_hz=fs,
+            on_progress=on_progress,
+            proximal_mu=proximal_mu,
+        )
         self.model_ = model
-        self.backend, self.onnx_model_ = "torch", None
         self.weights_sha256_ = None
         self.reference_ = self._reference(windows)
         return self
@@ -502,14 +388,12 @@ class Pipeline:
         Raises
         ------
         ConfigError
-            Not a fitted torch pipeline, or another preprocessing, representation, model
-            (architecture parameters included) or task than this pipeline's.
+            Not a fitted pipeline with weights, or another preprocessing, representation,
+            model (architecture parameters included) or task than this pipeline's.
         """
         pre = source if isinstance(source, Pipeline) else Pipeline.load(source)
-        if not pre.fitted or pre.kind != "torch":
+        if pre.model_ is None or not pre.model_.has_weights:
             raise ConfigError("init_from needs a fitted pipeline with a torch model")
-        if self.kind != "torch":
-            raise ConfigError(f"{self.model_name} is not a torch model: nothing to fine-tune")
         mine, theirs = self.to_config(), pre.to_config()
         keys = ("preprocess", "representation", "model", "task")
         differ = [k for k in keys if mine[k] != theirs[k]]
@@ -521,29 +405,38 @@ class Pipeline:
             )
         return pre
 
-    def _load_pretrained(self, model: Any, pre: Pipeline, fs: float) -> None:
-        """Copy ``pre``'s weights into ``model`` after checking rate and input shapes."""
-        assert pre.fs_hz_ is not None
+    def _start_from(self, model: ModelAdapter, pre: Pipeline, fs: float) -> None:
+        """Start ``model`` from ``pre``'s weights (rate and input shapes checked)."""
+        assert pre.fs_hz_ is not None and pre.model_ is not None
         same_rate = math.isclose(fs, pre.fs_hz_, rel_tol=1e-6)
         if not same_rate or self.input_shapes_ != pre.input_shapes_:
             raise ConfigError(
                 f"cannot fine-tune: inputs {self.input_shapes_} at {fs:g} Hz here, but the "
                 f"pretrained model takes {pre.input_shapes_} at {pre.fs_hz_:g} Hz"
             )
-        try:
-            model.load_state_dict(pre.model_.state_dict(), strict=True)
-        except RuntimeError as exc:
-            raise ConfigError(f"pretrained weights do not fit this model: {exc}") from exc
+        model.set_state(pre.model_.get_state())
         self.pretrained_ = {
             "weights_sha256": pre.weights_sha256(),
             "train_subjects": list(pre.train_subjects_),
             "freeze": self.train.freeze,
         }
 
+    def get_state(self) -> dict[str, np.ndarray]:
+        """The model's weights (federated rounds exchange these)."""
+        return self._require_fitted().get_state()
+
+    def set_state(self, state: Mapping[str, np.ndarray]) -> Pipeline:
+        """Load weights into the model (built first, from the fitted front end, if needed)."""
+        if self.model_ is None:
+            self.model_ = self.new_model()
+        self.model_.set_state(state)
+        self.weights_sha256_ = None
+        return self
+
     @property
     def windows_in_uv(self) -> bool:
-        """Whether prepared windows keep µV (no normalisation inside preprocessing)."""
-        return self.preprocess.normalise == "none" or self._fitted_norm()
+        """Whether prepared windows keep µV (no normalisation before the fitted normaliser)."""
+        return self.preprocess.normalisation.keeps_uv
 
     def _reference(self, windows: Windows) -> dict[str, Any]:
         from emgdx.reference import reference_ranges
@@ -554,17 +447,21 @@ class Pipeline:
 
     def weights_sha256(self) -> str:
         """SHA-256 of the weights file this pipeline saves (computed when not saved yet)."""
-        self._require_fitted()
+        model = self._require_fitted()
         if self.weights_sha256_ is None:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / _WEIGHTS
-                self._write_weights(path)
-                self.weights_sha256_ = _sha256_file(path)
+                model.save(path)
+                self.weights_sha256_ = sha256_file(path)
         return self.weights_sha256_
 
-    def _require_fitted(self) -> None:
-        if self.model_ is None:
-            raise ConfigError("this pipeline is not fitted: call fit() or Pipeline.load() first")
+    def identity(self) -> ModelIdentity:
+        """Name, emgdx version, weights hash, backend and task of the fitted model."""
+        from emgdx import __version__
+
+        return ModelIdentity(
+            self.model_name, __version__, self.weights_sha256(), self.backend, self.task
+        )
 
     def predict_windows(self, windows: Windows) -> np.ndarray:
         """Class probabilities ``[n_windows, n_classes]`` for windows from :meth:`prepare`.
@@ -576,40 +473,26 @@ class Pipeline:
         SignalError
             When the windows' rate or length differ from the training windows'.
         """
-        self._require_fitted()
-        self._check_windows(windows)
-        k = len(self.class_names)
+        model = self._require_fitted()
         if len(windows) == 0:
-            return np.zeros((0, k), dtype=np.float64)
-        inputs = self._inputs(windows)
-        if self.onnx_model_ is not None:
-            return np.asarray(
-                self.onnx_model_.predict_proba(inputs, batch_size=self.train.eval_batch_size)
-            )
-        if self.kind == "torch":
-            from emgdx.training import predict_proba
-
-            return predict_proba(
-                self.model_,
-                inputs,
-                batch_size=self.train.eval_batch_size,
-                device=self.train.device,
-            ).astype(np.float64)
-        from emgdx.models.classical import feature_matrix
-
-        return self._classical_proba(feature_matrix(inputs))
-
-    def _classical_proba(self, features: np.ndarray) -> np.ndarray:
-        # A class absent from training has no column in sklearn's output: put it back as 0.
-        raw = np.asarray(self.model_.predict_proba(features), dtype=np.float64)
-        out = np.zeros((raw.shape[0], len(self.class_names)))
-        out[:, np.asarray(self.model_.classes_, dtype=np.int64)] = raw
-        return out
+            self.frontend.check_windows(windows)
+            return np.zeros((0, len(self.class_names)), dtype=np.float64)
+        inputs = self.model_inputs(windows)
+        return model.predict_proba(inputs, batch_size=self.train.eval_batch_size)
 
     def predict(
-        self, data: DataLike, *, on_progress: ProgressCallback | None = None
-    ) -> pd.DataFrame:
-        """One row per record: class probabilities, prediction, window count and QC.
+        self,
+        data: DataLike,
+        *,
+        on_progress: ProgressCallback | None = None,
+        keep_windows: bool = False,
+    ) -> Diagnosis:
+        """The :class:`~emgdx.diagnosis.Diagnosis` of ``data``: per-record probabilities
+        (aggregated with :attr:`aggregation`) with intervals, QC and notes, subjects, visit.
+
+        A record that cannot be judged (too short, sampled too slowly, no usable window) gets
+        a row with ``n_windows = 0``, NaN scores and the reason in ``note``; it never stops
+        the other records.
 
         Parameters
         ----------
@@ -617,46 +500,32 @@ class Pipeline:
             Cohort, recording(s) or prepared windows.
         on_progress
             ``on_progress(done, total)`` per record during preprocessing.
-
-        Returns
-        -------
-        pandas.DataFrame
-            Columns ``record_id``, ``subject_id``, ``label`` (true label, if known),
-            ``p_<class>`` per class (aggregated with :attr:`aggregation`), ``predicted``,
-            ``confidence`` (the top score), ``n_windows``, and, when QC ran, ``qc_flags``,
-            ``qc_ok`` and ``usable_fraction``. Records without a usable window get
-            ``n_windows = 0``, NaN scores and no prediction.
+        keep_windows
+            Keep the prepared windows in :attr:`Diagnosis.windows` (for explanations).
         """
-        from emgdx.evaluation.aggregate import aggregate, score_columns
-
         self._require_fitted()
-        cohort = None if isinstance(data, Windows) else self._as_cohort(data)
-        windows, qc_table = self._prepare(data if cohort is None else cohort, on_progress)
-        score_cols = score_columns(self.class_names)
-        if len(windows):
-            probs = self.predict_windows(windows)
-            table = aggregate(
-                probs, windows.index, level="record", method=self.aggregation, task=self.task
-            )
-            table = table[
-                ["record_id", "subject_id", "label", *score_cols, "predicted", "n_windows"]
-            ]
+        if isinstance(data, Windows):
+            self.frontend.check_windows(data)
+            windows, qc, problems, base = data, None, {}, None
         else:
-            table = pd.DataFrame(
-                columns=["record_id", "subject_id", "label", *score_cols, "predicted", "n_windows"]
-            )
-        if cohort is not None:
-            # Every record gets a row, also those that yielded no window.
-            base = cohort.manifest[["record_id", "subject_id", "label"]].reset_index(drop=True)
-            base = base.astype({"record_id": str, "subject_id": str})
-            table = base.merge(
-                table.drop(columns=["subject_id", "label"]), on="record_id", how="left"
-            )
-            table["n_windows"] = table["n_windows"].fillna(0).astype(np.int64)
-            if qc_table is not None:
-                table = table.merge(qc_table, on="record_id", how="left")
-        table["confidence"] = table[score_cols].max(axis=1)
-        return table.reset_index(drop=True)
+            cohort = as_cohort(data)
+            prepared = self.frontend.prepare(cohort, on_progress=on_progress, skip_failures=True)
+            windows, qc, problems = prepared.windows, prepared.qc, prepared.problems
+            base = cohort.manifest[["record_id", "subject_id", "label"]]
+        probs = self.predict_windows(windows)
+        return Diagnosis.from_windows(
+            probs,
+            windows.index,
+            class_names=self.class_names,
+            task=self.task,
+            aggregation=self.aggregation,
+            model=self.identity(),
+            block=max(1, round(self.preprocess.window_s / self.preprocess.hop_s)),
+            base=base,
+            qc=qc,
+            problems=problems,
+            windows=windows if keep_windows else None,
+        )
 
     # ---- save / load -------------------------------------------------------------------------
 
@@ -676,10 +545,11 @@ class Pipeline:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Pipeline:
         """Build an unfitted pipeline from :meth:`to_config` output."""
-        known = {"preprocess", "representation", "model", "task", "train", "aggregation", "qc"}
-        unknown = sorted(set(config) - known)
+        unknown = sorted(set(config) - set(_CONFIG_KEYS))
         if unknown:
-            raise ConfigError(f"unknown pipeline config key(s) {unknown}; allowed: {sorted(known)}")
+            raise ConfigError(
+                f"unknown pipeline config key(s) {unknown}; allowed: {sorted(_CONFIG_KEYS)}"
+            )
         return cls(
             preprocess=PreprocessConfig.from_dict(config.get("preprocess", {})),
             representation=config.get("representation"),
@@ -696,24 +566,12 @@ class Pipeline:
         Written into a temporary folder beside ``path`` first and renamed at the end, so an
         interrupted save leaves no half-written pipeline.
 
-        Parameters
-        ----------
-        path
-            Target folder (created).
-        overwrite
-            Replace an existing folder at ``path``.
-
-        Returns
-        -------
-        pathlib.Path
-            The folder.
-
         Raises
         ------
         ConfigError
             When the pipeline is not fitted, or ``path`` exists and ``overwrite`` is False.
         """
-        self._require_fitted()
+        model = self._require_fitted()
         target = Path(path)
         if target.exists() and not overwrite:
             raise ConfigError(f"{target}: already exists (pass overwrite=True to replace it)")
@@ -721,7 +579,7 @@ class Pipeline:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
             weights = tmp / _WEIGHTS
-            extra = self._write_weights(weights)
+            extra = model.save(weights)
             doc = {
                 "format": _FORMAT,
                 "format_version": FORMAT_VERSION,
@@ -729,11 +587,9 @@ class Pipeline:
                 **self.to_config(),
                 "class_names": list(self.class_names),
                 "model_kind": self.kind,
-                "fs_hz": self.fs_hz_,
-                "n_times": self.n_times_,
+                **self.frontend.state_dict(),
                 "input_shapes": {k: list(v) for k, v in (self.input_shapes_ or {}).items()},
-                "normaliser": None if self.normaliser_ is None else self.normaliser_.to_dict(),
-                "weights_sha256": (digest := _sha256_file(weights)),
+                "weights_sha256": (digest := sha256_file(weights)),
                 "reference": self.reference_,
                 "data": {"windows_sha256": self.data_hash_, "train_subjects": self.train_subjects_},
                 "pretrained": self.pretrained_,
@@ -756,37 +612,13 @@ class Pipeline:
                 shutil.rmtree(tmp, ignore_errors=True)
         return target
 
-    def _write_weights(self, path: Path) -> dict[str, Any]:
-        if self.kind == "torch":
-            from safetensors.torch import save_file
-
-            state = {k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()}
-            save_file(state, str(path), metadata={"format": "pt"})
-            return {}
-        from safetensors.numpy import save_file as save_np
-
-        assert self._classical_train is not None
-        x, y = self._classical_train["x"], self._classical_train["y"]
-        probe = np.linspace(0, len(x) - 1, num=min(_N_PROBE, len(x))).round().astype(np.int64)
-        probs = self._classical_proba(x[probe])
-        save_np(
-            {
-                "train_x": np.ascontiguousarray(x, dtype=np.float32),
-                "train_y": np.ascontiguousarray(y, dtype=np.int64),
-                "probe_index": probe,
-                "probe_proba": np.ascontiguousarray(probs, dtype=np.float64),
-            },
-            str(path),
-        )
-        return {"classical_storage": "refit-on-load"}
-
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, backend: str = "torch") -> Pipeline:
         """Load a pipeline written by :meth:`save` (no pickle anywhere).
 
         ``backend`` runs :meth:`predict_windows` with ``"torch"``, ``"onnx"``, ``"onnx-int8"``
         (files written by ``emgdx export``, see :mod:`emgdx.deploy`) or ``"auto"`` (ONNX when
-        the folder has ``model.onnx`` and onnxruntime imports, else torch).
+        the folder has ``model.onnx`` and onnxruntime imports, else the model's own library).
 
         Raises
         ------
@@ -810,52 +642,28 @@ class Pipeline:
                 f"{cfg_path}: unsupported format {doc.get('format')!r} version "
                 f"{doc.get('format_version')!r} (this emgdx reads {_FORMAT} v{FORMAT_VERSION})"
             )
-        digest = _sha256_file(weights)
+        digest = sha256_file(weights)
         if digest != doc.get("weights_sha256"):
             raise PipelineLoadError(
                 f"{weights}: SHA-256 {digest[:12]}… differs from the {doc.get('weights_sha256')!r} "
                 f"recorded in {_CONFIG}: the file was changed or corrupted"
             )
         pipe = cls.from_config({k: doc[k] for k in doc if k in _CONFIG_KEYS})
-        pipe.fs_hz_ = float(doc["fs_hz"])
-        pipe.n_times_ = int(doc["n_times"])
-        pipe.input_shapes_ = {k: tuple(v) for k, v in doc["input_shapes"].items()}
-        if doc.get("normaliser") is not None:
-            pipe.normaliser_ = Normaliser.from_dict(doc["normaliser"])
+        pipe.frontend.load_state(doc)
         pipe.data_hash_ = doc.get("data", {}).get("windows_sha256")
         pipe.train_subjects_ = list(doc.get("data", {}).get("train_subjects", []))
         pipe.reference_ = doc.get("reference")
         pipe.pretrained_ = doc.get("pretrained")
         pipe.weights_sha256_ = digest
-        model = pipe._build_model(pipe.input_shapes_, pipe.fs_hz_)
-        if pipe.kind == "torch":
-            from safetensors.torch import load_file
-
-            try:
-                model.load_state_dict(load_file(str(weights)), strict=True)
-            except RuntimeError as exc:
-                raise PipelineLoadError(f"{weights}: weights do not fit the model: {exc}") from exc
-            model.eval()
-            pipe.model_ = model
-        else:
-            from safetensors.numpy import load_file as load_np
-
-            arrays = load_np(str(weights))
-            model.fit(arrays["train_x"], arrays["train_y"])
-            pipe.model_ = model
-            again = pipe._classical_proba(arrays["train_x"][arrays["probe_index"]])
-            diff = float(np.abs(again - arrays["probe_proba"]).max(initial=0.0))
-            if diff > 1e-9:
-                raise PipelineLoadError(
-                    f"{weights}: the refitted {pipe.model_name} model does not reproduce the saved "
-                    f"probabilities (max difference {diff:.3g}); saved with {doc.get('versions')}, "
-                    f"running {package_versions()}"
-                )
-            pipe._classical_train = {"x": arrays["train_x"], "y": arrays["train_y"]}
-        if backend != "torch":
-            from emgdx.deploy import attach_backend
-
-            pipe.backend, pipe.onnx_model_ = attach_backend(pipe, folder, backend)
+        model = pipe.new_model()
+        saved_shapes = {k: tuple(v) for k, v in doc["input_shapes"].items()}
+        if pipe.input_shapes_ != saved_shapes:
+            raise PipelineLoadError(
+                f"{cfg_path}: input shapes {saved_shapes} differ from the config's "
+                f"{pipe.input_shapes_}"
+            )
+        model.load(weights)
+        pipe.model_ = attach_backend(model, folder, backend, digest)
         return pipe
 
     def __repr__(self) -> str:
@@ -864,6 +672,3 @@ class Pipeline:
             f"Pipeline(model={self.model_name!r}, representation={self.representation_name!r}, "
             f"task={self.task!r}, {state})"
         )
-
-
-_CONFIG_KEYS = ("preprocess", "representation", "model", "task", "train", "aggregation", "qc")

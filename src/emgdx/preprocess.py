@@ -1,14 +1,16 @@
-"""Preprocessing: band-pass, mains notch, resampling, normalisation and fixed windows.
+"""Preprocessing: band-pass, mains notch, exact resampling and fixed windows.
 
 The road through this module, for one record::
 
     Recording + QC usable mask
       -> unusable samples replaced by linear interpolation      (garbage cannot ring the filters)
-      -> resample_poly to ``target_fs_hz``                        (polyphase, anti-alias FIR)
+      -> resample to exactly ``target_fs_hz``                     (polyphase, anti-alias FIR)
       -> one zero-phase SOS cascade: Butterworth band-pass + notches at the mains harmonics
       -> usable mask at the output rate (QC mask, dilated by ``mask_margin_s`` and the FIR reach)
-      -> optional per-record normalisation
-    many records -> make_windows -> Windows (+ per-window or fitted normalisation)
+    many records -> make_windows -> Windows
+
+QC before it and normalisation after it belong to the front end (:mod:`emgdx.frontend`), the
+one stage every path uses.
 
 Why this order. Resampling first and filtering at the (usually 4x lower) output rate costs half
 as much as filtering at the source rate (one N2001 record, 262,124 samples, default cascade of
@@ -32,13 +34,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any, Literal, Protocol, cast, get_args, overload
+from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 import pandas as pd
@@ -46,34 +46,28 @@ from scipy import signal as sps
 
 from emgdx.config import config_from_dict, config_to_dict, parse_config_json
 from emgdx.errors import ConfigError, SignalError
-from emgdx.recording import Cohort, Recording, Windows
+from emgdx.normalise import Normalisation, NormaliseMethod, NormaliseScope
+from emgdx.recording import Recording, Windows
 
 __all__ = [
     "CONFIG_VERSION",
     "FilterDesign",
-    "Normaliser",
     "PreprocessConfig",
     "QCLike",
+    "ResamplePlan",
     "bandpass",
     "design_filter",
+    "fill_unusable",
     "make_windows",
-    "normalise_windows",
     "notch",
-    "preprocess_cohort",
     "preprocess_recording",
-    "preprocess_records",
     "resample",
     "resample_mask",
-    "resample_ratio",
+    "resample_plan",
 ]
 
 #: Version of the JSON form of :class:`PreprocessConfig` (bump when fields change meaning).
 CONFIG_VERSION = 1
-
-NormaliseMethod = Literal["none", "zscore", "robust"]
-NormaliseScope = Literal["window", "record", "fitted"]
-_NORMALISE_METHODS: tuple[str, ...] = get_args(NormaliseMethod)
-_NORMALISE_SCOPES: tuple[str, ...] = get_args(NormaliseScope)
 
 # A low-pass edge this close to Nyquist would remove next to nothing (and the bilinear warping
 # squeezes its transition against Nyquist), so the band-pass degrades to a high-pass instead of
@@ -89,9 +83,6 @@ class QCLike(Protocol):
 
     @property
     def line_freq_hz(self) -> float | None: ...
-
-
-ProgressCallback = Callable[[int, int], None]
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,15 +120,13 @@ class PreprocessConfig:
     notch_q
         Quality factor of each notch (-3 dB width = frequency / Q).
     target_fs_hz
-        Output sampling rate, or ``None`` to keep each record's rate.
-    normalise
-        ``"none"`` (default: amplitude in µV is itself diagnostic, e.g. large neurogenic MUAPs),
-        ``"zscore"`` (mean / standard deviation) or ``"robust"`` (median / IQR).
-    normalise_scope
-        ``"window"``: each window by its own statistics; ``"record"``: each record by the
-        statistics of its usable samples; ``"fitted"``: one set of statistics fitted on training
-        data only (:class:`Normaliser`, passed to :func:`preprocess_cohort`), so nothing leaks
-        from test subjects.
+        Output sampling rate (reached exactly from any input rate), or ``None`` to keep each
+        record's rate.
+    normalise, normalise_scope
+        The front end's :class:`~emgdx.normalise.Normalisation` (:attr:`normalisation`):
+        method ``"none"`` (default: amplitude in µV is itself diagnostic, e.g. large neurogenic
+        MUAPs), ``"zscore"`` or ``"robust"``; scope ``"window"``, ``"record"`` or ``"fitted"``
+        (statistics learnt on training data only), see :mod:`emgdx.normalise`.
     window_s, hop_s
         Window length and step in seconds (overlap = ``window_s - hop_s``).
     mask_margin_s
@@ -193,14 +182,10 @@ class PreprocessConfig:
         self._check_positive("notch_q", problems)
         if self.target_fs_hz is not None:
             self._check_positive("target_fs_hz", problems)
-        if self.normalise not in _NORMALISE_METHODS:
-            problems.append(
-                f"normalise must be one of {_NORMALISE_METHODS}, got {self.normalise!r}"
-            )
-        if self.normalise_scope not in _NORMALISE_SCOPES:
-            problems.append(
-                f"normalise_scope must be one of {_NORMALISE_SCOPES}, got {self.normalise_scope!r}"
-            )
+        try:
+            Normalisation(self.normalise, self.normalise_scope)
+        except ConfigError as exc:
+            problems.append(str(exc))
         self._check_positive("window_s", problems)
         self._check_positive("hop_s", problems)
         margin = self.mask_margin_s
@@ -215,6 +200,11 @@ class PreprocessConfig:
             object.__setattr__(self, "min_usable_fraction", float(frac))
         if problems:
             raise ConfigError("invalid preprocessing config: " + "; ".join(problems))
+
+    @property
+    def normalisation(self) -> Normalisation:
+        """``normalise`` over ``normalise_scope`` as one value (:mod:`emgdx.normalise`)."""
+        return Normalisation(self.normalise, self.normalise_scope)
 
     def _check_positive(self, name: str, problems: list[str]) -> None:
         value = getattr(self, name)
@@ -591,26 +581,101 @@ def notch(
 # Resampling
 # --------------------------------------------------------------------------------------------
 
+#: Largest ``up`` or ``down`` factor of the one-stage polyphase resampler. Every ratio of two
+#: usual ADC rates fits (32,768 -> 6,000 Hz is 375/2,048; 44,100 -> 6,000 Hz is 20/147); its
+#: FIR has 20 taps per unit of ``max(up, down)`` (655,361 at this limit, built once per ratio).
+MAX_POLYPHASE_FACTOR = 1 << 15
+#: Polyphase stage of a rate whose exact ratio has larger terms (e.g. a measured 5,999.77 Hz):
+#: the nearest ratio with terms up to this, followed by a fractional stage to the exact grid.
+APPROX_FACTOR = 1000
+#: Half-length (taps each side) and Kaiser beta of the fractional stage's windowed sinc.
+_FRAC_HALF = 16
+_FRAC_BETA = 8.0
 
-def resample_ratio(
-    fs_from_hz: float, fs_to_hz: float, max_denominator: int = 1000
-) -> tuple[int, int]:
-    """``(up, down)`` with ``fs_from_hz * up / down`` equal (or closest) to ``fs_to_hz``.
 
-    The exact ratio is used when its terms are at most ``max_denominator`` (e.g. 23437.5 ->
-    6000 Hz is exactly 32/125); otherwise the best rational approximation with such terms.
+@dataclass(frozen=True)
+class ResamplePlan:
+    """How :func:`resample` takes ``fs_from_hz`` to exactly ``fs_to_hz``.
+
+    Output sample ``j`` lies at time ``j / fs_to_hz`` whatever the ratio. A polyphase stage
+    (``resample_poly``, factors ``up``/``down``) does all of it when the exact ratio has terms up
+    to :data:`MAX_POLYPHASE_FACTOR`; otherwise it goes to ``fs_from_hz * up / down`` (nearest
+    ratio with small terms) and a Kaiser-windowed sinc interpolates onto the exact output grid.
+
+    Attributes
+    ----------
+    fs_from_hz, fs_to_hz
+        Source and output rates (the output rate is ``fs_to_hz``, exactly).
+    up, down
+        Polyphase factors. Input sample ``m * down`` falls on polyphase output ``m * up``, so a
+        segment of a stream that starts there is resampled on the offline grid.
+    exact
+        Whether the polyphase stage alone reaches ``fs_to_hz`` (no fractional stage).
+    """
+
+    fs_from_hz: float
+    fs_to_hz: float
+    up: int
+    down: int
+    exact: bool
+
+    @property
+    def identity(self) -> bool:
+        return self.exact and self.up == self.down == 1
+
+    @property
+    def _mid_per_out(self) -> Fraction:
+        """Polyphase-stage samples per output sample (1 when exact)."""
+        return Fraction(self.fs_from_hz) * self.up / self.down / Fraction(self.fs_to_hz)
+
+    def first_output(self, offset: int) -> int:
+        """Index (on the offline output grid) of the first output of a segment starting at
+        input sample ``offset`` (a multiple of :attr:`down`)."""
+        if offset % self.down:
+            raise SignalError(f"a segment must start on a multiple of {self.down} input samples")
+        return math.ceil(Fraction(offset * self.up, self.down) / self._mid_per_out)
+
+    def n_out(self, n_in: int, offset: int = 0) -> int:
+        """Output samples of ``n_in`` input samples starting at ``offset``: those whose time lies
+        before the end of the input (``ceil(n_in * up / down)`` when exact)."""
+        ratio = Fraction(self.fs_to_hz) / Fraction(self.fs_from_hz)
+        end = math.ceil(Fraction(offset + n_in) * ratio)
+        return max(0, end - self.first_output(offset))
+
+    def reach_in(self) -> int:
+        """Input samples on each side an output sample depends on (both stages)."""
+        if self.identity:
+            return 0
+        reach = 10 * max(self.up, self.down) / self.up  # the polyphase FIR's half-length
+        if not self.exact:
+            reach += (_FRAC_HALF + 1) * self.down / self.up
+        return math.ceil(reach)
+
+
+def resample_plan(fs_from_hz: float, fs_to_hz: float) -> ResamplePlan:
+    """The :class:`ResamplePlan` from ``fs_from_hz`` to ``fs_to_hz`` (see there).
+
+    Raises
+    ------
+    SignalError
+        When a rate is not a positive finite number.
     """
     fs_from = _validate_fs(fs_from_hz, "fs_from_hz")
     fs_to = _validate_fs(fs_to_hz, "fs_to_hz")
     # Floats are exact binary fractions, so this ratio is exact before any approximation.
     ratio = Fraction(fs_to) / Fraction(fs_from)
-    if ratio.numerator > max_denominator or ratio.denominator > max_denominator:
-        ratio = ratio.limit_denominator(max_denominator)
-        if ratio.numerator == 0 or ratio.numerator > max_denominator:
-            raise SignalError(
-                f"cannot resample {fs_from:g} -> {fs_to:g} Hz with up/down <= {max_denominator}"
-            )
-    return ratio.numerator, ratio.denominator
+    if max(ratio.numerator, ratio.denominator) <= MAX_POLYPHASE_FACTOR:
+        return ResamplePlan(fs_from, fs_to, ratio.numerator, ratio.denominator, True)
+    approx = _small_ratio(ratio)
+    return ResamplePlan(fs_from, fs_to, approx.numerator, approx.denominator, False)
+
+
+def _small_ratio(ratio: Fraction) -> Fraction:
+    """Closest ratio to ``ratio`` with both terms at most :data:`APPROX_FACTOR` (never 0)."""
+    if ratio > 1:
+        return 1 / _small_ratio(1 / ratio)
+    approx = ratio.limit_denominator(APPROX_FACTOR)
+    return approx if approx > 0 else Fraction(1, APPROX_FACTOR)
 
 
 @lru_cache(maxsize=32)
@@ -624,27 +689,71 @@ def _resample_fir(up: int, down: int) -> np.ndarray:
     return fir
 
 
+@lru_cache(maxsize=1)
+def _sinc_table() -> np.ndarray:
+    """Kaiser-windowed sinc taps for fractional offsets 0, 1/1024, ..., 1: ``[1025, 2 * half]``."""
+    half = _FRAC_HALF
+    frac = np.linspace(0.0, 1.0, 1025)
+    dist = np.arange(-half + 1, half + 1)[None, :] - frac[:, None]
+    window = np.i0(_FRAC_BETA * np.sqrt(np.clip(1.0 - (dist / half) ** 2, 0.0, None)))
+    taps = np.sinc(dist) * window / np.i0(_FRAC_BETA)
+    table = taps / taps.sum(axis=1, keepdims=True)  # exact gain at DC
+    table.flags.writeable = False
+    return table
+
+
+def _fractional_stage(y: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """``y`` interpolated at fractional sample ``positions`` by a Kaiser-windowed sinc.
+
+    scipy resamples by rational factors only; a ratio with huge terms (a measured rate such as
+    5,999.77 Hz) needs band-limited interpolation at arbitrary times, written here. ``y`` is
+    already band-limited by the polyphase stage; 2 x 16 taps with beta 8, tabulated at 1/1024
+    sample and interpolated linearly, add no error beyond the polyphase stage's
+    (``tests/test_preprocess.py``).
+    """
+    half = _FRAC_HALF
+    pad = half + 2
+    n = y.shape[0]
+    head = 2 * y[:1] - y[pad:0:-1] if n > pad else np.repeat(y[:1], pad)
+    tail = 2 * y[-1:] - y[-2 : -pad - 2 : -1] if n > pad + 1 else np.repeat(y[-1:], pad)
+    ext = np.concatenate((head, y, tail)).astype(np.float64)
+    table = _sinc_table()
+    taps = np.arange(-half + 1, half + 1)
+    out = np.empty(positions.shape[0], dtype=np.float64)
+    for a in range(0, positions.shape[0], 8192):
+        pos = positions[a : a + 8192]
+        base = np.floor(pos).astype(np.int64)
+        phase = (pos - base) * 1024.0
+        row = np.minimum(phase.astype(np.int64), 1023)
+        mix = (phase - row)[:, None]
+        weights = (1.0 - mix) * table[row] + mix * table[row + 1]
+        idx = np.clip(base[:, None] + taps[None, :] + pad, 0, ext.shape[0] - 1)
+        out[a : a + 8192] = np.einsum("ij,ij->i", ext[idx], weights)
+    return out
+
+
 def resample(
-    x: np.ndarray, fs_from_hz: float, fs_to_hz: float, *, max_denominator: int = 1000
+    x: np.ndarray, fs_from_hz: float, fs_to_hz: float, *, offset: int = 0
 ) -> tuple[np.ndarray, float]:
-    """Polyphase resampling (:func:`scipy.signal.resample_poly`) to a new rate.
+    """Resample to exactly ``fs_to_hz`` (polyphase, see :class:`ResamplePlan`).
 
     Parameters
     ----------
     x
         1-D signal; float32 stays float32.
     fs_from_hz, fs_to_hz
-        Source and requested rates in Hz.
-    max_denominator
-        Largest ``up``/``down`` factor allowed (see :func:`resample_ratio`).
+        Source and output rates in Hz.
+    offset
+        Position of ``x``'s first sample in a longer stream (a multiple of the plan's
+        ``down``): the output then holds that stream's offline output samples from
+        ``plan.first_output(offset)`` on (live windows, :mod:`emgdx.frontend`).
 
     Returns
     -------
     y : numpy.ndarray
-        Resampled signal of ``ceil(len(x) * up / down)`` samples.
+        ``plan.n_out(len(x), offset)`` samples (``ceil(len(x) * up / down)`` for an exact ratio).
     fs_hz : float
-        The rate actually achieved, ``fs_from_hz * up / down`` (equal to ``fs_to_hz`` whenever
-        the ratio is exact, as for all usual EMG rates).
+        ``fs_to_hz``.
 
     Notes
     -----
@@ -652,22 +761,28 @@ def resample(
     or slow drift from producing an edge transient: on a 500 µV-offset test signal the first
     5 ms erred by 4 µV instead of 316 µV with scipy's default zero padding.
     """
-    up, down = resample_ratio(fs_from_hz, fs_to_hz, max_denominator)
-    achieved = float(fs_from_hz) * up / down
+    plan = resample_plan(fs_from_hz, fs_to_hz)
     data = np.asarray(x)
-    if up == down == 1:
-        return data.copy(), achieved
-    fir = _resample_fir(up, down)
+    if plan.identity:
+        return data.copy(), plan.fs_to_hz
     if data.dtype != np.float32:
         data = data.astype(np.float64)
-        fir = fir.astype(np.float64)
-    y = sps.resample_poly(data, up, down, window=fir, padtype="antireflect")
-    return y, achieved
-
-
-def _fir_reach(up: int, down: int) -> int:
-    """Half-length (in upsampled samples) of resample_poly's FIR; 0 when nothing is resampled."""
-    return 0 if up == down == 1 else 10 * max(up, down)
+    if plan.up == plan.down == 1:  # the rates differ by a fraction only
+        y = data.copy()
+    else:
+        fir = _resample_fir(plan.up, plan.down).astype(data.dtype)
+        y = sps.resample_poly(data, plan.up, plan.down, window=fir, padtype="antireflect")
+    if plan.exact:
+        return y, plan.fs_to_hz
+    first = plan.first_output(offset)
+    start_mid = Fraction(offset * plan.up, plan.down)
+    step = plan._mid_per_out
+    j = np.arange(first, first + plan.n_out(data.shape[0], offset))
+    # positions in y: (j * step - start_mid), computed exactly then rounded once to float
+    positions = (j * float(step.numerator) - float(start_mid * step.denominator)) / float(
+        step.denominator
+    )
+    return _fractional_stage(y, positions).astype(y.dtype), plan.fs_to_hz
 
 
 def resample_mask(
@@ -677,25 +792,25 @@ def resample_mask(
     n_out: int,
     *,
     margin_samples: int = 0,
-    max_denominator: int = 1000,
+    offset: int = 0,
 ) -> np.ndarray:
     """Usable mask at the output rate of :func:`resample`.
 
     Output sample ``j`` is usable only if every source sample its value depends on was usable:
-    those within the resampling FIR's reach of ``j``, widened by ``margin_samples`` source
-    samples on each side.
+    those within the resampler's reach of ``j``, widened by ``margin_samples`` source samples
+    on each side.
 
     Parameters
     ----------
     mask
         Boolean mask at the source rate (``True`` = usable).
     fs_from_hz, fs_to_hz
-        Source and requested rates (the ratio is taken as in :func:`resample_ratio`).
+        Source and output rates.
     n_out
         Length of the resampled signal.
     margin_samples
         Extra source samples dropped on both sides of every unusable stretch.
-    max_denominator
+    offset
         As in :func:`resample`.
 
     Returns
@@ -708,26 +823,48 @@ def resample_mask(
         raise SignalError(f"mask must be 1-D, got shape {src.shape}")
     if margin_samples < 0:
         raise SignalError(f"margin_samples must be >= 0, got {margin_samples}")
-    up, down = resample_ratio(fs_from_hz, fs_to_hz, max_denominator)
+    plan = resample_plan(fs_from_hz, fs_to_hz)
     n_in = src.shape[0]
-    if up == down == 1 and n_out != n_in:
+    if plan.identity and n_out != n_in:
         raise SignalError(f"same rate but n_out={n_out} differs from the mask's {n_in} samples")
     if n_in == 0 or n_out == 0:
         return np.zeros(n_out, dtype=bool)
     if src.all():
         return np.ones(n_out, dtype=bool)
     starts, ends = _unusable_runs(src)
-    reach = _fir_reach(up, down)
-    # Output j depends on source samples i with |i*up - j*down| <= reach (widened by the
-    # margin). Those indices grow with j, so each unusable run [s, e) spoils one contiguous
-    # range of outputs, found in closed form (faster than a sliding count over every sample).
-    first = -((reach - (starts - margin_samples) * up) // down)  # ceil(((s-m)*up - reach)/down)
-    last = ((ends - 1 + margin_samples) * up + reach) // down
-    np.clip(first, 0, n_out, out=first)
-    np.clip(last + 1, 0, n_out, out=last)
+    if plan.exact:
+        reach = 0 if plan.identity else 10 * max(plan.up, plan.down)
+        return _spoiled(starts, ends, plan.up, plan.down, reach, margin_samples, n_out, 0)
+    # Output j (of the stream) lies at input time j * fs_from / fs_to: map it through the exact
+    # ratio, with the reach of both stages added to the margin (in input samples, rounded up).
+    ratio = Fraction(plan.fs_to_hz) / Fraction(plan.fs_from_hz)
+    margin = margin_samples + plan.reach_in()
+    shift = plan.first_output(offset)
+    return _spoiled(
+        starts + offset, ends + offset, ratio.numerator, ratio.denominator, 0, margin, n_out, shift
+    )
+
+
+def _spoiled(
+    starts: np.ndarray,
+    ends: np.ndarray,
+    up: int,
+    down: int,
+    reach: int,
+    margin: int,
+    n_out: int,
+    shift: int,
+) -> np.ndarray:
+    """Usable outputs ``shift .. shift + n_out`` given unusable input runs ``[s, e)``: output
+    ``j`` depends on inputs ``i`` with ``|i * up - j * down| <= reach`` (widened by ``margin``)."""
+    # Those indices grow with j, so each unusable run spoils one contiguous range of outputs,
+    # found in closed form (faster than a sliding count over every sample). Python ints: the
+    # products of large exact ratios do not fit in int64.
+    first = [-((reach - (int(s) - margin) * up) // down) - shift for s in starts]
+    last = [((int(e) - 1 + margin) * up + reach) // down - shift for e in ends]
     change = np.zeros(n_out + 1, dtype=np.int64)
-    np.add.at(change, first, 1)
-    np.add.at(change, last, -1)
+    np.add.at(change, np.clip(first, 0, n_out), 1)
+    np.add.at(change, np.clip(np.asarray(last) + 1, 0, n_out), -1)
     return cast(np.ndarray, np.cumsum(change[:-1]) == 0)
 
 
@@ -740,211 +877,11 @@ def _unusable_runs(usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --------------------------------------------------------------------------------------------
-# Normalisation
-# --------------------------------------------------------------------------------------------
-
-# Below this scale (µV) a window is flat: dividing would only amplify rounding, so the scale
-# becomes 1 and the window comes out centred (zeros when constant) instead of NaN.
-_MIN_SCALE = 1e-9
-
-
-_CHUNK_ROWS = 512  # rows per float64 block: bounded memory on large window sets
-
-
-def _zscore_global(arr: np.ndarray) -> tuple[float, float]:
-    # Two passes in float64 blocks: exact zero spread for constant data, no full float64 copy.
-    flat = arr.reshape(-1)
-    step = _CHUNK_ROWS * 8192
-    n = flat.size
-    total = sum(float(flat[i : i + step].sum(dtype=np.float64)) for i in range(0, n, step))
-    mean = total / n
-    sq = 0.0
-    for i in range(0, n, step):
-        dev = flat[i : i + step].astype(np.float64) - mean
-        sq += float(np.dot(dev, dev))
-    return mean, math.sqrt(sq / n)
-
-
-def _global_stats(arr: np.ndarray, method: str) -> tuple[float, float]:
-    """Scalar centre and (floored) scale of all samples of ``arr``."""
-    if method == "zscore":
-        center, scale = _zscore_global(arr)
-    elif method == "robust":
-        q25, med, q75 = np.percentile(arr.reshape(-1), [25, 50, 75])
-        center, scale = float(med), float(q75 - q25)
-        # More than half the samples equal (e.g. a mostly-zero record): the IQR is 0 though
-        # the signal is not flat, so fall back to the standard deviation rather than to 1.
-        if not scale > _MIN_SCALE:
-            scale = _zscore_global(arr)[1]
-    else:
-        raise ConfigError(f"normalise method must be 'zscore' or 'robust', got {method!r}")
-    return center, scale if scale > _MIN_SCALE else 1.0
-
-
-def _row_stats(arr: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row centre and (floored) scale of a 2-D array, shaped ``[n, 1]`` for broadcasting."""
-    n = arr.shape[0]
-    center = np.empty((n, 1))
-    scale = np.empty((n, 1))
-    for i in range(0, n, _CHUNK_ROWS):
-        block = arr[i : i + _CHUNK_ROWS].astype(np.float64)
-        if method == "zscore":
-            c = block.mean(axis=1, keepdims=True)
-            s = block.std(axis=1, keepdims=True)
-        elif method == "robust":
-            q25, c, q75 = np.percentile(block, [25, 50, 75], axis=1, keepdims=True)
-            s = q75 - q25
-            flat = ~(s > _MIN_SCALE)
-            if flat.any():  # see _global_stats: IQR 0 but not constant
-                s = np.where(flat, block.std(axis=1, keepdims=True), s)
-        else:
-            raise ConfigError(f"normalise method must be 'zscore' or 'robust', got {method!r}")
-        center[i : i + _CHUNK_ROWS] = c
-        scale[i : i + _CHUNK_ROWS] = s
-    return center, np.where(scale > _MIN_SCALE, scale, 1.0)
-
-
-def normalise_windows(data: np.ndarray, method: str) -> np.ndarray:
-    """Normalise every row of ``data`` by its own statistics (no fitting; scope ``"window"``).
-
-    Parameters
-    ----------
-    data
-        ``[n_windows, n_samples]`` array.
-    method
-        ``"zscore"`` (mean / std), ``"robust"`` (median / IQR) or ``"none"``.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 array of the same shape; flat rows become zeros, never NaN.
-    """
-    arr = np.asarray(data, dtype=np.float32)
-    if method == "none" or arr.size == 0:
-        return arr.copy()
-    if arr.ndim != 2:
-        raise SignalError(f"windows must be 2-D [n, samples], got {arr.shape}")
-    center, scale = _row_stats(arr, method)
-    return ((arr - center.astype(np.float32)) / scale.astype(np.float32)).astype(np.float32)
-
-
-class Normaliser:
-    """Scalar centre/scale normalisation whose statistics are fitted on training data only.
-
-    Parameters
-    ----------
-    method
-        ``"zscore"`` (mean / standard deviation) or ``"robust"`` (median / interquartile
-        range, unscaled, as in scikit-learn's ``RobustScaler``).
-    center, scale
-        Known statistics (e.g. from :meth:`from_dict`); leave ``None`` to :meth:`fit`.
-
-    Examples
-    --------
-    >>> norm = Normaliser("zscore").fit(np.array([1.0, 3.0]))
-    >>> norm.transform(np.array([5.0])).tolist()
-    [3.0]
-    """
-
-    def __init__(
-        self,
-        method: Literal["zscore", "robust"] = "zscore",
-        *,
-        center: float | None = None,
-        scale: float | None = None,
-    ) -> None:
-        if method not in ("zscore", "robust"):
-            raise ConfigError(f"Normaliser method must be 'zscore' or 'robust', got {method!r}")
-        if (center is None) != (scale is None):
-            raise ConfigError("Normaliser needs both center and scale, or neither")
-        if scale is not None and not (math.isfinite(scale) and scale > 0):
-            raise ConfigError(f"Normaliser scale must be positive and finite, got {scale!r}")
-        if center is not None and not math.isfinite(center):
-            raise ConfigError(f"Normaliser center must be finite, got {center!r}")
-        self.method = method
-        self.center = None if center is None else float(center)
-        self.scale = None if scale is None else float(scale)
-
-    @property
-    def fitted(self) -> bool:
-        """Whether the statistics are known."""
-        return self.center is not None
-
-    @staticmethod
-    def _as_array(data: Windows | np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        if isinstance(data, Windows):
-            return data.data
-        if isinstance(data, np.ndarray):
-            return data
-        parts = [np.asarray(p, dtype=np.float32).ravel() for p in data]
-        if not parts:
-            raise SignalError("cannot fit a Normaliser on no data")
-        return np.concatenate(parts)
-
-    def fit(self, data: Windows | np.ndarray | Sequence[np.ndarray]) -> Normaliser:
-        """Learn centre and scale from ``data`` (training windows or arrays) and return self."""
-        arr = self._as_array(data)
-        if arr.size == 0:
-            raise SignalError("cannot fit a Normaliser on no data")
-        if not np.isfinite(arr).all():
-            raise SignalError("cannot fit a Normaliser on non-finite data")
-        self.center, self.scale = _global_stats(arr, self.method)
-        return self
-
-    @overload
-    def transform(self, data: Windows) -> Windows: ...
-    @overload
-    def transform(self, data: np.ndarray) -> np.ndarray: ...
-
-    def transform(self, data: Windows | np.ndarray) -> Windows | np.ndarray:
-        """Apply the fitted statistics; returns the same kind (Windows or float32 array).
-
-        Raises
-        ------
-        ConfigError
-            When the normaliser has not been fitted.
-        """
-        if self.center is None or self.scale is None:
-            raise ConfigError(f"Normaliser({self.method!r}) is not fitted: call fit() first")
-        center, scale = np.float32(self.center), np.float32(self.scale)
-        if isinstance(data, Windows):
-            out = (data.data - center) / scale
-            return Windows(out.astype(np.float32), data.fs_hz, data.index.copy())
-        return ((np.asarray(data, dtype=np.float32) - center) / scale).astype(np.float32)
-
-    @overload
-    def fit_transform(self, data: Windows) -> Windows: ...
-    @overload
-    def fit_transform(self, data: np.ndarray) -> np.ndarray: ...
-
-    def fit_transform(self, data: Windows | np.ndarray) -> Windows | np.ndarray:
-        """:meth:`fit` then :meth:`transform` on the same (training) data."""
-        return self.fit(data).transform(data)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict, saved with a model so that prediction uses the training statistics."""
-        return {"method": self.method, "center": self.center, "scale": self.scale}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Normaliser:
-        """Rebuild from :meth:`to_dict` output (unknown keys raise :class:`ConfigError`)."""
-        unknown = sorted(set(data) - {"method", "center", "scale"})
-        if unknown:
-            raise ConfigError(f"unknown Normaliser key(s) {unknown}")
-        return cls(data.get("method", "zscore"), center=data.get("center"), scale=data.get("scale"))
-
-    def __repr__(self) -> str:
-        if not self.fitted:
-            return f"Normaliser({self.method!r}, not fitted)"
-        return f"Normaliser({self.method!r}, center={self.center:.4g}, scale={self.scale:.4g})"
-
-
-# --------------------------------------------------------------------------------------------
 # One record
 # --------------------------------------------------------------------------------------------
 
 
-def _fill_unusable(x: np.ndarray, usable: np.ndarray) -> np.ndarray:
+def fill_unusable(x: np.ndarray, usable: np.ndarray) -> np.ndarray:
     """Copy of ``x`` with unusable samples replaced by linear interpolation between usable ones.
 
     Interpolating (not zeroing) matters when the signal has an offset; see the module docstring.
@@ -996,9 +933,11 @@ def _line_hz(config: PreprocessConfig, qc: QCLike | None) -> tuple[float | None,
 
 
 def preprocess_recording(
-    recording: Recording, config: PreprocessConfig, qc: QCLike | None = None
+    recording: Recording, config: PreprocessConfig, qc: QCLike | None = None, *, offset: int = 0
 ) -> tuple[Recording, np.ndarray]:
     """Filter, notch and resample one record; return it with its usable mask at the new rate.
+
+    Amplitudes stay in µV: normalisation is the front end's (:mod:`emgdx.frontend`).
 
     Parameters
     ----------
@@ -1009,12 +948,16 @@ def preprocess_recording(
     qc
         Its QC report (any object with ``usable_mask`` and ``line_freq_hz``), or ``None``: then
         every sample counts as usable and ``notch="auto"`` notches nothing.
+    offset
+        Where ``recording`` starts in a longer stream (see :func:`resample`): a live segment's
+        samples then fall on the offline output grid; ``meta["preprocess"]["first_output"]``
+        is the stream's output index of the first sample.
 
     Returns
     -------
     recording : Recording
-        A new record (metadata kept) at the output rate, float32 µV (or normalised units with
-        ``normalise_scope="record"``); ``meta["preprocess"]`` says exactly what ran.
+        A new record (metadata kept) at the output rate, float32 µV; ``meta["preprocess"]``
+        says exactly what ran.
     usable : numpy.ndarray
         Boolean mask at the output rate: the QC mask, dilated by ``mask_margin_s`` and by the
         resampling FIR's reach. Unusable input samples are interpolated over before filtering,
@@ -1035,16 +978,13 @@ def preprocess_recording(
     mask_in = _qc_mask(recording, qc)
     n_unusable = 0 if mask_in is None else int(x.size - np.count_nonzero(mask_in))
     if n_unusable:
-        x = _fill_unusable(x, cast(np.ndarray, mask_in))
+        x = fill_unusable(x, cast(np.ndarray, mask_in))
 
-    fs_out = fs_in
-    up = down = 1
-    if config.target_fs_hz is not None and config.target_fs_hz != fs_in:
-        try:
-            up, down = resample_ratio(fs_in, config.target_fs_hz)
-            x, fs_out = resample(x, fs_in, config.target_fs_hz)
-        except SignalError as exc:
-            raise SignalError(f"{rid}: {exc}") from exc
+    try:
+        plan = resample_plan(fs_in, fs_in if config.target_fs_hz is None else config.target_fs_hz)
+        x, fs_out = resample(x, fs_in, plan.fs_to_hz, offset=offset)
+    except SignalError as exc:
+        raise SignalError(f"{rid}: {exc}") from exc
 
     line_hz, notch_source = _line_hz(config, qc)
     try:
@@ -1064,29 +1004,23 @@ def preprocess_recording(
     if mask_in is None or n_unusable == 0:
         usable = np.ones(y.shape[0], dtype=bool)
     else:
-        usable = resample_mask(mask_in, fs_in, fs_out, y.shape[0], margin_samples=margin)
+        usable = resample_mask(
+            mask_in, fs_in, fs_out, y.shape[0], margin_samples=margin, offset=offset
+        )
 
     info: dict[str, Any] = {
         "version": CONFIG_VERSION,
         "fs_in_hz": fs_in,
         "fs_out_hz": fs_out,
-        "resample_up_down": [up, down],
+        "resample_up_down": [plan.up, plan.down],
+        "resample_exact": plan.exact,
+        "first_output": plan.first_output(offset),
         "filter": design.describe(),
         "notch_source": notch_source,
         "interpolated_samples": n_unusable,
         "mask_margin_s": config.mask_margin_s,
         "usable_fraction": float(usable.mean()) if usable.size else 0.0,
     }
-    if config.normalise != "none" and config.normalise_scope == "record":
-        basis = y[usable] if usable.any() else y
-        center, scale = _global_stats(basis, config.normalise)
-        y = (y - np.float32(center)) / np.float32(scale)
-        info["normalise"] = {
-            "method": config.normalise,
-            "scope": "record",
-            "center": float(center),
-            "scale": float(scale),
-        }
     out = recording.with_signal(np.asarray(y, dtype=np.float32), fs_hz=fs_out)
     out.meta["preprocess"] = info
     return out, usable
@@ -1222,146 +1156,3 @@ def make_windows(
         }
     )
     return Windows(data, fs, index)
-
-
-# --------------------------------------------------------------------------------------------
-# Cohorts
-# --------------------------------------------------------------------------------------------
-
-
-def _resolve_jobs(n_jobs: int | None, n_items: int) -> int:
-    if n_jobs is None or n_jobs <= 0:
-        n_jobs = os.cpu_count() or 1
-    return max(1, min(n_jobs, n_items))
-
-
-def preprocess_records(
-    recordings: Cohort | Sequence[Recording],
-    config: PreprocessConfig,
-    qc_reports: Mapping[str, QCLike] | None = None,
-    *,
-    n_jobs: int | None = 1,
-    on_progress: ProgressCallback | None = None,
-) -> list[tuple[Recording, np.ndarray]]:
-    """Run :func:`preprocess_recording` over many records, in input order.
-
-    Parameters
-    ----------
-    recordings
-        A cohort or a list of records.
-    config
-        What to do.
-    qc_reports
-        ``record_id -> QC report`` (from ``emgdx.quality.assess_cohort``); if given it must
-        cover every record. ``None``: no QC (all samples usable, no automatic notch).
-    n_jobs
-        Worker threads (``None`` or <= 0: one per CPU). Threads pay off because scipy's
-        ``upfirdn`` and ``sosfilt`` release the GIL (measured on 2 cores: 5.4 -> 3.1 ms per
-        N2001 record).
-    on_progress
-        Called as ``on_progress(done, total)`` after every record.
-
-    Returns
-    -------
-    list of (Recording, numpy.ndarray)
-        Each processed record with its usable mask at the output rate.
-    """
-    recs = list(recordings)
-    if qc_reports is not None:
-        missing = [r.record_id for r in recs if r.record_id not in qc_reports]
-        if missing:
-            raise SignalError(
-                f"no QC report for {len(missing)} record(s): {missing[:5]}; pass reports for "
-                f"every record or qc_reports=None"
-            )
-
-    def one(rec: Recording) -> tuple[Recording, np.ndarray]:
-        qc = None if qc_reports is None else qc_reports[rec.record_id]
-        return preprocess_recording(rec, config, qc)
-
-    total = len(recs)
-    jobs = _resolve_jobs(n_jobs, total)
-    results: list[tuple[Recording, np.ndarray] | None] = [None] * total
-    if jobs == 1:
-        for i, rec in enumerate(recs):
-            results[i] = one(rec)
-            if on_progress is not None:
-                on_progress(i + 1, total)
-    else:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(one, rec): i for i, rec in enumerate(recs)}
-            for done, fut in enumerate(as_completed(futures), start=1):
-                results[futures[fut]] = fut.result()
-                if on_progress is not None:
-                    on_progress(done, total)
-    return cast(list[tuple[Recording, np.ndarray]], results)
-
-
-def preprocess_cohort(
-    cohort: Cohort | Sequence[Recording],
-    config: PreprocessConfig,
-    qc_reports: Mapping[str, QCLike] | None = None,
-    *,
-    normaliser: Normaliser | None = None,
-    n_jobs: int | None = 1,
-    on_progress: ProgressCallback | None = None,
-) -> Windows:
-    """The whole road for a cohort: filter, notch, resample, window and normalise.
-
-    Parameters
-    ----------
-    cohort
-        A cohort or a list of records.
-    config
-        What to do.
-    qc_reports
-        ``record_id -> QC report`` (see :func:`preprocess_records`), or ``None``.
-    normaliser
-        Only for ``normalise_scope="fitted"``: a fitted :class:`Normaliser` is applied as is
-        (validation / test data); an unfitted one is fitted on *these* windows first (pass
-        training data only) and the caller keeps it for later use.
-    n_jobs
-        Worker threads over records (see :func:`preprocess_records`).
-    on_progress
-        ``on_progress(done, total)`` after every record.
-
-    Returns
-    -------
-    Windows
-
-    Raises
-    ------
-    ConfigError
-        ``normalise_scope="fitted"`` with ``normalise != "none"`` but no normaliser, or a
-        normaliser whose method differs from the config's.
-    """
-    needs_fit = config.normalise != "none" and config.normalise_scope == "fitted"
-    if needs_fit:
-        if normaliser is None:
-            raise ConfigError(
-                "normalise_scope='fitted' needs a Normaliser: pass an unfitted "
-                f"Normaliser({config.normalise!r}) with the training cohort (it is fitted there) "
-                "and the same, fitted object with validation/test cohorts"
-            )
-        if normaliser.method != config.normalise:
-            raise ConfigError(
-                f"normaliser method {normaliser.method!r} differs from config.normalise "
-                f"{config.normalise!r}"
-            )
-    done = preprocess_records(cohort, config, qc_reports, n_jobs=n_jobs, on_progress=on_progress)
-    windows = make_windows(
-        [r for r, _ in done],
-        [m for _, m in done],
-        config.window_s,
-        config.hop_s,
-        min_usable_fraction=config.min_usable_fraction,
-    )
-    if config.normalise != "none" and config.normalise_scope == "window":
-        data = normalise_windows(windows.data, config.normalise)
-        windows = Windows(data, windows.fs_hz, windows.index)
-    elif needs_fit:
-        norm = cast(Normaliser, normaliser)
-        if not norm.fitted:
-            norm.fit(windows)
-        windows = norm.transform(windows)
-    return windows

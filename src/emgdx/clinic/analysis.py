@@ -71,12 +71,7 @@ class AnalysisRunner:
         self.explain_figures = explain_figures
         # The model already uses every core; more parallel analyses only queue inside torch.
         self._slots = threading.BoundedSemaphore(workers)
-        self.model_info = {
-            "name": str(pipeline.model_name),
-            "version": _version(),
-            "weights_sha256": pipeline.weights_sha256(),
-            "backend": str(getattr(pipeline, "backend", "torch")),
-        }
+        self.model_info = pipeline.identity().to_dict()
 
     def load_inputs(
         self, session: Session, visit: Visit
@@ -126,13 +121,8 @@ class AnalysisRunner:
         from emgdx.report import render_html, render_pdf
 
         names = report.class_names
-        if report.visit_probs is not None:
-            probs, intervals = report.visit_probs, report.visit_intervals or {}
-            predicted = report.visit_predicted
-        else:  # one analysed record (or none): the visit is that record
-            analysed = [s for s in report.records if s.analysed]
-            first = analysed[0] if analysed else report.records[0]
-            probs, intervals, predicted = first.probs, first.intervals, first.predicted
+        verdict = report.diagnosis.visit  # one analysed record: the visit is that record
+        probs, intervals, predicted = verdict.probs, verdict.interval, verdict.predicted
         analysis = Analysis(
             visit_id=visit_id,
             model_name=self.model_info["name"],
@@ -178,9 +168,3 @@ class AnalysisRunner:
             ]
             analysis.records.append(result)
         return analysis
-
-
-def _version() -> str:
-    from emgdx import __version__
-
-    return str(__version__)

@@ -32,9 +32,22 @@ from emgdx.errors import EmgdxError
 if TYPE_CHECKING:
     from emgdx.pipeline import Pipeline
 
-__all__ = ["create_app", "web_dir"]
+__all__ = ["UVICORN_OPTIONS", "create_app", "web_dir"]
 
 log = logging.getLogger("emgdx.clinic")
+
+#: uvicorn settings of ``emgdx serve`` (the browser tests serve the app with the same ones).
+UVICORN_OPTIONS: dict[str, Any] = {
+    "log_config": None,
+    "access_log": False,
+    # Keep idle connections longer than clients do (httpx and browsers: 5-60 s): with
+    # uvicorn's 5 s a client could send its next request on a connection the server was
+    # closing, and that request was lost (seen once in 800 under load).
+    "timeout_keep_alive": 75,
+    # The live page's WebSocket: websockets' current (sans-I/O) protocol; uvicorn's default
+    # picks the legacy one, deprecated since websockets 14.
+    "ws": "websockets-sansio",
+}
 
 DESCRIPTION = """
 Upload a visit's EMG recordings, get the model's second opinion (class probabilities, quality

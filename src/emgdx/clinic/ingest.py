@@ -166,7 +166,7 @@ def parse_upload(
     raise an EmgdxError; a warning it gives becomes the flag ``reduced_band``. Nothing is stored
     here: the caller stores all records or none.
     """
-    from emgdx.quality import assess
+    from emgdx.frontend import assess_recording
 
     if not files:
         raise UploadError("no files were uploaded")
@@ -201,7 +201,7 @@ def parse_upload(
                         flags.append("reduced_band")  # judged, but without the band's top
             first = recordings[0]
             for rec in recordings:
-                flags.extend(f for f in assess(rec).flags if f not in flags)
+                flags.extend(f for f in assess_recording(rec).flags if f not in flags)
             records.append(
                 ParsedRecord(
                     name=Path(group[0].filename).stem,

@@ -19,6 +19,7 @@ label), ``y_true`` (target index for the task, -1 when unknown or outside the ta
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -29,7 +30,16 @@ from emgdx.errors import ConfigError, SignalError
 from emgdx.tasks import class_names as task_class_names
 from emgdx.tasks import encode_labels
 
-__all__ = ["LEVELS", "METHODS", "aggregate", "aggregate_all", "score_columns", "window_table"]
+__all__ = [
+    "LEVELS",
+    "METHODS",
+    "aggregate",
+    "aggregate_all",
+    "bootstrap_interval",
+    "score_columns",
+    "unit_scores",
+    "window_table",
+]
 
 Level = Literal["window", "record", "subject"]
 Method = Literal["mean", "vote"]
@@ -111,6 +121,49 @@ def _one_value(frame: pd.DataFrame, key: str, column: str) -> pd.Series:
     return frame.groupby(key, sort=True)[column].first()
 
 
+def unit_scores(scores: np.ndarray, method: Method) -> np.ndarray:
+    """What a unit averages over its members under ``method``: the members' probabilities
+    (``"mean"``) or one vote per member for its top class (``"vote"``)."""
+    arr = np.asarray(scores, dtype=np.float64)
+    if method == "mean":
+        return arr
+    votes = np.zeros_like(arr)
+    votes[np.arange(arr.shape[0]), np.argmax(arr, axis=1)] = 1.0
+    return votes
+
+
+def bootstrap_interval(
+    scores: np.ndarray,
+    method: Method = "mean",
+    *,
+    block: int = 1,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+) -> np.ndarray:
+    """Percentile interval ``[n_classes, 2]`` of a unit's score by resampling its members.
+
+    Members (a record's windows, a subject's records) are resampled in blocks of ``block``
+    consecutive ones (a moving-block bootstrap: overlapping windows are not independent), and
+    the unit's score is recomputed by :func:`unit_scores` each time. A single member gives
+    its own score as both bounds; none gives NaN.
+    """
+    arr = unit_scores(scores, method)
+    n = arr.shape[0]
+    if n == 0:
+        return np.full((arr.shape[1] if arr.ndim == 2 else 0, 2), np.nan)
+    if n == 1:
+        return np.repeat(arr[0][:, None], 2, axis=1)
+    block = max(1, min(block, n))
+    n_blocks = math.ceil(n / block)
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, n - block + 1, size=(n_boot, n_blocks))
+    idx = (starts[:, :, None] + np.arange(block)[None, None, :]).reshape(n_boot, -1)[:, :n]
+    means = arr[idx].mean(axis=1)  # [n_boot, n_classes]
+    alpha = (1 - ci) / 2
+    return np.quantile(means, [alpha, 1 - alpha], axis=0).T
+
+
 def _group(
     frame: pd.DataFrame,
     key: str,
@@ -123,18 +176,17 @@ def _group(
     keys, inverse = np.unique(frame[key].to_numpy(), return_inverse=True)
     n_units, n_cls = keys.size, len(names)
     counts = np.bincount(inverse, minlength=n_units).astype(np.float64)
-    mean = np.zeros((n_units, n_cls))
-    np.add.at(mean, inverse, scores)
-    mean /= counts[:, None]
-    if method == "mean":
-        out_scores = mean
-    else:
-        votes = np.zeros((n_units, n_cls))
-        np.add.at(votes, (inverse, np.argmax(scores, axis=1)), 1.0)
-        votes /= counts[:, None]
+
+    def unit_mean(values: np.ndarray) -> np.ndarray:
+        total = np.zeros((n_units, n_cls))
+        np.add.at(total, inverse, values)
+        return total / counts[:, None]
+
+    out_scores = unit_mean(unit_scores(scores, method))
+    if method == "vote":
         # A vote share differs by at least 1/n between classes, far more than this nudge:
         # it only breaks exact ties, in favour of the higher mean probability.
-        out_scores = votes + 1e-9 * mean
+        out_scores += 1e-9 * unit_mean(scores)
     out = pd.DataFrame({key: keys.astype(str)})
     for column in carry:
         if column in frame.columns:

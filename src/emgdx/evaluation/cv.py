@@ -33,7 +33,7 @@ from emgdx.evaluation.splits import (
     leaky_random_window_split,
     loso,
 )
-from emgdx.preprocess import PreprocessConfig, preprocess_cohort
+from emgdx.preprocess import PreprocessConfig
 from emgdx.progress import ProgressCallback
 from emgdx.recording import Cohort, Windows
 from emgdx.tasks import class_names as task_class_names
@@ -309,7 +309,7 @@ def _check_fold_probs(probs: Any, n_test: int, n_classes: int, fold: int) -> np.
 def _windows_of(
     data: Windows | Cohort,
     preprocess: PreprocessConfig | Callable[[Cohort], Windows] | None,
-    qc_reports: Mapping[str, Any] | None,
+    qc: bool,
 ) -> Windows:
     if isinstance(data, Windows):
         return data
@@ -326,13 +326,16 @@ def _windows_of(
         if not isinstance(windows, Windows):
             raise ConfigError(f"preprocess callable returned {type(windows).__name__}, not Windows")
         return windows
-    if preprocess.normalise != "none" and preprocess.normalise_scope == "fitted":
-        # Statistics fitted on the whole cohort would include the test subjects.
+    if preprocess.normalisation.fitted:
+        # Only a fold's own pipeline can fit it, on its training subjects: windowing with a
+        # config alone would leave it out silently.
         raise ConfigError(
-            "normalise_scope='fitted' would fit normalisation on test subjects too: window the "
-            "cohort without it and let the pipeline normalise inside fit"
+            "normalise_scope='fitted' is fitted inside each fold: pass the pipeline's prepare "
+            "(preprocess=Pipeline(...).prepare) instead of a config"
         )
-    return preprocess_cohort(data, preprocess, qc_reports)
+    from emgdx.frontend import FrontEnd
+
+    return FrontEnd(preprocess, qc=qc).prepare(data).windows
 
 
 def cross_validate(
@@ -344,7 +347,7 @@ def cross_validate(
     k: int = 5,
     seed: int = 0,
     preprocess: PreprocessConfig | Callable[[Cohort], Windows] | None = None,
-    qc_reports: Mapping[str, Any] | None = None,
+    qc: bool = True,
     methods: Sequence[Method] = METHODS,
     n_boot: int = 1000,
     ci: float = 0.95,
@@ -375,10 +378,10 @@ def cross_validate(
         Folds for ``"kfold"`` and ``"leaky"``.
     seed
         Seed for fold assignment and the bootstrap.
-    preprocess, qc_reports
-        Only for a Cohort: a :class:`~emgdx.preprocess.PreprocessConfig` without fitted
-        normalisation (plus optional QC reports for usable masks), or a callable
-        ``Cohort -> Windows`` such as :meth:`emgdx.pipeline.Pipeline.prepare`.
+    preprocess, qc
+        Only for a Cohort: a :class:`~emgdx.preprocess.PreprocessConfig` for the front end
+        (:class:`emgdx.frontend.FrontEnd`, with quality control unless ``qc`` is False), or a
+        callable ``Cohort -> Windows`` such as :meth:`emgdx.pipeline.Pipeline.prepare`.
     methods
         Aggregation rules to evaluate (``"mean"``, ``"vote"``).
     n_boot, ci
@@ -401,7 +404,7 @@ def cross_validate(
     ConfigError
         For an unknown scheme, too few subjects, or windows tested twice.
     """
-    windows = _windows_of(data, preprocess, qc_reports)
+    windows = _windows_of(data, preprocess, qc)
     names = task_class_names(task)
     y, keep = encode_labels(windows.index["label"].to_list(), task)
     if not keep.any():

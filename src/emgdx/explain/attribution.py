@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -157,13 +157,11 @@ class RecordAttribution:
 # --------------------------------------------------------------------------- helpers
 
 
-def _require_torch_pipeline(pipeline: Pipeline) -> None:
-    if not pipeline.fitted:
+def _torch_module(pipeline: Pipeline) -> nn.Module:
+    """The pipeline's differentiable model, on the CPU in eval mode (raises for others)."""
+    if pipeline.model_ is None:
         raise ConfigError("explain needs a fitted pipeline (fit() or Pipeline.load())")
-    if pipeline.kind != "torch":
-        raise ConfigError(
-            f"{pipeline.model_name} is a classical model: use feature_importance() for it"
-        )
+    return cast("nn.Module", pipeline.model_.module.to("cpu").eval())
 
 
 def _cam_layer(model: nn.Module) -> nn.Module:
@@ -350,7 +348,7 @@ def attribute_windows(
     """
     import torch
 
-    _require_torch_pipeline(pipeline)
+    _torch_module(pipeline)
     if method not in METHODS:
         raise ConfigError(f"unknown attribution method {method!r}; choose one of {list(METHODS)}")
     if len(windows) == 0:
@@ -359,7 +357,7 @@ def attribute_windows(
         probs = pipeline.predict_windows(windows)
     targets = _targets(target, probs, pipeline.class_names)
     arrays = pipeline.model_inputs(windows)
-    model = pipeline.model_.to("cpu").eval()
+    model = _torch_module(pipeline)
     x_all = torch.from_numpy(np.ascontiguousarray(arrays["x"], dtype=np.float32))
     aux_np = arrays.get("aux")
     aux_all = None if aux_np is None else torch.from_numpy(np.ascontiguousarray(aux_np, np.float32))
@@ -448,7 +446,7 @@ def attribute_record(
     **kwargs
         Passed to :func:`attribute_windows`.
     """
-    _require_torch_pipeline(pipeline)
+    _torch_module(pipeline)
     windows = record if isinstance(record, Windows) else pipeline.prepare(record)
     if len(windows) == 0:
         rid = record.record_id if isinstance(record, Recording) else "record"
@@ -552,48 +550,24 @@ def feature_importance(
     pandas.DataFrame
         ``feature``, ``importance``, ``std`` sorted by importance.
     """
-    if not pipeline.fitted:
+    if pipeline.model_ is None:
         raise ConfigError("feature_importance needs a fitted pipeline")
-    if pipeline.kind != "classical":
+    if pipeline.model_.explanation != "feature_importance":
         raise ConfigError("feature_importance is for classical models; use attribute_windows")
     rep = pipeline.representation
     names = list(getattr(rep, "feature_names", ()))
     names += [f"aux_{a}" for a in getattr(rep, "aux", ())]
-    estimator = pipeline.model_
-    if method == "model":
-        final = estimator[-1] if hasattr(estimator, "steps") else estimator
-        if hasattr(final, "feature_importances_"):
-            values = np.asarray(final.feature_importances_, dtype=np.float64)
-        elif hasattr(final, "coef_"):
-            values = np.abs(np.asarray(final.coef_, dtype=np.float64)).mean(axis=0)
-        else:
-            raise ConfigError(
-                f"{pipeline.model_name} has no built-in importance; use method='permutation'"
-            )
-        std = np.zeros_like(values)
-    elif method == "permutation":
+    inputs = y = None
+    if method == "permutation":
         if windows is None or len(windows) == 0:
             raise ConfigError("permutation importance needs labelled windows")
-        from sklearn.inspection import permutation_importance
-
-        from emgdx.models.classical import feature_matrix
         from emgdx.tasks import encode_labels
 
-        features = feature_matrix(pipeline.model_inputs(windows))
         y, keep = encode_labels(windows.index["label"].to_numpy(), pipeline.task)
-        if y.size == 0:
-            raise ConfigError("permutation importance needs labelled windows")
-        result = permutation_importance(
-            estimator,
-            features[keep],
-            y,
-            n_repeats=n_repeats,
-            random_state=seed,
-            scoring=scoring,
-        )
-        values, std = result.importances_mean, result.importances_std
-    else:
-        raise ConfigError(f"method must be 'permutation' or 'model', got {method!r}")
+        inputs = pipeline.model_inputs(windows.select(keep))
+    values, std = pipeline.model_.feature_importance(
+        method, inputs, y, n_repeats=n_repeats, seed=seed, scoring=scoring
+    )
     if len(names) != values.size:
         names = [f"feature_{i}" for i in range(values.size)]
     frame = pd.DataFrame({"feature": names, "importance": values, "std": std})

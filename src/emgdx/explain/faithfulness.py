@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from emgdx.errors import ConfigError
-from emgdx.explain.attribution import Attribution, _baseline, _batches, _require_torch_pipeline
+from emgdx.explain.attribution import Attribution, _baseline, _batches, _torch_module
 from emgdx.recording import Windows
 
 if TYPE_CHECKING:
@@ -57,13 +57,13 @@ def deletion_insertion(
     """
     import torch
 
-    _require_torch_pipeline(pipeline)
+    _torch_module(pipeline)
     if steps < 1 or n_random < 1:
         raise ConfigError("steps and n_random must be >= 1")
     if len(windows) != len(attribution):
         raise ConfigError("windows and attribution differ in length")
     arrays = pipeline.model_inputs(windows)
-    model = pipeline.model_.to("cpu").eval()
+    model = _torch_module(pipeline)
     x_all = torch.from_numpy(np.ascontiguousarray(arrays["x"], dtype=np.float32))
     aux_np = arrays.get("aux")
     aux_all = None if aux_np is None else torch.from_numpy(np.ascontiguousarray(aux_np, np.float32))

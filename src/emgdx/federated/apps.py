@@ -24,11 +24,9 @@ from emgdx.errors import ConfigError
 from emgdx.federated.core import (
     FedSettings,
     SiteSpec,
-    bn_keys,
-    build_model,
     evaluate_local,
     fit_local,
-    get_state,
+    initial_state,
     local_pipeline,
     prepare_for_predict,
     site_windows,
@@ -100,15 +98,15 @@ def train_round(
     start = dict(state)
     if fedbn and local_bn:
         start.update(local_bn)
-    model, n = fit_local(pipe, train_w, start, proximal_mu=float(_cfg(cfg, "proximal-mu", 0.0)))
-    new = get_state(model)
+    new, n = fit_local(pipe, train_w, start, proximal_mu=float(_cfg(cfg, "proximal-mu", 0.0)))
     hist = pipe.train_result_.history
     metrics = {
         "num-examples": n,
         "train-loss": float(hist[-1]["train_loss"]) if hist else float("nan"),
         "seconds": time.perf_counter() - t0,
     }
-    return new, ({k: new[k] for k in bn_keys(model)} if fedbn else None), metrics
+    local = {k: new[k] for k in pipe.model_.local_state_keys()} if fedbn else None
+    return new, local, metrics
 
 
 def make_client_app(sites: list[SiteSpec] | None = None) -> ClientApp:
@@ -178,10 +176,8 @@ def _strategy(s: FedSettings) -> FedAvg:
 
 def run_server(grid: Grid, settings: FedSettings) -> dict[str, Any]:
     """Run the federated rounds; write ``result.json`` + ``global.npz`` to ``out_dir``."""
-    from emgdx.federated.core import local_pipeline as _lp
-
-    pipe = _lp(settings.pipeline, settings.local_epochs, settings.seed)
-    initial = _arrays(get_state(build_model(pipe)))
+    pipe = local_pipeline(settings.pipeline, settings.local_epochs, settings.seed)
+    initial = _arrays(initial_state(pipe))
     config = ConfigRecord(
         {
             "pipeline": json.dumps(settings.pipeline),

@@ -1,9 +1,10 @@
 """Federated learning building blocks shared by the Flower apps (no Flower import here).
 
 A *site* (hospital) holds its own subjects. Every site builds the same
-:class:`emgdx.pipeline.Pipeline` (preprocessing, representation, model) from one JSON config
-sent by the server, and trains it with :func:`emgdx.training.fit_torch` — the central training
-code — for a few local epochs per round, starting from the global weights.
+:class:`emgdx.pipeline.Pipeline` (front end, representation, model) from one JSON config sent
+by the server, and trains it with :meth:`Pipeline.fit` — the central training code — for a few
+local epochs per round, starting from the global weights (``init_state``). Weights travel as
+the model adapter's state (:meth:`Pipeline.get_state` / :meth:`Pipeline.set_state`).
 
 Normalisation: the default ``cnn1d`` pipeline normalises each window by itself, so no
 statistics are shared or fitted. A pipeline with a *fitted* normaliser
@@ -16,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -165,67 +166,18 @@ def site_windows(pipe: Any, site: SiteSpec) -> tuple[Any, Any]:
 # ---- model state ------------------------------------------------------------------------------
 
 
-def input_shapes(pipe: Any) -> tuple[dict[str, tuple[int, ...]], float]:
-    """Model input shapes and rate from the config alone (the server holds no data)."""
-    fs = pipe.preprocess.target_fs_hz
-    if fs is None:
+def initial_state(pipe: Any) -> dict[str, np.ndarray]:
+    """The global model's first weights, from the config alone (the server holds no data):
+    the pipeline's model at its training seed, the same on every node."""
+    if pipe.preprocess.target_fs_hz is None:
         raise ConfigError(
             "federated training needs preprocess.target_fs_hz, so that every site's windows "
             "have the same rate and length"
         )
-    n = round(pipe.preprocess.window_s * float(fs))
-    dummy = np.random.default_rng(0).normal(size=(2, n)).astype(np.float32)
-    rep = pipe._make_representation().fit(dummy, float(fs))
-    shapes = {k: tuple(int(s) for s in v.shape[1:]) for k, v in rep.transform(dummy, fs).items()}
-    return shapes, float(fs)
-
-
-def build_model(pipe: Any) -> Any:
-    """The pipeline's torch model, initialised from its training seed (same on every node)."""
-    if pipe.kind != "torch":
+    model = pipe.new_model()
+    if not model.has_weights:
         raise ConfigError(f"federated training needs a torch model, not {pipe.model_name!r}")
-    shapes, fs = input_shapes(pipe)
-    return pipe._build_model(shapes, fs)
-
-
-def get_state(model: Any) -> dict[str, np.ndarray]:
-    """The model's ``state_dict`` as numpy arrays (parameters and buffers)."""
-    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
-
-
-def set_state(model: Any, state: Mapping[str, np.ndarray]) -> None:
-    """Load numpy arrays into the model (dtypes follow the model; every key must match)."""
-    import torch
-
-    own = model.state_dict()
-    if set(own) != set(state):
-        diff = sorted(set(own) ^ set(state))[:5]
-        raise ConfigError(f"weights do not match the model (first differing keys: {diff})")
-    model.load_state_dict(
-        {k: torch.as_tensor(np.asarray(state[k])).to(own[k].dtype) for k in own}, strict=True
-    )
-
-
-def bn_keys(model: Any) -> list[str]:
-    """``state_dict`` keys of batch-norm layers (weights, biases and running statistics)."""
-    from torch import nn
-
-    keys: list[str] = []
-    for name, module in model.named_modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            keys += [f"{name}.{k}" for k in module.state_dict()]
-    return keys
-
-
-def proximal_term(model: Any, mu: float) -> Callable[[Any], Any]:
-    """FedProx's ``mu/2 * ||w - w_global||²`` over trainable parameters, anchored at now."""
-    anchor = [p.detach().clone() for p in model.parameters()]
-
-    def reg(m: Any) -> Any:
-        total = sum(((p - a) ** 2).sum() for p, a in zip(m.parameters(), anchor, strict=True))
-        return 0.5 * mu * total
-
-    return reg
+    return dict(model.get_state())
 
 
 # ---- local work -------------------------------------------------------------------------------
@@ -252,49 +204,24 @@ def fit_local(
     state: Mapping[str, np.ndarray] | None,
     *,
     proximal_mu: float = 0.0,
-) -> tuple[Any, int]:
-    """Train ``pipe``'s model on ``windows`` from ``state`` (``None``: the seeded init).
-
-    The same steps as :meth:`Pipeline.fit` (labels, site-local normaliser if the config fits
-    one, representation, :func:`emgdx.training.fit_torch`), but starting from given weights
-    and with an optional FedProx term. Leaves ``pipe`` fitted (it can ``predict``).
+) -> tuple[dict[str, np.ndarray], int]:
+    """:meth:`Pipeline.fit` on a site's windows from ``state`` (``None``: the seeded init),
+    with FedProx's term when ``proximal_mu`` > 0. Leaves ``pipe`` fitted (it can ``predict``).
 
     Returns
     -------
-    model, n_windows
-        The trained torch model and the number of training windows (FedAvg's weight).
+    state, n_windows
+        The trained weights and the number of training windows (FedAvg's weight).
     """
-    from emgdx.training import fit_torch
-
-    windows, inputs, y, groups = pipe.fit_inputs(windows)  # site-local normaliser, if any
-    fs = float(windows.fs_hz)
-    model = build_model(pipe)
-    if state is not None:
-        set_state(model, state)
-    reg = proximal_term(model, proximal_mu) if proximal_mu > 0 else None
-    pipe.train_result_ = fit_torch(
-        model,
-        inputs,
-        y,
-        groups,
-        pipe.train,
-        n_classes=len(pipe.class_names),
-        fs_hz=fs,
-        regulariser=reg,
-    )
-    pipe.model_ = model
-    return model, len(y)
+    pipe.fit(windows, init_state=state, proximal_mu=proximal_mu)
+    result = pipe.train_result_
+    return pipe.get_state(), int(result.n_train + result.n_val)
 
 
 def prepare_for_predict(pipe: Any, train_windows: Any, state: Mapping[str, np.ndarray]) -> Any:
-    """Make ``pipe`` predict with ``state`` (representation/normaliser fitted on the site)."""
-
+    """Make ``pipe`` predict with ``state`` (front end and representation fitted on the site)."""
     pipe.fit_inputs(train_windows)
-    model = build_model(pipe)
-    set_state(model, state)
-    model.eval()
-    pipe.model_ = model
-    return pipe
+    return pipe.set_state(state)
 
 
 def evaluate_local(pipe: Any, test_windows: Any) -> tuple[dict[str, float], Any, Any]:

@@ -23,7 +23,6 @@ from emgdx.report.content import (
     EvidenceFigure,
     RecordSection,
     build_report,
-    window_bootstrap_interval,
 )
 from emgdx.report.html import render_html
 from emgdx.report.methods import REFERENCES, methods_paragraph
@@ -39,7 +38,6 @@ __all__ = [
     "methods_paragraph",
     "render_html",
     "render_pdf",
-    "window_bootstrap_interval",
     "write_report",
 ]
 

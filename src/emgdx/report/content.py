@@ -1,13 +1,16 @@
 """What a clinical report says, independent of how it is rendered (HTML or PDF).
 
-:func:`build_report` runs the pipeline on the recordings of one visit (or a single record),
-explains each decision, compares quantitative measures with the reference ranges stored in the
-model, and collects everything into a :class:`ClinicalReport`; :mod:`emgdx.report.html` and
-:mod:`emgdx.report.pdf` only lay it out.
+:func:`build_report` asks the pipeline for the :class:`~emgdx.diagnosis.Diagnosis` of one
+visit's recordings (or a single record), explains each decision, compares quantitative measures
+with the reference ranges stored in the model, and collects everything into a
+:class:`ClinicalReport`; :mod:`emgdx.report.html` and :mod:`emgdx.report.pdf` only lay it out.
+QC findings, probabilities, intervals and the visit's reading are the diagnosis's own: the
+report computes none of them again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import math
@@ -19,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from emgdx.errors import ConfigError, EmgdxError
+from emgdx.diagnosis import Diagnosis, Verdict
+from emgdx.errors import ConfigError
 from emgdx.recording import Cohort, Recording, Windows
 
 if TYPE_CHECKING:
@@ -27,14 +31,7 @@ if TYPE_CHECKING:
 
     from emgdx.pipeline import Pipeline
 
-__all__ = [
-    "DISCLAIMER",
-    "ClinicalReport",
-    "EvidenceFigure",
-    "RecordSection",
-    "build_report",
-    "window_bootstrap_interval",
-]
+__all__ = ["DISCLAIMER", "ClinicalReport", "EvidenceFigure", "RecordSection", "build_report"]
 
 DISCLAIMER = (
     "Decision support, not a diagnosis. This report was produced automatically by emgdx from "
@@ -43,9 +40,6 @@ DISCLAIMER = (
     "Probabilities are those of a statistical model trained on a limited number of subjects; "
     "they are not the probability that the patient has the disease."
 )
-
-#: Recordings a visit needs before its probabilities get a bootstrap interval.
-MIN_RECORDS_FOR_CI = 3
 
 QC_TEXT = {
     "empty": "the recording holds no signal",
@@ -105,14 +99,32 @@ class ClinicalReport:
     visit: dict[str, str]
     created: str
     records: list[RecordSection]
-    visit_probs: dict[str, float] | None
-    visit_intervals: dict[str, tuple[float, float]] | None
-    visit_predicted: str | None
+    diagnosis: Diagnosis
     model: dict[str, Any]
     methods: str
     references: list[str]
     class_names: tuple[str, ...]
     disclaimer: str = DISCLAIMER
+
+    @property
+    def visit_verdict(self) -> Verdict | None:
+        """The visit's reading over its analysed recordings (``None`` for fewer than two)."""
+        return self.diagnosis.visit if sum(r.analysed for r in self.records) > 1 else None
+
+    @property
+    def visit_probs(self) -> dict[str, float] | None:
+        verdict = self.visit_verdict
+        return None if verdict is None else verdict.probs
+
+    @property
+    def visit_intervals(self) -> dict[str, tuple[float, float]] | None:
+        verdict = self.visit_verdict
+        return None if verdict is None else verdict.interval
+
+    @property
+    def visit_predicted(self) -> str | None:
+        verdict = self.visit_verdict
+        return None if verdict is None else verdict.predicted
 
     @property
     def summary_line(self) -> str:
@@ -143,44 +155,6 @@ def _interval_text(bounds: tuple[float, float]) -> str:
     return f", 95 % interval {lo:.2f}–{hi:.2f}"
 
 
-# --------------------------------------------------------------------------- uncertainty
-
-
-def window_bootstrap_interval(
-    probs: np.ndarray, *, block: int = 2, n_boot: int = 1000, seed: int = 0, ci: float = 0.95
-) -> np.ndarray:
-    """Percentile interval of a record's mean probability by a moving-block bootstrap.
-
-    Windows overlap (1 s windows every 0.5 s), so neighbours are not independent: blocks of
-    ``block`` consecutive windows are resampled.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``[n_classes, 2]`` lower and upper bounds (the mean itself for a single window).
-    """
-    arr = np.asarray(probs, dtype=np.float64)
-    n = arr.shape[0]
-    if n == 0:
-        return np.full((arr.shape[1] if arr.ndim == 2 else 0, 2), np.nan)
-    if n == 1:
-        return np.repeat(arr[0][:, None], 2, axis=1)
-    block = max(1, min(block, n))
-    starts_max = n - block + 1
-    n_blocks = math.ceil(n / block)
-    rng = np.random.default_rng(seed)
-    starts = rng.integers(0, starts_max, size=(n_boot, n_blocks))
-    idx = (starts[:, :, None] + np.arange(block)[None, None, :]).reshape(n_boot, -1)[:, :n]
-    means = arr[idx].mean(axis=1)  # [n_boot, n_classes]
-    alpha = (1 - ci) / 2
-    return np.quantile(means, [alpha, 1 - alpha], axis=0).T
-
-
-def _record_interval(values: np.ndarray, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
-    """Bootstrap over records (visit level): ``[n_classes, 2]``."""
-    return window_bootstrap_interval(values, block=1, n_boot=n_boot, seed=seed)
-
-
 # --------------------------------------------------------------------------- building
 
 
@@ -190,23 +164,20 @@ def _png(fig: MplFigure, dpi: int = 130) -> bytes:
     return buffer.getvalue()
 
 
-def _model_info(pipeline: Pipeline) -> dict[str, Any]:
-    from emgdx import __version__
-
-    n_params = None
-    if pipeline.kind == "torch":
-        n_params = int(sum(p.numel() for p in pipeline.model_.parameters()))
+def _model_info(pipeline: Pipeline, identity: dict[str, str]) -> dict[str, Any]:
+    assert pipeline.model_ is not None
     ref = pipeline.reference_ or {}
     return {
-        "name": pipeline.model_name,
+        "name": identity["name"],
         "kind": pipeline.kind,
-        "task": pipeline.task,
+        "backend": identity["backend"],
+        "task": identity["task"],
         "classes": list(pipeline.class_names),
-        "emgdx_version": __version__,
-        "weights_sha256": pipeline.weights_sha256(),
+        "emgdx_version": identity["version"],
+        "weights_sha256": identity["weights_sha256"],
         "training_data_sha256": pipeline.data_hash_ or "",
         "n_training_subjects": len(pipeline.train_subjects_),
-        "n_parameters": n_params,
+        "n_parameters": pipeline.model_.n_parameters,
         "reference": (
             f"{ref.get('n_subjects')} healthy subjects, {ref.get('n_records')} records"
             if ref.get("available")
@@ -215,15 +186,9 @@ def _model_info(pipeline: Pipeline) -> dict[str, Any]:
     }
 
 
-def _qc_for(recording: Recording) -> tuple[list[str], float]:
-    from emgdx.quality import assess
-
-    report = assess(recording)
-    return list(report.flags), report.usable_fraction
-
-
 def _record_section(
     pipeline: Pipeline,
+    diagnosis: Diagnosis,
     recording: Recording,
     *,
     explain_method: str | None,
@@ -231,11 +196,13 @@ def _record_section(
 ) -> RecordSection:
     from emgdx.reference import compare_to_reference, record_measures
 
-    flags, usable = _qc_for(recording)
-    names = pipeline.class_names
+    rid = recording.record_id
+    row = diagnosis.records.set_index("record_id").loc[rid]
+    flags = [f for f in str(row.get("qc_flags") or "").split(";") if f]
     level = str(recording.meta.get("level") or "")
+    usable = row.get("usable_fraction")
     base: dict[str, Any] = {
-        "record_id": recording.record_id,
+        "record_id": rid,
         # The file's name, not its path: a report should not reveal the server's folders.
         "source": Path(recording.source).name if recording.source else "",
         "subject_id": str(recording.subject_id or ""),
@@ -245,26 +212,20 @@ def _record_section(
         "duration_s": float(recording.signal.size / recording.fs_hz),
         "qc_flags": flags,
         "qc_messages": [QC_TEXT.get(f, f) for f in flags],
-        "usable_fraction": usable,
+        "usable_fraction": float(usable) if pd.notna(usable) else 1.0,
         "true_label": recording.label,
     }
-    try:
-        windows: Windows = pipeline.prepare(recording)
-    except EmgdxError as exc:
-        return _unanalysed(base, names, f"Not analysed: {exc}")
-    if len(windows) == 0:
-        return _unanalysed(
-            base,
-            names,
-            f"Not analysed: no usable {pipeline.preprocess.window_s:g}-s window after quality "
-            "control.",
+    names = pipeline.class_names
+    verdict = diagnosis.record(rid)
+    if not verdict.judged:
+        problem = diagnosis.problems.get(rid)
+        why = problem or (
+            f"no usable {pipeline.preprocess.window_s:g}-s window after quality control."
         )
-    probs = pipeline.predict_windows(windows)
-    mean = probs.mean(axis=0)
-    overlap = round(pipeline.preprocess.window_s / pipeline.preprocess.hop_s)
-    bounds = window_bootstrap_interval(probs, block=max(1, overlap))
-    top = int(mean.argmax())
-    agreement = float(np.mean(probs.argmax(axis=1) == top))
+        return _unanalysed(base, names, f"Not analysed: {why}")
+    assert diagnosis.windows is not None
+    windows = diagnosis.windows.select(diagnosis.window_index["record_id"].astype(str) == rid)
+    probs = diagnosis.window_probs[diagnosis.window_index["record_id"].astype(str) == rid]
     measures = pd.DataFrame()
     if pipeline.windows_in_uv:
         per_record = record_measures(windows, max_windows_per_record=None)
@@ -272,17 +233,19 @@ def _record_section(
             measures = compare_to_reference(per_record.iloc[0], pipeline.reference_, level or None)
     figures: list[EvidenceFigure] = []
     segments = pd.DataFrame(columns=["start_s", "end_s", "share", "peak_uv"])
-    if explain_method and pipeline.kind == "torch" and n_figures > 0:
+    assert pipeline.model_ is not None
+    explains = pipeline.model_.explanation
+    if explain_method and explains == "attribution" and n_figures > 0:
         figures, segments = _evidence(pipeline, windows, probs, explain_method, n_figures)
-    elif pipeline.kind == "classical" and n_figures > 0:
+    elif explains == "feature_importance" and n_figures > 0:
         figures = _feature_figure(pipeline)
     return RecordSection(
         **base,
-        n_windows=len(windows),
-        probs={n: float(p) for n, p in zip(names, mean, strict=True)},
-        intervals={n: (float(b[0]), float(b[1])) for n, b in zip(names, bounds, strict=True)},
-        predicted=names[top],
-        window_agreement=agreement,
+        n_windows=verdict.n_windows,
+        probs=verdict.probs,
+        intervals=verdict.interval,
+        predicted=verdict.predicted,
+        window_agreement=verdict.agreement,
         measures=measures,
         segments=segments,
         figures=figures,
@@ -372,6 +335,16 @@ def _feature_figure(pipeline: Pipeline) -> list[EvidenceFigure]:
     ]
 
 
+def _unique_ids(recs: list[Recording]) -> list[Recording]:
+    """The recordings with distinct record ids (two uploads may share a file name)."""
+    seen: dict[str, int] = {}
+    out = []
+    for rec in recs:
+        n = seen[rec.record_id] = seen.get(rec.record_id, 0) + 1
+        out.append(rec if n == 1 else dataclasses.replace(rec, record_id=f"{rec.record_id} ({n})"))
+    return out
+
+
 def build_report(
     pipeline: Pipeline,
     recordings: Recording | Sequence[Recording] | Cohort,
@@ -411,32 +384,17 @@ def build_report(
         recs = list(recordings)
     if not recs:
         raise ConfigError("no recordings to report on")
+    recs = _unique_ids(recs)
+    diagnosis = pipeline.predict(recs, keep_windows=True)
     sections = [
-        _record_section(pipeline, r, explain_method=explain_method, n_figures=n_figures)
+        _record_section(pipeline, diagnosis, r, explain_method=explain_method, n_figures=n_figures)
         for r in recs
     ]
     names = tuple(pipeline.class_names)
-    analysed = [s for s in sections if s.analysed]
-    visit_probs = visit_intervals = None
-    visit_predicted = None
-    if len(analysed) > 1:
-        values = np.array([[s.probs[n] for n in names] for s in analysed])
-        mean = values.mean(axis=0)
-        # A bootstrap over two recordings says nothing: no interval below MIN_RECORDS_FOR_CI.
-        bounds = (
-            _record_interval(values)
-            if len(analysed) >= MIN_RECORDS_FOR_CI
-            else np.full((len(names), 2), np.nan)
-        )
-        visit_probs = {n: float(p) for n, p in zip(names, mean, strict=True)}
-        visit_intervals = {
-            n: (float(b[0]), float(b[1])) for n, b in zip(names, bounds, strict=True)
-        }
-        visit_predicted = names[int(mean.argmax())]
     fs = {s.fs_hz for s in sections}
     methods, references = methods_paragraph(
         pipeline,
-        explain_method=explain_method if pipeline.kind == "torch" else None,
+        explain_method=explain_method if pipeline.model_.explanation == "attribution" else None,
         source_fs_hz=fs.pop() if len(fs) == 1 else None,
     )
     pat = {k: str(v) for k, v in (patient or {}).items()}
@@ -448,10 +406,8 @@ def build_report(
         visit={k: str(v) for k, v in (visit or {}).items()},
         created=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         records=sections,
-        visit_probs=visit_probs,
-        visit_intervals=visit_intervals,
-        visit_predicted=visit_predicted,
-        model=_model_info(pipeline),
+        diagnosis=diagnosis,
+        model=_model_info(pipeline, diagnosis.model.to_dict()),
         methods=methods,
         references=references,
         class_names=names,

@@ -183,7 +183,8 @@ def methods_paragraph(
     parts.append(_representation_text(rep, cite))
     model = pipeline.model_name
     model_text = _MODEL_TEXT.get(model, model)
-    lib = cite("pytorch") if pipeline.kind == "torch" else cite("sklearn")
+    assert pipeline.model_ is not None
+    lib = cite(pipeline.model_.library)
     n_subj = len(pipeline.train_subjects_)
     classes = ", ".join(pipeline.class_names)
     train = pipeline.train
@@ -194,7 +195,7 @@ def methods_paragraph(
         f" trained with {optimizer}"
         f"{' ' + cite('adam') if train.optimizer.startswith('adam') else ''}, class-balanced "
         "loss and early stopping on held-out training subjects"
-        if pipeline.kind == "torch"
+        if pipeline.model_.has_weights
         else ""
     )
     on_data = f" on {n_subj} subjects" if n_subj else ""

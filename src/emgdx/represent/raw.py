@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from emgdx.errors import ConfigError
-from emgdx.preprocess import normalise_windows
+from emgdx.normalise import normalise_windows
 from emgdx.represent._common import (
     ReprBase,
     amplitude_scalars,

@@ -4,11 +4,12 @@ each window, smoothed probabilities, QC on the fly and events.
 How a streamed window equals the offline one. Offline, a record is resampled and filtered
 as a whole, then cut into windows. Live, the future is not there yet, so each window is
 computed from a *segment* of raw signal: the window plus ``context_s`` on both sides (the
-window is reported ``context_s`` after it ends). The segment starts on a sample where the
-polyphase resampler's output grid meets the offline one (a multiple of ``down`` input
-samples), so the resampled segment's samples fall on exactly the offline sample times, and
-it goes through the *same* functions (:func:`emgdx.quality.assess`,
-:func:`emgdx.preprocess.preprocess_recording`, :meth:`Pipeline.predict_windows`). What is left
+window is reported ``context_s`` after it ends). The pipeline's front end on the stream
+(:class:`emgdx.frontend.LiveFrontEnd`) starts the segment where the resampler's output grid
+meets the offline one, so the resampled segment's samples fall on exactly the offline sample
+times, and runs the *same* QC, preprocessing and normalisation as offline; the model is
+:meth:`Pipeline.predict_windows`, and a stream's windows add up to a
+:class:`~emgdx.diagnosis.Diagnosis` like a record's (:meth:`LiveMonitor.diagnosis`). What is left
 is the zero-phase filter's edge transient at the segment's ends, which decays within the
 context: measured on an N2001 record, 0.25 s of context leaves a largest sample difference
 of 2.4e-4 of the window's standard deviation (0.1 s: 1.1e-2; float32 rounding: ~1e-4). The
@@ -31,11 +32,10 @@ import numpy as np
 import pandas as pd
 
 from emgdx.errors import ConfigError, SignalError
-from emgdx.preprocess import preprocess_recording, resample_ratio
-from emgdx.quality import QCConfig, assess
-from emgdx.recording import Recording, Windows
+from emgdx.frontend import QCConfig
 
 if TYPE_CHECKING:
+    from emgdx.diagnosis import Diagnosis
     from emgdx.pipeline import Pipeline
 
 __all__ = [
@@ -247,29 +247,6 @@ class RingBuffer:
         )
 
 
-@dataclass
-class _QC:
-    """The two things preprocessing reads from a QC report (see ``QCLike``)."""
-
-    record_id: str
-    usable_mask: np.ndarray
-    line_freq_hz: float | None
-
-
-def _fill_bad(x: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """Garbage samples replaced by linear interpolation (QC and filters must not see them)."""
-    if ok.all():
-        return x
-    out = x.copy()
-    good = np.flatnonzero(ok)
-    if good.size == 0:
-        out[:] = 0.0
-        return out
-    bad = np.flatnonzero(~ok)
-    out[bad] = np.interp(bad, good, x[good].astype(np.float64))
-    return out
-
-
 class LiveMonitor:
     """Judge a live single-channel stream window by window with a fitted :class:`Pipeline`.
 
@@ -308,34 +285,19 @@ class LiveMonitor:
     ) -> None:
         if not pipeline.fitted:
             raise ConfigError("the live monitor needs a fitted pipeline")
-        pre = pipeline.preprocess
-        if pre.normalise != "none" and pre.normalise_scope == "record":
-            raise ConfigError(
-                "this pipeline normalises each record by its own statistics, which a live "
-                "stream does not have; use a model trained with window or fitted normalisation"
-            )
-        if not (math.isfinite(fs_hz) and fs_hz > 0):
-            raise ConfigError(f"{name}: sampling rate must be positive, got {fs_hz!r}")
+        self.front = pipeline.frontend.live(fs_hz, name, qc_config=qc_config)
         self.pipeline = pipeline
-        self.fs_hz = float(fs_hz)
+        self.fs_hz = self.front.fs_hz
         self.config = config or MonitorConfig()
-        self.qc_config = qc_config or QCConfig()
         self.name = name
         self.class_names = list(pipeline.class_names)
-        pipeline.check_sampling_rate(Recording(np.zeros(1, np.float32), self.fs_hz, name, name))
-        target = pipeline.fs_hz_ or pre.target_fs_hz or self.fs_hz
-        if math.isclose(target, self.fs_hz, rel_tol=1e-9) or pre.target_fs_hz is None:
-            self.up = self.down = 1
-            self.fs_out = self.fs_hz
-        else:
-            self.up, self.down = resample_ratio(self.fs_hz, target)
-            self.fs_out = self.fs_hz * self.up / self.down
-        self.n_win = pipeline.n_times_ or round(pre.window_s * self.fs_out)
+        self.fs_out, self.n_win = self.front.fs_out, self.front.n_win
         self.window_s = self.n_win / self.fs_out
         self.hop_out = max(1, round(self.config.hop_s * self.fs_out))
         self.context_out = round(self.config.context_s * self.fs_out)
         self.qc_n = round(self.config.qc_window_s * self.fs_hz)
-        need = self.qc_n + math.ceil((self.n_win + 2 * self.context_out) * self.down / self.up)
+        start, stop = self.front.segment(self.context_out, self.context_out)
+        need = self.qc_n + stop - start + self.front.plan.down
         self.buffer = RingBuffer(max(round(self.config.buffer_s * self.fs_hz), need + 16))
         self._alpha = 1.0 - math.exp(-self.config.hop_s / self.config.smooth_s)
         self._time_offset_s = 0.0  # stream time at the buffer's sample 0
@@ -348,18 +310,7 @@ class LiveMonitor:
         self.qc_flags: tuple[str, ...] = ()
         self.latencies_ms: list[float] = []
         self.n_windows = 0
-        self._index = pd.DataFrame(
-            {
-                "record_id": [name],
-                "subject_id": [name],
-                "label": [None],
-                "start_s": [0.0],
-                "start_sample": [0],
-                "level": [None],
-                "muscle": [None],
-                "usable_fraction": [1.0],
-            }
-        )
+        self._judged: list[tuple[float, np.ndarray]] = []  # (start_s, probs) of judged windows
 
     # ---- stream time ---------------------------------------------------------------------
 
@@ -372,12 +323,9 @@ class LiveMonitor:
         """Stream time of the newest sample."""
         return self._time_offset_s + self.buffer.total / self.fs_hz
 
-    def _window_raw_span(self, k: int) -> tuple[int, int, int]:
-        """Raw ``[start, stop)`` for window ``k``, and the segment's first output sample."""
-        start_out = k * self.hop_out
-        m = max(0, (start_out - self.context_out) // self.up)
-        stop = math.ceil((start_out + self.n_win + self.context_out) * self.down / self.up)
-        return m * self.down, stop, m * self.up
+    def _window_raw_span(self, k: int) -> tuple[int, int]:
+        """Raw ``[start, stop)`` of window ``k``'s segment (window plus context)."""
+        return self.front.segment(k * self.hop_out, self.context_out)
 
     # ---- input ---------------------------------------------------------------------------
 
@@ -515,18 +463,18 @@ class LiveMonitor:
 
     def _judge_ready(self, out: list[WindowResult | MonitorEvent], final: bool = False) -> None:
         while True:
-            raw_start, raw_stop, seg_out = self._window_raw_span(self._next_k)
+            raw_start, raw_stop = self._window_raw_span(self._next_k)
             if raw_stop > self.buffer.total:
                 # At the end of a stream the last windows go without their right context:
                 # the stream's end is then an edge exactly like the end of an offline record.
-                end_out = self._next_k * self.hop_out + self.n_win
-                if not final or math.ceil(end_out * self.down / self.up) > self.buffer.total:
+                end = self.front.segment(self._next_k * self.hop_out, 0)[1]
+                if not final or end > self.buffer.total:
                     return
                 raw_stop = self.buffer.total
             if raw_start < self.buffer.oldest:  # fell behind the buffer: skip ahead
                 self._next_k += 1
                 continue
-            out.extend(self._judge(self._next_k, raw_start, raw_stop, seg_out))
+            out.extend(self._judge(self._next_k, raw_start, raw_stop))
             self._next_k += 1
 
     def flush(self) -> list[WindowResult | MonitorEvent]:
@@ -538,19 +486,16 @@ class LiveMonitor:
             out.append(MonitorEvent("error", self.now_s, f"{self.name}: {exc}"))
         return out
 
-    def _judge(
-        self, k: int, raw_start: int, raw_stop: int, seg_out: int
-    ) -> list[WindowResult | MonitorEvent]:
+    def _judge(self, k: int, raw_start: int, raw_stop: int) -> list[WindowResult | MonitorEvent]:
         t0 = time.perf_counter()
         events: list[WindowResult | MonitorEvent] = []
         qc_start = max(self.buffer.oldest, min(raw_start, raw_stop - self.qc_n))
         raw, ok = self.buffer.read(qc_start, raw_stop)
-        raw = _fill_bad(raw, ok)
-        qc_rec = Recording(raw, self.fs_hz, self.name, self.name)
-        report = assess(qc_rec, self.qc_config)
-        flags = tuple(f for f in report.flags if f != "too_short")  # a short span is normal
-        if not ok.all():
-            flags = (*flags, "garbage")
+        start_s = self._time_offset_s + k * self.hop_out / self.fs_out
+        live = self.front.window(
+            raw, ok, raw_start - qc_start, raw_start, k * self.hop_out, start_s
+        )
+        flags = live.qc_flags
         if flags != self.qc_flags:
             events.append(
                 MonitorEvent(
@@ -558,29 +503,16 @@ class LiveMonitor:
                     self.now_s,
                     f"{self.name}: signal quality "
                     + (", ".join(flags) if flags else "ok")
-                    + (f" (mains {report.line_freq_hz:g} Hz)" if report.line_freq_hz else ""),
+                    + (f" (mains {live.line_freq_hz:g} Hz)" if live.line_freq_hz else ""),
                     old=",".join(self.qc_flags) or "ok",
                     new=",".join(flags) or "ok",
                 )
             )
             self.qc_flags = flags
-        off = raw_start - qc_start
-        usable = report.usable_mask[off:] & ok[off:]
-        seg = Recording(raw[off:], self.fs_hz, self.name, self.name)
-        processed, usable_out = preprocess_recording(
-            seg, self.pipeline.preprocess, _QC(self.name, usable, report.line_freq_hz)
-        )
-        a = k * self.hop_out - seg_out
-        window = processed.signal[a : a + self.n_win]
-        frac = float(usable_out[a : a + self.n_win].mean()) if window.size == self.n_win else 0.0
-        start_s = self._time_offset_s + k * self.hop_out / self.fs_out
         probs: np.ndarray | None = None
-        if window.size == self.n_win and frac >= self.pipeline.preprocess.min_usable_fraction:
-            # One index row, built once and updated (a new DataFrame costs ~0.8 ms a window).
-            index = self._index
-            index.iat[0, 3], index.iat[0, 4], index.iat[0, 7] = start_s, k * self.hop_out, frac
-            win = Windows(window[None, :].astype(np.float32), self.fs_out, index)
-            probs = self.pipeline.predict_windows(win)[0]
+        if live.windows is not None:
+            probs = self.pipeline.predict_windows(live.windows)[0]
+            self._judged.append((start_s, probs))
             s = self.smoothed
             self.smoothed = probs.copy() if s is None else s + self._alpha * (probs - s)
         state = self._next_state(flags, events)
@@ -596,12 +528,32 @@ class LiveMonitor:
                 None if self.smoothed is None else self.smoothed.copy(),
                 state,
                 flags,
-                report.line_freq_hz,
-                frac,
+                live.line_freq_hz,
+                live.usable_fraction,
                 latency,
             )
         )
         return events
+
+    def diagnosis(self) -> Diagnosis:
+        """The windows judged so far as one record's :class:`~emgdx.diagnosis.Diagnosis` (the
+        offline aggregation, with its interval): the session's summary."""
+        from emgdx.diagnosis import Diagnosis
+
+        record = pd.DataFrame({"record_id": [self.name], "subject_id": [self.name], "label": None})
+        index = record.loc[[0] * len(self._judged)].assign(start_s=[t for t, _ in self._judged])
+        probs = np.array([p for _, p in self._judged]).reshape(-1, len(self.class_names))
+        pipe = self.pipeline
+        return Diagnosis.from_windows(
+            probs,
+            index,
+            class_names=pipe.class_names,
+            task=pipe.task,
+            aggregation=pipe.aggregation,
+            model=pipe.identity(),
+            block=max(1, round(self.window_s / self.config.hop_s)),
+            base=record,
+        )
 
     def _next_state(self, flags: tuple[str, ...], events: list[WindowResult | MonitorEvent]) -> str:
         if any(f in _NO_SIGNAL_FLAGS for f in flags):

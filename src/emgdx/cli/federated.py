@@ -8,7 +8,10 @@ from typing import Annotated, Any
 
 import typer
 
-federated_app = typer.Typer(
+from emgdx.cli.console import fail, out, print_json
+
+app = typer.Typer(
+    add_completion=False,
     help="Federated training across sites (Flower): simulation or real processes on loopback.",
     no_args_is_help=True,
 )
@@ -24,12 +27,9 @@ Sites = Annotated[
 
 
 def _run(mode: str, **kw: Any) -> None:
-    from emgdx.cli import _fail, _print_json, out
     from emgdx.errors import EmgdxError
     from emgdx.federated.core import FedSettings, SiteSpec, split_sites
-    from emgdx.pipeline import Pipeline
-    from emgdx.preprocess import PreprocessConfig
-    from emgdx.training import TrainConfig
+    from emgdx.pipeline import Pipeline, PreprocessConfig, TrainConfig
 
     try:
         if kw["sites"] is not None:
@@ -75,9 +75,9 @@ def _run(mode: str, **kw: Any) -> None:
         else:
             result = run.deploy(settings, workdir=Path(kw["out"]) / "deploy", log=out.print)
     except (EmgdxError, ImportError) as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     if kw["as_json"]:
-        _print_json(result)
+        print_json(result)
         return
     held = result.get("held_out") or {}
     rec = held.get("record", {})
@@ -124,5 +124,5 @@ def _command(mode: str) -> Any:
     return command
 
 
-federated_app.command(name="simulate")(_command("simulate"))
-federated_app.command(name="deploy")(_command("deploy"))
+app.command(name="simulate")(_command("simulate"))
+app.command(name="deploy")(_command("deploy"))

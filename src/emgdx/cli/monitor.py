@@ -23,7 +23,9 @@ from rich.text import Text
 from emgdx.config import json_ready
 from emgdx.terminal import labelled, plain_console
 
-__all__ = ["monitor"]
+__all__ = ["app"]
+
+app = typer.Typer(add_completion=False)
 
 _BLOCKS = " ▁▂▃▄▅▆▇█"
 _STATE_STYLE = {
@@ -137,6 +139,7 @@ def _pct(p: float | None) -> str:
     return "  -  " if p is None else f"{p * 100:5.1f}%"
 
 
+@app.command()
 def monitor(
     source: Annotated[
         str,
@@ -204,8 +207,8 @@ def monitor(
     err = plain_console(stderr=True, soft_wrap=True)
     torch.set_num_threads(threads)
     if model_dir is None and demo_model:
-        from emgdx.clinic.cli import train_demo_model
         from emgdx.clinic.settings import default_data_dir
+        from emgdx.demo import train_demo_model
 
         model_dir = default_data_dir() / "demo-model"
         if not (model_dir / "pipeline.json").exists():
@@ -283,8 +286,22 @@ def monitor(
         pass
     finally:
         src.close()
-        if sink is not None and sink is not sys.stdout:
-            sink.close()
+        # The session as one record: the offline aggregation of every window judged.
+        reading = mon.diagnosis()
+        if sink is not None:
+            payload = {"type": "summary", "diagnosis": reading.to_dict()}
+            sink.write(json.dumps(json_ready(payload), allow_nan=False) + "\n")
+            if sink is not sys.stdout:
+                sink.close()
+    verdict = reading.visit
+    if verdict.judged and verdict.predicted is not None:
+        low, high = verdict.interval[verdict.predicted]
+        console.print(
+            f"session reading: {verdict.predicted} {verdict.probs[verdict.predicted]:.2f} "
+            f"(95 % interval {low:.2f}-{high:.2f}) over {verdict.n_windows} windows "
+            f"({pipe.aggregation} of window probabilities)",
+            highlight=False,
+        )
     summary = mon.latency_summary()
     elapsed = time.monotonic() - started
     if summary:

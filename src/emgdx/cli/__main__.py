@@ -1,0 +1,5 @@
+"""``python -m emgdx.cli``: the ``emgdx`` command."""
+
+from emgdx.cli import main
+
+main()

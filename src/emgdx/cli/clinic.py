@@ -1,0 +1,126 @@
+"""``emgdx clinic ...``: clinics, API tokens and database migrations of the clinic service.
+
+SQLAlchemy and Alembic (the ``serve`` extra) are imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from emgdx.cli.console import err, fail, out
+from emgdx.terminal import labelled
+
+__all__ = ["DatabaseUrl", "app", "settings_or_exit"]
+
+app = typer.Typer(
+    add_completion=False,
+    help="Clinics, API tokens and the database schema of the clinic service.",
+    no_args_is_help=True,
+)
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="EMGDX_DATABASE_URL",
+        help="SQLAlchemy URL (default: SQLite in $EMGDX_HOME or ~/.emgdx; PostgreSQL: "
+        "postgresql+psycopg://user:password@host:5432/emgdx).",
+        show_default=False,
+    ),
+]
+
+
+def settings_or_exit(database_url: str | None, **kw: object):
+    try:
+        from emgdx.clinic.settings import ClinicSettings
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        err.print(
+            labelled(
+                "error:",
+                "bold red",
+                f"the clinic service needs `pip install 'emgdx[serve]'` ({exc})",
+            )
+        )
+        raise typer.Exit(2) from exc
+    return ClinicSettings.from_env(database_url=database_url, **kw)
+
+
+def _database(database_url: str | None):
+    from emgdx.clinic.db import Database
+
+    return Database(settings_or_exit(database_url).database_url)
+
+
+@app.command("upgrade")
+def upgrade(database_url: DatabaseUrl = None) -> None:
+    """Create or migrate the database schema (Alembic) to the current version."""
+    db = _database(database_url)
+    out.print(f"database schema is current ({db.backend})")
+
+
+@app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="The clinic's name.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Register a clinic (its data is invisible to every other clinic)."""
+    from emgdx.clinic.admin import create_clinic
+    from emgdx.errors import EmgdxError
+
+    try:
+        clinic_id = create_clinic(_database(database_url), name)
+    except EmgdxError as exc:
+        raise fail(exc) from exc
+    out.print(f"created clinic {name!r} ({clinic_id})")
+
+
+@app.command("token")
+def token(
+    name: Annotated[str, typer.Argument(help="The clinic the token is for.")],
+    label: Annotated[
+        str, typer.Option(help="Who or what uses it (shown in `emgdx clinic list`).")
+    ] = "",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create an API token. It is printed once and stored only as a hash: keep it safe."""
+    from emgdx.clinic.admin import create_token
+    from emgdx.errors import EmgdxError
+
+    try:
+        secret = create_token(_database(database_url), name, label=label)
+    except EmgdxError as exc:
+        raise fail(exc) from exc
+    err.print(f"token for {name!r} (shown once; only its hash is stored):")
+    print(secret)  # plain stdout, so that scripts can capture it
+
+
+@app.command("revoke")
+def revoke(
+    prefix: Annotated[str, typer.Argument(help="The token, or its first 12 characters.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Revoke a token."""
+    from emgdx.clinic.admin import revoke_token
+    from emgdx.errors import EmgdxError
+
+    try:
+        n = revoke_token(_database(database_url), prefix)
+    except EmgdxError as exc:
+        raise fail(exc) from exc
+    if n == 0:
+        raise fail(ValueError("no live token starts with that prefix"))
+    out.print(f"revoked {n} token(s)")
+
+
+@app.command("list")
+def list_(database_url: DatabaseUrl = None) -> None:
+    """The clinics and their tokens (prefixes only)."""
+    from emgdx.clinic.admin import list_clinics
+
+    for clinic in list_clinics(_database(database_url)):
+        out.print(f"{clinic['name']}  ({clinic['id']})")
+        for t in clinic["tokens"]:  # type: ignore[attr-defined]
+            state = "revoked" if t["revoked"] else "live"
+            out.print(f"    {t['prefix']}…  {state}  {t['label']}")

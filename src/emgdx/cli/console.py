@@ -1,0 +1,270 @@
+"""What every ``emgdx`` command shares: consoles, errors, option types, reading and loading.
+
+Every console has markup off (:mod:`emgdx.terminal`): file names and messages are the user's
+text. A missing optional package ends a command with one line naming the extra to install.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from emgdx.config import json_ready
+from emgdx.errors import EmgdxError
+from emgdx.progress import ProgressCallback
+from emgdx.terminal import labelled, plain_console
+
+if TYPE_CHECKING:
+    from emgdx.evaluation import CVResult
+    from emgdx.pipeline import Pipeline
+    from emgdx.recording import Cohort, Recording
+
+out = plain_console()
+err = plain_console(stderr=True, soft_wrap=True)  # messages stay whole lines in logs
+
+EXTRA_OF_MODULE = {
+    "torch": "ml",
+    "sklearn": "ml",
+    "pywt": "ml",
+    "safetensors": "ml",
+    "matplotlib": "plots",
+    "captum": "explain",
+    "jinja2": "report",
+    "reportlab": "report",
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "multipart": "serve",
+    "sqlalchemy": "serve",
+    "alembic": "serve",
+    "websockets": "serve",
+    "psycopg": "postgres",
+    "flwr": "federated",
+    "onnx": "onnx",
+    "onnxruntime": "onnx",
+    "onnxscript": "onnx",
+    "pylsl": "stream",
+}
+
+
+def missing_extra_message(exc: ModuleNotFoundError) -> str | None:
+    """A one-line install hint when ``exc`` is an optional package we know, else ``None``."""
+    top = (exc.name or "").split(".")[0]
+    extra = EXTRA_OF_MODULE.get(top)
+    if extra is None:
+        return None
+    return (
+        f"this command needs the optional package {top!r}, which is not installed: "
+        f"pip install 'emgdx[{extra}]'"
+    )
+
+
+def fail(exc: Exception) -> typer.Exit:
+    hint = missing_extra_message(exc) if isinstance(exc, ModuleNotFoundError) else None
+    err.print(labelled("error:", "bold red", hint or str(exc)))
+    return typer.Exit(code=2)
+
+
+def json_default(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def print_json(payload: Any) -> None:
+    sys.stdout.write(
+        json.dumps(json_ready(payload), indent=2, allow_nan=False, default=json_default) + "\n"
+    )
+
+
+def print_table(table: Table) -> None:
+    """A pipe or file gets the whole table (rich would squeeze it to 80 columns)."""
+    (out if out.is_terminal else plain_console(width=200)).print(table)
+
+
+Task = Annotated[
+    str, typer.Option("--task", help="3class, als_vs_rest (ALS vs all) or als_vs_healthy.")
+]
+ModelName = Annotated[
+    str, typer.Option("--model", help="Model name (cnn1d, cnn2d_stft, random_forest, ...).")
+]
+Epochs = Annotated[
+    int | None,
+    typer.Option("--epochs", min=1, help="Maximum training epochs (torch models; default 30)."),
+]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of training and of the folds.")]
+Representation = Annotated[
+    str | None,
+    typer.Option(
+        "--representation", help="Input representation (default: the one the model takes)."
+    ),
+]
+Threads = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        help="Torch CPU threads (default: torch's choice). On a CPU busy with other work, 1 "
+        "avoids over-subscription, which can slow training many times over.",
+    ),
+]
+FsHz = Annotated[
+    float | None,
+    typer.Option("--fs-hz", help="Sampling rate for formats that do not store one."),
+]
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        help="Model inference: auto (ONNX when `emgdx export` wrote model.onnx and "
+        "onnxruntime is installed, else torch), torch, onnx or onnx-int8.",
+    ),
+]
+
+
+ExplainMethod = Annotated[
+    str,
+    typer.Option(
+        "--method",
+        help="saliency, integrated_gradients, gradcam or occlusion (torch models).",
+    ),
+]
+
+
+def set_threads(threads: int | None) -> None:
+    """Set torch's intra-op threads for this process (``None``: leave torch's default)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def make_pipeline(
+    model: str, task: str, epochs: int | None, seed: int, representation: str | None
+) -> Pipeline:
+    """A fresh, unfitted pipeline as the CLI options describe it (raises ConfigError)."""
+    from emgdx.pipeline import Pipeline
+    from emgdx.training import TrainConfig
+
+    train = TrainConfig(seed=seed) if epochs is None else TrainConfig(seed=seed, epochs=epochs)
+    return Pipeline(model=model, representation=representation, task=task, train=train)
+
+
+def read_folder(data: Path, fs_hz: float | None, on_progress: ProgressCallback) -> Cohort:
+    """Read a folder of records; unreadable files are listed on stderr and left out."""
+    from emgdx.errors import ConfigError
+    from emgdx.io import UnreadableFileWarning, read_cohort
+
+    if not data.is_dir():
+        raise ConfigError(f"{data}: DATA must be a folder of records (see `emgdx info`)")
+    with warnings.catch_warnings():
+        # reported below, in one list, instead of one Python warning per file
+        warnings.simplefilter("ignore", UnreadableFileWarning)
+        cohort = read_cohort(data, on_progress=on_progress, fs_hz=fs_hz)
+    if cohort.errors:
+        n_bad = len(cohort.errors)
+        err.print(Text(f"{n_bad} file(s) could not be read (left out):", "bold yellow"))
+        for e in cohort.errors:
+            err.print(f"  {e}")
+    return cohort
+
+
+def load_pipeline(model_dir: Path, backend: str = "torch") -> Pipeline:
+    from emgdx.pipeline import Pipeline
+
+    try:
+        return Pipeline.load(model_dir, backend=backend)
+    except EmgdxError as exc:
+        raise fail(exc) from exc
+
+
+def read_records(files: list[Path], fs_hz: float | None) -> tuple[list[Recording], list[str]]:
+    """Every record of every file; unreadable files become problems, not a crash."""
+    from emgdx.io import read
+
+    records: list[Recording] = []
+    problems: list[str] = []
+    for path in files:
+        try:
+            records.extend(read(path, fs_hz=fs_hz))
+        except EmgdxError as exc:
+            problems.append(str(exc))
+    return records, problems
+
+
+_EVAL_LEVELS = ("window", "record", "subject")
+_EVAL_METRICS = {
+    "balanced_accuracy": "balanced acc.",
+    "macro_f1": "macro F1",
+    "roc_auc": "ROC-AUC",
+}
+LEAKY_WARNING = (
+    "WARNING: --cv leaky splits WINDOWS at random, so windows of the same subject (and record) "
+    "are in training and test at once. Its scores are inflated and say nothing about new "
+    "patients: a demonstration of the leak only. Use --cv loso or --cv kfold for real results."
+)
+
+
+def _metric_cell(ev: dict[str, Any], key: str) -> str:
+    value = ev["metrics"].get(key)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    low, high = ev["ci"].get(key, [math.nan, math.nan])
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.2f}-{high:.2f}]"
+
+
+def evaluation_table(result: CVResult, title: str) -> Table:
+    """Headline metrics (mean-probability aggregation) per subset and level, with CIs."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("records")
+    table.add_column("level")
+    table.add_column("n", justify="right")
+    table.add_column("subjects", justify="right")
+    for label in _EVAL_METRICS.values():
+        table.add_column(f"{label} [95 % CI]", justify="right")
+    for subset, name in (("all", "all"), ("low", "low contraction")):
+        if subset not in result.evaluation:
+            continue
+        for level in _EVAL_LEVELS:
+            ev = result.evaluation[subset]["mean"][level]
+            table.add_row(
+                name,
+                level,
+                str(ev["metrics"]["n"]),
+                str(ev["n_subjects"]),
+                *(_metric_cell(ev, key) for key in _EVAL_METRICS),
+            )
+    return table
+
+
+def evaluation_summary(result: CVResult) -> list[dict[str, Any]]:
+    """The rows of :func:`_evaluation_table` as JSON-ready dicts."""
+    rows = []
+    for subset, by_method in result.evaluation.items():
+        for level in _EVAL_LEVELS:
+            ev = by_method["mean"][level]
+            row: dict[str, Any] = {
+                "subset": subset,
+                "level": level,
+                "n": ev["metrics"]["n"],
+                "n_subjects": ev["n_subjects"],
+            }
+            for key in _EVAL_METRICS:
+                row[key] = ev["metrics"].get(key)
+                row[f"{key}_ci"] = ev["ci"].get(key)
+            rows.append(row)
+    return rows

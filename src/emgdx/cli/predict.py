@@ -1,0 +1,119 @@
+"""``emgdx predict``: the diagnosis of new files with a saved pipeline."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from emgdx.cli.console import (
+    BackendOpt,
+    FsHz,
+    err,
+    load_pipeline,
+    print_json,
+    print_table,
+)
+from emgdx.config import json_ready
+from emgdx.errors import EmgdxError
+from emgdx.progress import progress_bar
+
+if TYPE_CHECKING:
+    from emgdx.pipeline import Pipeline
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="A folder written by `emgdx train`.")],
+    files: Annotated[list[Path], typer.Argument(help="Record files to classify.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    fs_hz: FsHz = None,
+    backend: BackendOpt = "auto",
+) -> None:
+    """Class probabilities with intervals, prediction, QC and notes per record of each file."""
+    from emgdx.io import read
+
+    pipe = load_pipeline(model_dir, backend)
+    rows: list[dict[str, Any]] = []
+    failed: list[dict[str, str]] = []
+    show = not as_json
+    with progress_bar("predicting", enabled=show) as cb:
+        cb(0, len(files))
+        for i, path in enumerate(files):
+            try:
+                recordings = read(path, fs_hz=fs_hz)
+                # per file: one bad file must not stop the others
+                diagnosis = pipe.predict(recordings)
+            except EmgdxError as exc:
+                failed.append({"path": str(path), "problem": str(exc)})
+            else:
+                for row in diagnosis.records.to_dict(orient="records"):
+                    row = {"file": str(path), **{k: json_ready(v) for k, v in row.items()}}
+                    rows.append(row)
+                    if not row["n_windows"]:
+                        flags = row.get("qc_flags") or "none"
+                        why = row.get("note") or (
+                            f"has no usable window to classify (QC flags: {flags})"
+                        )
+                        problem = f"{path}: record {row['record_id']}: {why}"
+                        failed.append({"path": str(path), "problem": problem})
+            cb(i + 1, len(files))
+
+    if as_json:
+        print_json(
+            {
+                "model": {
+                    "dir": str(model_dir),
+                    **pipe.identity().to_dict(),
+                    "classes": list(pipe.class_names),
+                },
+                "records": rows,
+                "failed": failed,
+            }
+        )
+    else:
+        _print_predictions(pipe, rows)
+        if failed:
+            sys.stdout.flush()
+            err.print(Text(f"{len(failed)} problem(s):", "bold red"))
+            for f in failed:
+                err.print(f"  {f['problem']}")
+    if failed:
+        raise typer.Exit(code=1)
+
+
+def _print_predictions(pipe: Pipeline, rows: list[dict[str, Any]]) -> None:
+    table = Table(
+        title=f"emgdx predict — {pipe.model_name} ({pipe.backend}), task {pipe.task}",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    show_label = any(r.get("label") for r in rows)
+    table.add_column("record", no_wrap=True)
+    if show_label:
+        table.add_column("true label")
+    for name in pipe.class_names:
+        table.add_column(f"P({name})", justify="right")
+    for col in ("predicted", "confidence", "windows", "QC", "usable"):
+        table.add_column(col, justify="left" if col in ("predicted", "QC") else "right")
+    for r in rows:
+        probs = [r.get(f"p_{n}") for n in pipe.class_names]
+        usable = r.get("usable_fraction")
+        table.add_row(
+            str(r["record_id"]),
+            *([str(r.get("label") or "-")] if show_label else []),
+            *("-" if p is None else f"{p:.3f}" for p in probs),
+            str(r.get("predicted") or "-"),
+            "-" if r.get("confidence") is None else f"{r['confidence']:.3f}",
+            str(r["n_windows"]),
+            (r.get("qc_flags") or "ok") if "qc_flags" in r else "-",
+            "-" if usable is None else f"{100 * usable:.0f}%",
+        )
+    print_table(table)

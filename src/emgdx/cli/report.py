@@ -1,0 +1,70 @@
+"""``emgdx report``: the clinical report (HTML or PDF) of a record or a visit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from emgdx.cli.console import (
+    ExplainMethod,
+    FsHz,
+    err,
+    fail,
+    load_pipeline,
+    out,
+    read_records,
+)
+from emgdx.errors import ConfigError, EmgdxError
+from emgdx.terminal import labelled
+
+if TYPE_CHECKING:
+    pass
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def report(
+    model_dir: Annotated[Path, typer.Argument(help="A folder written by `emgdx train`.")],
+    files: Annotated[list[Path], typer.Argument(help="The recordings of one record or visit.")],
+    out_file: Annotated[
+        Path, typer.Option("--out", help="report.html or report.pdf (chosen by the suffix).")
+    ] = Path("report.html"),
+    patient: Annotated[
+        str | None, typer.Option("--patient", help="Patient identifier shown on the report.")
+    ] = None,
+    visit: Annotated[str | None, typer.Option("--visit", help="Visit date or identifier.")] = None,
+    method: ExplainMethod = "integrated_gradients",
+    figures: Annotated[
+        int, typer.Option("--figures", min=0, max=3, help="Evidence figures per record (0-3).")
+    ] = 3,
+    fs_hz: FsHz = None,
+) -> None:
+    """The clinical report (HTML or PDF) of one record or of a patient visit."""
+    from emgdx.report import build_report, write_report
+
+    if out_file.suffix.lower() not in (".html", ".htm", ".pdf"):
+        raise fail(ConfigError(f"{out_file}: --out must end in .html or .pdf"))
+    pipe = load_pipeline(model_dir)
+    records, problems = read_records(files, fs_hz)
+    for problem in problems:
+        err.print(labelled("skipped:", "bold red", str(problem)))
+    if not records:
+        raise fail(EmgdxError("no readable recording to report on"))
+    try:
+        rep = build_report(
+            pipe,
+            records,
+            patient={"id": patient} if patient else None,
+            visit={"id": visit} if visit else None,
+            explain_method=method,
+            n_figures=figures,
+        )
+        path = write_report(rep, out_file)
+    except EmgdxError as exc:
+        raise fail(exc) from exc
+    out.print(f"{rep.summary_line}\nreport: {path}")
+    if problems:
+        raise typer.Exit(code=1)

@@ -1,0 +1,123 @@
+"""``emgdx serve``: run the clinic service (API, web page, live page).
+
+FastAPI, SQLAlchemy and uvicorn (the ``serve`` extra) are imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from emgdx.cli.clinic import DatabaseUrl, settings_or_exit
+from emgdx.cli.console import err, fail
+from emgdx.terminal import labelled
+
+app = typer.Typer(add_completion=False)
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Libraries that log file paths or request URLs at DEBUG/INFO stay quiet: file names
+    # and URLs may carry patient data.
+    for name in ("fsspec", "httpx", "matplotlib", "PIL", "multipart", "python_multipart"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # Alembic announces each of its plugins at start-up (noise); migrations still log.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            envvar="EMGDX_MODEL_DIR",
+            help="A pipeline saved by `emgdx train`.",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
+    demo_model: Annotated[
+        bool,
+        typer.Option(
+            help="No model at hand: train a small one on simulated data first "
+            "(for trying the service out; NOT for patients)."
+        ),
+    ] = False,
+    database_url: DatabaseUrl = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (loopback by default).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    max_file_mb: Annotated[float, typer.Option(help="Largest uploaded file, MiB.")] = 64.0,
+    analysis_workers: Annotated[int, typer.Option(help="Analyses run at the same time.")] = 1,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            envvar="EMGDX_BACKEND",
+            help="Model inference: auto (ONNX when the model folder has model.onnx from "
+            "`emgdx export`), torch, onnx or onnx-int8.",
+        ),
+    ] = None,
+) -> None:
+    """Run the clinic service: API (docs at /docs) and web page (at /)."""
+    import uvicorn
+
+    from emgdx.clinic.app import UVICORN_OPTIONS, create_app
+    from emgdx.clinic.settings import default_data_dir
+    from emgdx.demo import train_demo_model
+    from emgdx.errors import EmgdxError
+
+    _configure_logging()
+    if model is None and demo_model:
+        model = default_data_dir() / "demo-model"
+        if not (model / "pipeline.json").exists():
+            err.print(f"training a demo model on simulated data into {model} (about a minute)…")
+            train_demo_model(model)
+        err.print(
+            labelled(
+                "warning:",
+                "bold yellow",
+                "the demo model is trained on simulated EMG; it is not for patients",
+            )
+        )
+    if model is None:
+        err.print(
+            labelled(
+                "warning:",
+                "bold yellow",
+                "no model (--model or EMGDX_MODEL_DIR): analyses answer 503",
+            )
+        )
+    try:
+        settings = settings_or_exit(
+            database_url,
+            model_dir=model,
+            max_file_bytes=int(max_file_mb * 2**20),
+            analysis_workers=analysis_workers,
+            backend=backend,
+        )
+        application = create_app(settings)
+    except EmgdxError as exc:
+        raise fail(exc) from exc
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(
+            labelled(
+                "note:",
+                "bold yellow",
+                "listening beyond loopback: put a TLS reverse proxy in front",
+            )
+        )
+    err.print(
+        f"emgdx clinic service on http://{host}:{port}/ (API docs at /docs), "
+        f"database {settings.database_url.split('@')[-1]}"
+    )
+    uvicorn.run(application, host=host, port=port, **UVICORN_OPTIONS)
