@@ -10,14 +10,65 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from emgdx.errors import ConfigError
 
-__all__ = ["config_from_dict", "config_to_dict", "json_ready", "parse_config_json"]
+__all__ = [
+    "ProgressCallback",
+    "check_fields",
+    "config_from_dict",
+    "config_to_dict",
+    "json_ready",
+    "parse_config_json",
+]
 
 T = TypeVar("T")
+#: ``on_progress(done, total)``: how long-running library functions report progress.
+ProgressCallback = Callable[[int, int], None]
+
+
+def _number(value: Any) -> bool:
+    # bool is an int subclass; True as a rate is a mistake, not 1 Hz
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+#: The rules of :func:`check_fields`: the test a value passes, what the message asks for, and
+#: whether a passing value is stored as float.
+_RULES: dict[str, tuple[Callable[[Any], bool], str, bool]] = {
+    "positive": (lambda v: _number(v) and v > 0, "a positive number", True),
+    "non_negative": (lambda v: _number(v) and v >= 0, "a number >= 0", True),
+    "fraction": (lambda v: _number(v) and 0 < v <= 1, "in (0, 1]", True),
+    "positive_int": (lambda v: _integer(v) and v >= 1, "a positive integer", False),
+    "non_negative_int": (lambda v: _integer(v) and v >= 0, "an integer >= 0", False),
+}
+
+
+def check_fields(obj: Any, *, optional: str = "", **rules: str) -> list[str]:
+    """Problems with fields of the frozen config ``obj``, one message per bad field, naming it.
+
+    ``rules`` maps a rule (``positive``, ``non_negative``, ``fraction``, ``positive_int``,
+    ``non_negative_int``) to field names separated by spaces; a field in ``optional`` may also
+    be ``None``. Numbers that pass a real-valued rule are stored as float, so a config equals
+    its JSON round trip.
+    """
+    problems = []
+    for rule, names in rules.items():
+        test, wanted, as_float = _RULES[rule]
+        for name in names.split():
+            value = getattr(obj, name)
+            if value is None and name in optional.split():
+                continue
+            if not test(value):
+                problems.append(f"{name} must be {wanted}, got {value!r}")
+            elif as_float:
+                object.__setattr__(obj, name, float(value))
+    return problems
 
 
 def config_to_dict(obj: Any) -> dict[str, Any]:

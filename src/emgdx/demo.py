@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from emgdx.config import ProgressCallback
 from emgdx.errors import ConfigError
 from emgdx.frontend import FrontEnd, PreprocessConfig
-from emgdx.progress import ProgressCallback
 from emgdx.recording import LABELS, Cohort, Windows
 from emgdx.simulate import FAULT_KINDS, SimulatedCohort, inject_fault, simulate_cohort, write_cohort
 

@@ -14,6 +14,7 @@ the live monitor (a stream summarised as one record) read it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,13 +45,7 @@ class ModelIdentity:
     task: str
 
     def to_dict(self) -> dict[str, str]:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "weights_sha256": self.weights_sha256,
-            "backend": self.backend,
-            "task": self.task,
-        }
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -69,14 +64,7 @@ class Verdict:
         return self.predicted is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "probs": self.probs,
-            "interval": {c: list(b) for c, b in self.interval.items()},
-            "predicted": self.predicted,
-            "n_windows": self.n_windows,
-            "n_records": self.n_records,
-            "agreement": self.agreement,
-        }
+        return dataclasses.asdict(self)
 
 
 def _verdict(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from emgdx.config import ProgressCallback
 from emgdx.errors import ConfigError, EmgdxError, SamplingRateError, SignalError
 from emgdx.normalise import Normalisation, Normaliser
 from emgdx.preprocess import (
@@ -40,7 +41,6 @@ from emgdx.preprocess import (
     preprocess_recording,
     resample_plan,
 )
-from emgdx.progress import ProgressCallback
 from emgdx.quality import QCConfig, QualityReport, assess, assess_cohort
 from emgdx.recording import Cohort, Recording, Windows
 
@@ -302,18 +302,17 @@ class FrontEnd:
         wanted = self.n_jobs if self.n_jobs and self.n_jobs > 0 else os.cpu_count() or 1
         jobs = max(1, min(total, wanted))
         results: dict[str, tuple[Any, Any]] = {}
-        if jobs == 1:
-            outcomes = map(one, recs)
-        else:
-            pool = ThreadPoolExecutor(max_workers=jobs)
-            outcomes = pool.map(one, recs)
+        pool = ThreadPoolExecutor(max_workers=jobs) if jobs > 1 else None
+        outcomes: Iterator[tuple[Any, Any]] = (
+            iter(map(one, recs)) if pool is None else pool.map(one, recs)
+        )
         try:
             for done, (rec, outcome) in enumerate(zip(recs, outcomes, strict=True), start=1):
                 results[rec.record_id] = outcome
                 if on_progress is not None:
                     on_progress(done, total)
         finally:
-            if jobs > 1:
+            if pool is not None:
                 pool.shutdown(cancel_futures=True)
         return results
 

@@ -254,15 +254,6 @@ class Normaliser:
             return Windows(out.astype(np.float32), data.fs_hz, data.index.copy())
         return ((np.asarray(data, dtype=np.float32) - center) / scale).astype(np.float32)
 
-    @overload
-    def fit_transform(self, data: Windows) -> Windows: ...
-    @overload
-    def fit_transform(self, data: np.ndarray) -> np.ndarray: ...
-
-    def fit_transform(self, data: Windows | np.ndarray) -> Windows | np.ndarray:
-        """:meth:`fit` then :meth:`transform` on the same (training) data."""
-        return self.fit(data).transform(data)
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict, saved with a model so that prediction uses the training statistics."""
         return {"method": self.method, "center": self.center, "scale": self.scale}

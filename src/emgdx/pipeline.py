@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from emgdx.config import ProgressCallback
 from emgdx.diagnosis import Diagnosis, ModelIdentity
 from emgdx.errors import ConfigError, PipelineLoadError, SignalError
 from emgdx.evaluation.cv import package_versions, windows_hash
@@ -40,7 +41,6 @@ from emgdx.frontend import FrontEnd, ReducedBandWarning, as_cohort
 from emgdx.models.adapters import ModelAdapter, attach_backend, build_adapter, sha256_file
 from emgdx.normalise import Normaliser
 from emgdx.preprocess import PreprocessConfig
-from emgdx.progress import ProgressCallback
 from emgdx.recording import Cohort, Recording, Windows
 from emgdx.tasks import check_task, class_names, encode_labels
 from emgdx.training import TrainConfig, TrainResult
@@ -152,7 +152,8 @@ class Pipeline:
         self.representation_name, self.representation_params = _spec(
             representation, representation_params, "representation"
         )
-        self.representation = make_representation(
+        # Any: the representations share an interface, not a base class mypy knows
+        self.representation: Any = make_representation(
             self.representation_name, **self.representation_params
         )
         if "seed" in self.model_params:

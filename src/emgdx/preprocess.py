@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy import signal as sps
 
-from emgdx.config import config_from_dict, config_to_dict, parse_config_json
+from emgdx.config import check_fields, config_from_dict, config_to_dict, parse_config_json
 from emgdx.errors import ConfigError, SignalError
 from emgdx.normalise import Normalisation, NormaliseMethod, NormaliseScope
 from emgdx.recording import Recording, Windows
@@ -175,29 +175,18 @@ class PreprocessConfig:
                 )
             else:
                 object.__setattr__(self, "notch", float(self.notch))
-        if not isinstance(self.notch_harmonics, int) or isinstance(self.notch_harmonics, bool):
-            problems.append(f"notch_harmonics must be an integer, got {self.notch_harmonics!r}")
-        elif self.notch_harmonics < 1:
-            problems.append(f"notch_harmonics must be >= 1, got {self.notch_harmonics}")
-        self._check_positive("notch_q", problems)
-        if self.target_fs_hz is not None:
-            self._check_positive("target_fs_hz", problems)
+        problems += check_fields(
+            self,
+            optional="target_fs_hz",
+            positive="notch_q target_fs_hz window_s hop_s",
+            non_negative="mask_margin_s",
+            fraction="min_usable_fraction",
+            positive_int="notch_harmonics",
+        )
         try:
             Normalisation(self.normalise, self.normalise_scope)
         except ConfigError as exc:
             problems.append(str(exc))
-        self._check_positive("window_s", problems)
-        self._check_positive("hop_s", problems)
-        margin = self.mask_margin_s
-        if not _is_number(margin) or not (math.isfinite(margin) and margin >= 0):
-            problems.append(f"mask_margin_s must be a number >= 0, got {margin!r}")
-        else:
-            object.__setattr__(self, "mask_margin_s", float(margin))
-        frac = self.min_usable_fraction
-        if not _is_number(frac) or not 0 < frac <= 1:
-            problems.append(f"min_usable_fraction must be in (0, 1], got {frac!r}")
-        else:
-            object.__setattr__(self, "min_usable_fraction", float(frac))
         if problems:
             raise ConfigError("invalid preprocessing config: " + "; ".join(problems))
 
@@ -205,13 +194,6 @@ class PreprocessConfig:
     def normalisation(self) -> Normalisation:
         """``normalise`` over ``normalise_scope`` as one value (:mod:`emgdx.normalise`)."""
         return Normalisation(self.normalise, self.normalise_scope)
-
-    def _check_positive(self, name: str, problems: list[str]) -> None:
-        value = getattr(self, name)
-        if not _is_number(value) or not (math.isfinite(value) and value > 0):
-            problems.append(f"{name} must be a positive number, got {value!r}")
-        else:
-            object.__setattr__(self, name, float(value))
 
     # ---- serialisation -----------------------------------------------------------------------
 

@@ -105,7 +105,7 @@ Everything is vectorised numpy: an 11 s N2001 record (262,124 samples at 23.4 kH
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,7 +114,7 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import get_window
 
-from emgdx.config import config_from_dict, config_to_dict
+from emgdx.config import ProgressCallback, check_fields, config_from_dict, config_to_dict
 from emgdx.errors import ConfigError, SignalError
 from emgdx.preprocess import design_filter
 from emgdx.recording import Cohort, Recording
@@ -123,8 +123,6 @@ __all__ = ["QC_FLAGS", "QCConfig", "QualityReport", "assess", "assess_cohort"]
 
 #: Every flag a :class:`QualityReport` can carry, in a fixed order.
 QC_FLAGS: tuple[str, ...] = ("empty", "flat", "clipping", "garbage_tail", "line_noise", "too_short")
-
-ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -225,42 +223,18 @@ class QCConfig:
         object.__setattr__(
             self, "line_neighbour_hz", tuple(float(f) for f in self.line_neighbour_hz)
         )
-        fractions = ("empty_fraction", "flat_flag_fraction", "clip_tolerance", "clip_flag_fraction")
-        for name in fractions:
-            value = getattr(self, name)
-            if not 0.0 < value <= 1.0:
-                raise ConfigError(f"QCConfig.{name} must be in (0, 1], got {value}")
-        positive = (
-            "flat_min_run_s",
-            "garbage_block_s",
-            "garbage_whiteness",
-            "garbage_rms_ratio",
-            "garbage_fullscale_rms",
-            "line_analysis_fs_hz",
-            "line_resolution_hz",
-            "line_tolerance_hz",
-            "line_max_s",
-            "clip_pileup_ratio",
-            "clip_infer_min_s",
+        problems = check_fields(
+            self,
+            fraction="empty_fraction flat_flag_fraction clip_tolerance clip_flag_fraction",
+            positive="flat_min_run_s garbage_block_s garbage_whiteness garbage_rms_ratio "
+            "garbage_fullscale_rms line_analysis_fs_hz line_resolution_hz line_tolerance_hz "
+            "line_max_s clip_pileup_ratio clip_infer_min_s",
+            non_negative="margin_s garbage_min_s repeated_tail_min_s min_usable_s "
+            "line_flag_power_ratio empty_floor_uv",
+            positive_int="line_harmonics",
         )
-        for name in positive:
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"QCConfig.{name} must be a positive number, got {value}")
-        non_negative = (
-            "margin_s",
-            "garbage_min_s",
-            "repeated_tail_min_s",
-            "min_usable_s",
-            "line_flag_power_ratio",
-            "empty_floor_uv",
-        )
-        for name in non_negative:
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ConfigError(f"QCConfig.{name} must be >= 0, got {value}")
-        if self.line_harmonics < 1:
-            raise ConfigError(f"QCConfig.line_harmonics must be >= 1, got {self.line_harmonics}")
+        if problems:
+            raise ConfigError("invalid QCConfig: " + "; ".join(problems))
         if not self.line_freqs_hz or any(f <= 0 for f in self.line_freqs_hz):
             raise ConfigError(f"QCConfig.line_freqs_hz must be positive, got {self.line_freqs_hz}")
         inner, outer = self.line_neighbour_hz if len(self.line_neighbour_hz) == 2 else (0, 0)

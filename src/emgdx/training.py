@@ -29,7 +29,13 @@ import torch
 from torch import nn
 
 from emgdx.augment import Augmenter, augmentation_to_dict, make_augmentation
-from emgdx.config import config_from_dict, config_to_dict, parse_config_json
+from emgdx.config import (
+    ProgressCallback,
+    check_fields,
+    config_from_dict,
+    config_to_dict,
+    parse_config_json,
+)
 from emgdx.errors import ConfigError, SignalError
 from emgdx.evaluation.splits import inner_validation_split
 
@@ -43,7 +49,6 @@ __all__ = [
     "resolve_device",
 ]
 
-ProgressCallback = Callable[[int, int], None]
 Optimizer = Literal["adam", "adamw", "sgd"]
 Schedule = Literal["none", "cosine", "plateau", "onecycle"]
 Balance = Literal["none", "weights", "sampler"]
@@ -157,35 +162,18 @@ class TrainConfig:
         choice("monitor", get_args(Monitor))
         choice("balance", get_args(Balance))
         choice("freeze", get_args(Freeze))
-        for name in ("lr", "features_lr_scale"):
-            v = getattr(self, name)
-            if not _is_number(v) or not (math.isfinite(v) and v > 0):
-                problems.append(f"{name} must be a positive number, got {v!r}")
-        for name in ("weight_decay", "momentum", "label_smoothing"):
-            v = getattr(self, name)
-            if not _is_number(v) or not (math.isfinite(v) and v >= 0):
-                problems.append(f"{name} must be a number >= 0, got {v!r}")
+        problems += check_fields(
+            self,
+            optional="patience windows_per_epoch max_grad_norm",
+            positive="lr features_lr_scale max_grad_norm",
+            non_negative="weight_decay momentum label_smoothing",
+            positive_int="epochs batch_size eval_batch_size plateau_patience windows_per_epoch",
+            non_negative_int="patience",
+        )
         if _is_number(self.label_smoothing) and self.label_smoothing >= 1:
             problems.append(f"label_smoothing must be < 1, got {self.label_smoothing!r}")
-        for name in ("epochs", "batch_size", "eval_batch_size", "plateau_patience"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                problems.append(f"{name} must be a positive integer, got {v!r}")
-        if self.patience is not None and (
-            not isinstance(self.patience, int)
-            or isinstance(self.patience, bool)
-            or self.patience < 0
-        ):
-            problems.append(f"patience must be None or an integer >= 0, got {self.patience!r}")
-        wpe = self.windows_per_epoch
-        if wpe is not None and (not isinstance(wpe, int) or isinstance(wpe, bool) or wpe < 1):
-            problems.append(f"windows_per_epoch must be None or a positive integer, got {wpe!r}")
         if not _is_number(self.val_fraction) or not 0 <= self.val_fraction < 1:
             problems.append(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
-        if self.max_grad_norm is not None and (
-            not _is_number(self.max_grad_norm) or not self.max_grad_norm > 0
-        ):
-            problems.append(f"max_grad_norm must be None or > 0, got {self.max_grad_norm!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             problems.append(f"seed must be an integer, got {self.seed!r}")
         if not isinstance(self.device, str) or not (

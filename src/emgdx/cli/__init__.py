@@ -15,6 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from emgdx import __version__
+from emgdx.cli.console import labelled
 
 __all__ = ["COMMANDS", "app", "main"]
 
@@ -90,7 +91,6 @@ def main() -> None:
         app()
     except ModuleNotFoundError as exc:
         from emgdx.cli.console import err, missing_extra_message
-        from emgdx.terminal import labelled
 
         hint = missing_extra_message(exc)
         if hint is None:

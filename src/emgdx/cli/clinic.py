@@ -9,8 +9,7 @@ from typing import Annotated
 
 import typer
 
-from emgdx.cli.console import err, fail, out
-from emgdx.terminal import labelled
+from emgdx.cli import console as ui
 
 __all__ = ["DatabaseUrl", "app", "settings_or_exit"]
 
@@ -36,8 +35,8 @@ def settings_or_exit(database_url: str | None, **kw: object):
     try:
         from emgdx.clinic.settings import ClinicSettings
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        err.print(
-            labelled(
+        ui.err.print(
+            ui.labelled(
                 "error:",
                 "bold red",
                 f"the clinic service needs `pip install 'emgdx[serve]'` ({exc})",
@@ -57,7 +56,7 @@ def _database(database_url: str | None):
 def upgrade(database_url: DatabaseUrl = None) -> None:
     """Create or migrate the database schema (Alembic) to the current version."""
     db = _database(database_url)
-    out.print(f"database schema is current ({db.backend})")
+    ui.out.print(f"database schema is current ({db.backend})")
 
 
 @app.command("create")
@@ -72,8 +71,8 @@ def create(
     try:
         clinic_id = create_clinic(_database(database_url), name)
     except EmgdxError as exc:
-        raise fail(exc) from exc
-    out.print(f"created clinic {name!r} ({clinic_id})")
+        raise ui.fail(exc) from exc
+    ui.out.print(f"created clinic {name!r} ({clinic_id})")
 
 
 @app.command("token")
@@ -91,8 +90,8 @@ def token(
     try:
         secret = create_token(_database(database_url), name, label=label)
     except EmgdxError as exc:
-        raise fail(exc) from exc
-    err.print(f"token for {name!r} (shown once; only its hash is stored):")
+        raise ui.fail(exc) from exc
+    ui.err.print(f"token for {name!r} (shown once; only its hash is stored):")
     print(secret)  # plain stdout, so that scripts can capture it
 
 
@@ -108,10 +107,10 @@ def revoke(
     try:
         n = revoke_token(_database(database_url), prefix)
     except EmgdxError as exc:
-        raise fail(exc) from exc
+        raise ui.fail(exc) from exc
     if n == 0:
-        raise fail(ValueError("no live token starts with that prefix"))
-    out.print(f"revoked {n} token(s)")
+        raise ui.fail(ValueError("no live token starts with that prefix"))
+    ui.out.print(f"revoked {n} token(s)")
 
 
 @app.command("list")
@@ -120,7 +119,7 @@ def list_(database_url: DatabaseUrl = None) -> None:
     from emgdx.clinic.admin import list_clinics
 
     for clinic in list_clinics(_database(database_url)):
-        out.print(f"{clinic['name']}  ({clinic['id']})")
+        ui.out.print(f"{clinic['name']}  ({clinic['id']})")
         for t in clinic["tokens"]:  # type: ignore[attr-defined]
             state = "revoked" if t["revoked"] else "live"
-            out.print(f"    {t['prefix']}…  {state}  {t['label']}")
+            ui.out.print(f"    {t['prefix']}…  {state}  {t['label']}")

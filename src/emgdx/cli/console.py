@@ -1,7 +1,13 @@
-"""What every ``emgdx`` command shares: consoles, errors, option types, reading and loading.
+"""What every ``emgdx`` command shares: consoles, progress bars, errors, option types, reading
+and loading.
 
-Every console has markup off (:mod:`emgdx.terminal`): file names and messages are the user's
-text. A missing optional package ends a command with one line naming the extra to install.
+File names, record ids, clinic names and error messages are the user's text and may hold square
+brackets (``rec[1].hea``, ``pip install 'emgdx[ml]'``); rich would take those for markup and drop
+them, or fail on one that looks like a closing tag. So every console here has markup off, and
+styled text is built explicitly with :func:`labelled`. Library functions take ``on_progress``
+callbacks and know nothing of terminals; :func:`progress_bars` turns them into bars on stderr
+(so ``--json`` on stdout stays clean). A missing optional package ends a command with one line
+naming the extra to install.
 """
 
 from __future__ import annotations
@@ -10,26 +16,100 @@ import json
 import math
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
-from emgdx.config import json_ready
+from emgdx.config import ProgressCallback, json_ready
 from emgdx.errors import EmgdxError
-from emgdx.progress import ProgressCallback
-from emgdx.terminal import labelled, plain_console
 
 if TYPE_CHECKING:
     from emgdx.evaluation import CVResult
     from emgdx.pipeline import Pipeline
     from emgdx.recording import Cohort, Recording
 
+
+def plain_console(**kwargs: Any) -> Console:
+    """A rich console with markup off (tables, panels and prints show text as given)."""
+    return Console(markup=False, **kwargs)
+
+
+def labelled(label: str, style: str, message: str = "") -> Text:
+    """``label`` in ``style``, then ``message`` as plain text.
+
+    ``labelled("error:", "bold red", message)`` is the CLI's error line.
+    """
+    return Text.assemble((label, style), f" {message}" if message else "")
+
+
 out = plain_console()
 err = plain_console(stderr=True, soft_wrap=True)  # messages stay whole lines in logs
+
+
+@contextmanager
+def progress_bars(
+    *steps: str, enabled: bool = True, console: Console | None = None
+) -> Iterator[dict[str, ProgressCallback]]:
+    """Yield one ``on_progress(done, total)`` callback per step, all drawn in one live display.
+
+    A step's bar appears when its callback is first called, so bars show up in the order the
+    work happens. With ``enabled=False`` (or no terminal) the callbacks do nothing, so scripts
+    and CI logs stay quiet.
+    """
+    console = console or Console(stderr=True)
+    if not enabled or not console.is_terminal:
+        yield {step: _ignore for step in steps}
+        return
+    columns = (
+        TextColumn("{task.description:<16}", style="bold", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    # rich allows one live display at a time: every step is a task of this one Progress.
+    with Progress(*columns, console=console, transient=True) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def callback(step: str) -> ProgressCallback:
+            def update(done: int, total: int) -> None:
+                if step not in tasks:
+                    tasks[step] = bar.add_task(step, total=total)
+                bar.update(tasks[step], completed=done, total=total)
+
+            return update
+
+        yield {step: callback(step) for step in steps}
+
+
+@contextmanager
+def progress_bar(
+    description: str, *, enabled: bool = True, console: Console | None = None
+) -> Iterator[ProgressCallback]:
+    """Yield an ``on_progress(done, total)`` callback that drives one progress bar."""
+    with progress_bars(description, enabled=enabled, console=console) as callbacks:
+        yield callbacks[description]
+
+
+def _ignore(done: int, total: int) -> None:
+    """A progress callback that draws nothing."""
+
 
 EXTRA_OF_MODULE = {
     "torch": "ml",

@@ -9,18 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from emgdx.cli.console import (
-    Epochs,
-    ModelName,
-    evaluation_table,
-    fail,
-    json_default,
-    out,
-    print_json,
-    print_table,
-)
+from emgdx.cli import console as ui
 from emgdx.errors import EmgdxError
-from emgdx.progress import progress_bars
 
 if TYPE_CHECKING:
     pass
@@ -37,8 +27,8 @@ def demo(
             "--out", help="Folder for the report (report.html, results.json) and the records."
         ),
     ] = Path("emgdx-demo"),
-    model: ModelName = "",
-    epochs: Epochs = None,
+    model: ui.ModelName = "",
+    epochs: ui.Epochs = None,
     cv: Annotated[
         str, typer.Option("--cv", help="loso or kfold (subject-wise; the demo is never leaky).")
     ] = "",
@@ -52,7 +42,7 @@ def demo(
 
     show = not as_json
     steps = ("simulate", "prepare", "folds", "epochs")
-    with progress_bars(*steps, enabled=show) as hooks:
+    with ui.progress_bars(*steps, enabled=show) as hooks:
         try:
             result = run_demo(
                 seed=seed,
@@ -65,10 +55,10 @@ def demo(
                 on_progress=hooks,
             )
         except EmgdxError as exc:
-            raise fail(exc) from exc
+            raise ui.fail(exc) from exc
 
     if as_json:
-        print_json(result.to_dict())
+        ui.print_json(result.to_dict())
         return
     summary = result.to_dict()
     table = Table(title="emgdx demo — simulated cohort")
@@ -77,36 +67,36 @@ def demo(
         table.add_column(col, justify="left" if col == "label" else "right")
     for row in summary["classes"]:
         table.add_row(*(str(row[c]) for c in columns))
-    out.print(table)
+    ui.out.print(table)
     flags = ", ".join(f"{k}: {v}" for k, v in summary["qc_flag_counts"].items() if v) or "none"
-    out.print(f"QC flags: {flags}")
+    ui.out.print(f"QC flags: {flags}")
     score = summary["qc_score"]
     if score["faults_injected"]:
-        out.print(
+        ui.out.print(
             f"QC caught {score['faults_caught']} of {score['faults_injected']} injected faults "
             f"({', '.join(sorted(set(summary['injected_faults'].values())))}); "
             f"flagged {len(score['clean_flagged'])} of {score['clean_records']} clean records"
         )
-    out.print(
+    ui.out.print(
         f"windows: {summary['n_windows']} x {summary['window_samples']} samples "
         f"at {summary['window_fs_hz']:g} Hz"
     )
-    out.print("preprocessing: " + json.dumps(summary["preprocess"], default=json_default))
+    ui.out.print("preprocessing: " + json.dumps(summary["preprocess"], default=ui.json_default))
     if result.evaluation is not None:
         ev = summary["evaluation"]
-        print_table(
-            evaluation_table(
+        ui.print_table(
+            ui.evaluation_table(
                 result.evaluation,
                 f"{ev['model']} ({ev['epochs']} epochs), {ev['cv']} cross-validation: "
                 f"{ev['n_folds']} folds, {ev['n_windows']} windows",
             )
         )
-        out.print(f"subjects right: {ev['subjects_correct']} of {ev['subjects_total']}")
+        ui.out.print(f"subjects right: {ev['subjects_correct']} of {ev['subjects_total']}")
     timing = ", ".join(f"{k} {v:.2f} s" for k, v in summary["seconds"].items())
-    out.print(f"time: {timing}")
-    out.print(f"records written to {out_dir / 'records'}")
+    ui.out.print(f"time: {timing}")
+    ui.out.print(f"records written to {out_dir / 'records'}")
     if result.report is not None:
-        out.print(
+        ui.out.print(
             f"report: {result.report['html']}  (results: {result.report['json']})",
             soft_wrap=True,
         )

@@ -9,29 +9,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.text import Text
 
-from emgdx.cli.console import (
-    LEAKY_WARNING,
-    Epochs,
-    FsHz,
-    ModelName,
-    Representation,
-    Seed,
-    Task,
-    Threads,
-    err,
-    evaluation_summary,
-    evaluation_table,
-    fail,
-    make_pipeline,
-    out,
-    print_json,
-    print_table,
-    read_folder,
-    set_threads,
-)
+from emgdx.cli import console as ui
+from emgdx.config import ProgressCallback
 from emgdx.errors import EmgdxError
-from emgdx.progress import ProgressCallback, progress_bars
-from emgdx.terminal import labelled
 
 if TYPE_CHECKING:
     from emgdx.pipeline import Pipeline
@@ -61,7 +41,7 @@ class _FoldPipeline:
 @app.command()
 def evaluate(
     data: Annotated[Path, typer.Argument(help="Folder of labelled records (read_cohort).")],
-    model: ModelName = "cnn1d",
+    model: ui.ModelName = "cnn1d",
     cv: Annotated[
         str,
         typer.Option(
@@ -74,43 +54,43 @@ def evaluate(
     out_dir: Annotated[
         Path, typer.Option("--out", help="Folder for results.json and report.html.")
     ] = Path("emgdx-report"),
-    task: Task = "3class",
-    epochs: Epochs = None,
-    seed: Seed = 0,
-    representation: Representation = None,
+    task: ui.Task = "3class",
+    epochs: ui.Epochs = None,
+    seed: ui.Seed = 0,
+    representation: ui.Representation = None,
     n_boot: Annotated[
         int, typer.Option("--n-boot", min=0, help="Subject-bootstrap replicates for the CIs.")
     ] = 1000,
-    threads: Threads = None,
-    fs_hz: FsHz = None,
+    threads: ui.Threads = None,
+    fs_hz: ui.FsHz = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
 ) -> None:
     """Cross-validate a model subject-wise and write results.json + report.html."""
     from emgdx.evaluation import CV_SCHEMES, LeakyEvaluationWarning, cross_validate, write_report
 
     if cv not in CV_SCHEMES:
-        err.print(
-            labelled(
+        ui.err.print(
+            ui.labelled(
                 "error:", "bold red", f"--cv must be one of {', '.join(CV_SCHEMES)}, got {cv!r}"
             )
         )
         raise typer.Exit(code=2)
     show = not as_json
-    set_threads(threads)
+    ui.set_threads(threads)
     leaky = cv == "leaky"
     if leaky:
-        err.print(Text(LEAKY_WARNING, "bold red"))
+        ui.err.print(Text(ui.LEAKY_WARNING, "bold red"))
     try:
         # Built once up front so a bad --model / --task fails before any reading.
-        probe = make_pipeline(model, task, epochs, seed, representation)
-        with progress_bars("reading", "preparing", "folds", "epochs", enabled=show) as hooks:
-            cohort = read_folder(data, fs_hz, hooks["reading"])
+        probe = ui.make_pipeline(model, task, epochs, seed, representation)
+        with ui.progress_bars("reading", "preparing", "folds", "epochs", enabled=show) as hooks:
+            cohort = ui.read_folder(data, fs_hz, hooks["reading"])
             # QC and preprocessing fit nothing: done once, then split by subject
             windows = probe.prepare(cohort, on_progress=hooks["preparing"])
 
             def make() -> _FoldPipeline:
                 return _FoldPipeline(
-                    make_pipeline(model, task, epochs, seed, representation), hooks["epochs"]
+                    ui.make_pipeline(model, task, epochs, seed, representation), hooks["epochs"]
                 )
 
             with warnings.catch_warnings():
@@ -138,10 +118,10 @@ def evaluate(
             title += " (LEAKY DEMONSTRATION)"
         paths = write_report(result, out_dir, title=title)
     except EmgdxError as exc:
-        raise fail(exc) from exc
+        raise ui.fail(exc) from exc
 
     if as_json:
-        print_json(
+        ui.print_json(
             {
                 "model": probe.model_name,
                 "cv": result.cv,
@@ -149,21 +129,21 @@ def evaluate(
                 "task": task,
                 "n_folds": len(result.folds),
                 "n_windows": len(result.index),
-                "metrics": evaluation_summary(result),
+                "metrics": ui.evaluation_summary(result),
                 "report": {k: str(v) for k, v in paths.items()},
             }
         )
         return
     n_subjects = result.index["subject_id"].nunique()
-    print_table(
-        evaluation_table(
+    ui.print_table(
+        ui.evaluation_table(
             result,
             f"{title} — {n_subjects} subjects, {len(result.folds)} folds "
             "(mean-probability aggregation)",
         )
     )
     fit_s = sum(f["fit_s"] for f in result.folds)
-    out.print(f"training time over all folds: {fit_s:.1f} s")
-    out.print(f"report: {paths['html']}  (results: {paths['json']})", soft_wrap=True)
+    ui.out.print(f"training time over all folds: {fit_s:.1f} s")
+    ui.out.print(f"report: {paths['html']}  (results: {paths['json']})", soft_wrap=True)
     if leaky:
-        err.print(Text(LEAKY_WARNING, "bold red"))
+        ui.err.print(Text(ui.LEAKY_WARNING, "bold red"))

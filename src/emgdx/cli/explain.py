@@ -9,15 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.text import Text
 
-from emgdx.cli.console import (
-    ExplainMethod,
-    FsHz,
-    fail,
-    load_pipeline,
-    out,
-    print_json,
-    read_records,
-)
+from emgdx.cli import console as ui
 from emgdx.config import json_ready
 from emgdx.errors import EmgdxError
 
@@ -34,14 +26,14 @@ def explain(
     out_dir: Annotated[
         Path, typer.Option("--out", help="Folder for the figures and explanation.json.")
     ] = Path("explanation"),
-    method: ExplainMethod = "integrated_gradients",
+    method: ui.ExplainMethod = "integrated_gradients",
     target: Annotated[
         str | None,
         typer.Option("--target", help="Class to explain (default: the predicted class)."),
     ] = None,
     segments: Annotated[int, typer.Option("--segments", min=1, help="Top segments.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    fs_hz: FsHz = None,
+    fs_hz: ui.FsHz = None,
 ) -> None:
     """Why the model decided what it did: evidence on the signal, figures and top segments."""
     import numpy as np
@@ -49,10 +41,10 @@ def explain(
     from emgdx.explain import attribute_record, feature_importance, top_segments
     from emgdx.explain import figures as figs
 
-    pipe = load_pipeline(model_dir)
-    records, problems = read_records([file], fs_hz)
+    pipe = ui.load_pipeline(model_dir)
+    records, problems = ui.read_records([file], fs_hz)
     if problems:
-        raise fail(EmgdxError(problems[0]))
+        raise ui.fail(EmgdxError(problems[0]))
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
     results: list[dict[str, Any]] = []
@@ -93,17 +85,17 @@ def explain(
                 }
             )
     except EmgdxError as exc:
-        raise fail(exc) from exc
+        raise ui.fail(exc) from exc
     summary = {"model": pipe.model_name, "file": str(file), "records": results}
     (out_dir / "explanation.json").write_text(json.dumps(json_ready(summary), indent=2) + "\n")
     if as_json:
-        print_json(summary)
+        ui.print_json(summary)
         return
     for r in results:
         if "record_id" not in r:
             continue
         probs = ", ".join(f"{k} {v:.2f}" for k, v in r["probabilities"].items())
-        out.print(
+        ui.out.print(
             Text.assemble(
                 (r["record_id"], "bold"),
                 ": evidence for ",
@@ -112,8 +104,8 @@ def explain(
             )
         )
         for i, seg in enumerate(r["top_segments"], start=1):
-            out.print(
+            ui.out.print(
                 f"  {i}. {seg['start_s']:.3f}–{seg['end_s']:.3f} s: "
                 f"{100 * seg['share']:.0f} % of the evidence, peak {seg['peak_uv']:.0f} µV"
             )
-    out.print(f"figures: {', '.join(written)}")
+    ui.out.print(f"figures: {', '.join(written)}")

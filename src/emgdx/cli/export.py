@@ -7,12 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from emgdx.cli.console import (
-    fail,
-    load_pipeline,
-    out,
-    print_json,
-)
+from emgdx.cli import console as ui
 from emgdx.errors import ConfigError, EmgdxError
 
 if TYPE_CHECKING:
@@ -34,21 +29,23 @@ def export_model(
     from emgdx.deploy import export_pipeline
 
     if not onnx:
-        raise fail(ConfigError("choose a format: --onnx (the only one so far)"))
-    pipe = load_pipeline(model_dir)
+        raise ui.fail(ConfigError("choose a format: --onnx (the only one so far)"))
+    pipe = ui.load_pipeline(model_dir)
     try:
         result = export_pipeline(pipe, model_dir, int8=int8)
     except (EmgdxError, ImportError) as exc:
-        raise fail(exc) from exc
+        raise ui.fail(exc) from exc
     if as_json:
-        print_json(result.to_dict())
+        ui.print_json(result.to_dict())
         return
     for backend, path in result.files.items():
         check = result.parity[backend]
-        out.print(
+        ui.out.print(
             f"{path}  {result.sizes[backend] / 1024:.0f} KiB  parity with torch on "
             f"{check['n']} random inputs: max |Δp| {check['max_abs_prob_diff']:.2g}, "
             f"same class {100 * check['argmax_agreement']:.1f} %",
             soft_wrap=True,
         )
-    out.print(f"`emgdx predict` and `emgdx serve` now use {result.files['onnx'].name} (--backend)")
+    ui.out.print(
+        f"`emgdx predict` and `emgdx serve` now use {result.files['onnx'].name} (--backend)"
+    )

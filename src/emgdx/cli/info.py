@@ -13,16 +13,9 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from emgdx.cli.console import (
-    err,
-    fail,
-    json_default,
-    out,
-    print_table,
-)
+from emgdx.cli import console as ui
 from emgdx.config import json_ready
 from emgdx.errors import EmgdxError, SamplingRateError
-from emgdx.progress import progress_bar
 
 if TYPE_CHECKING:
     pass
@@ -61,17 +54,17 @@ def info(
     show = not as_json
     try:
         if path.is_dir():
-            with progress_bar("reading", enabled=show) as cb, warnings.catch_warnings():
+            with ui.progress_bar("reading", enabled=show) as cb, warnings.catch_warnings():
                 # unreadable files are listed below (and in the JSON), not as Python warnings
                 warnings.simplefilter("ignore", UnreadableFileWarning)
                 cohort = read_cohort(path, on_progress=cb, fs_hz=fs_hz)
         else:
             cohort = Cohort.from_recordings(read(path, fs_hz=fs_hz))
         if qc:
-            with progress_bar("quality control", enabled=show) as cb:
+            with ui.progress_bar("quality control", enabled=show) as cb:
                 assess_cohort(cohort, on_progress=cb)
     except EmgdxError as exc:
-        raise fail(exc) from exc
+        raise ui.fail(exc) from exc
 
     manifest = cohort.manifest
     columns = [c for c in INFO_COLUMNS if c in manifest.columns]
@@ -79,7 +72,7 @@ def info(
     errors = [{"path": getattr(e, "path", None), "problem": str(e)} for e in cohort.errors]
     if as_json:
         payload = {"records": rows, "unreadable": errors}
-        sys.stdout.write(json.dumps(payload, indent=2, default=json_default) + "\n")
+        sys.stdout.write(json.dumps(payload, indent=2, default=ui.json_default) + "\n")
         return
 
     table = Table(
@@ -97,19 +90,19 @@ def info(
         table.add_row(*(_format_cell(c, row[c]) for c in columns))
     # A pipe or file gets the whole table (rich would squeeze it to 80 columns); a terminal
     # gets what fits its width.
-    print_table(table)
+    ui.print_table(table)
     if qc:
         flagged = manifest[manifest["qc_flags"] != ""]
         counts = {f: int(manifest[f"qc_{f}"].sum()) for f in QC_FLAGS}
         detail = ", ".join(f"{f} {n}" for f, n in counts.items() if n) or "none"
-        out.print(f"QC: {len(flagged)} of {len(manifest)} record(s) flagged ({detail})")
+        ui.out.print(f"QC: {len(flagged)} of {len(manifest)} record(s) flagged ({detail})")
     if errors:
         sys.stdout.flush()  # the table first, then the problems, also when both go to a log
-        err.print(Text(f"{len(errors)} file(s) could not be read:", "bold yellow"))
+        ui.err.print(Text(f"{len(errors)} file(s) could not be read:", "bold yellow"))
         for e in errors:
-            err.print(f"  {e['problem']}")
+            ui.err.print(f"  {e['problem']}")
         if any(isinstance(e, SamplingRateError) for e in cohort.errors):
-            err.print("hint: give the sampling rate of files that store none with --fs-hz")
+            ui.err.print("hint: give the sampling rate of files that store none with --fs-hz")
 
 
 INFO_HEADERS = {

@@ -20,8 +20,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from emgdx.cli.console import labelled, plain_console
 from emgdx.config import json_ready
-from emgdx.terminal import labelled, plain_console
 
 __all__ = ["app"]
 

@@ -11,17 +11,9 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from emgdx.cli.console import (
-    BackendOpt,
-    FsHz,
-    err,
-    load_pipeline,
-    print_json,
-    print_table,
-)
+from emgdx.cli import console as ui
 from emgdx.config import json_ready
 from emgdx.errors import EmgdxError
-from emgdx.progress import progress_bar
 
 if TYPE_CHECKING:
     from emgdx.pipeline import Pipeline
@@ -34,17 +26,17 @@ def predict(
     model_dir: Annotated[Path, typer.Argument(help="A folder written by `emgdx train`.")],
     files: Annotated[list[Path], typer.Argument(help="Record files to classify.")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    fs_hz: FsHz = None,
-    backend: BackendOpt = "auto",
+    fs_hz: ui.FsHz = None,
+    backend: ui.BackendOpt = "auto",
 ) -> None:
     """Class probabilities with intervals, prediction, QC and notes per record of each file."""
     from emgdx.io import read
 
-    pipe = load_pipeline(model_dir, backend)
+    pipe = ui.load_pipeline(model_dir, backend)
     rows: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
     show = not as_json
-    with progress_bar("predicting", enabled=show) as cb:
+    with ui.progress_bar("predicting", enabled=show) as cb:
         cb(0, len(files))
         for i, path in enumerate(files):
             try:
@@ -67,7 +59,7 @@ def predict(
             cb(i + 1, len(files))
 
     if as_json:
-        print_json(
+        ui.print_json(
             {
                 "model": {
                     "dir": str(model_dir),
@@ -82,9 +74,9 @@ def predict(
         _print_predictions(pipe, rows)
         if failed:
             sys.stdout.flush()
-            err.print(Text(f"{len(failed)} problem(s):", "bold red"))
+            ui.err.print(Text(f"{len(failed)} problem(s):", "bold red"))
             for f in failed:
-                err.print(f"  {f['problem']}")
+                ui.err.print(f"  {f['problem']}")
     if failed:
         raise typer.Exit(code=1)
 
@@ -116,4 +108,4 @@ def _print_predictions(pipe: Pipeline, rows: list[dict[str, Any]]) -> None:
             (r.get("qc_flags") or "ok") if "qc_flags" in r else "-",
             "-" if usable is None else f"{100 * usable:.0f}%",
         )
-    print_table(table)
+    ui.print_table(table)

@@ -7,17 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from emgdx.cli.console import (
-    ExplainMethod,
-    FsHz,
-    err,
-    fail,
-    load_pipeline,
-    out,
-    read_records,
-)
+from emgdx.cli import console as ui
 from emgdx.errors import ConfigError, EmgdxError
-from emgdx.terminal import labelled
 
 if TYPE_CHECKING:
     pass
@@ -36,23 +27,23 @@ def report(
         str | None, typer.Option("--patient", help="Patient identifier shown on the report.")
     ] = None,
     visit: Annotated[str | None, typer.Option("--visit", help="Visit date or identifier.")] = None,
-    method: ExplainMethod = "integrated_gradients",
+    method: ui.ExplainMethod = "integrated_gradients",
     figures: Annotated[
         int, typer.Option("--figures", min=0, max=3, help="Evidence figures per record (0-3).")
     ] = 3,
-    fs_hz: FsHz = None,
+    fs_hz: ui.FsHz = None,
 ) -> None:
     """The clinical report (HTML or PDF) of one record or of a patient visit."""
     from emgdx.report import build_report, write_report
 
     if out_file.suffix.lower() not in (".html", ".htm", ".pdf"):
-        raise fail(ConfigError(f"{out_file}: --out must end in .html or .pdf"))
-    pipe = load_pipeline(model_dir)
-    records, problems = read_records(files, fs_hz)
+        raise ui.fail(ConfigError(f"{out_file}: --out must end in .html or .pdf"))
+    pipe = ui.load_pipeline(model_dir)
+    records, problems = ui.read_records(files, fs_hz)
     for problem in problems:
-        err.print(labelled("skipped:", "bold red", str(problem)))
+        ui.err.print(ui.labelled("skipped:", "bold red", str(problem)))
     if not records:
-        raise fail(EmgdxError("no readable recording to report on"))
+        raise ui.fail(EmgdxError("no readable recording to report on"))
     try:
         rep = build_report(
             pipe,
@@ -64,7 +55,7 @@ def report(
         )
         path = write_report(rep, out_file)
     except EmgdxError as exc:
-        raise fail(exc) from exc
-    out.print(f"{rep.summary_line}\nreport: {path}")
+        raise ui.fail(exc) from exc
+    ui.out.print(f"{rep.summary_line}\nreport: {path}")
     if problems:
         raise typer.Exit(code=1)

@@ -12,9 +12,8 @@ from typing import Annotated
 
 import typer
 
+from emgdx.cli import console as ui
 from emgdx.cli.clinic import DatabaseUrl, settings_or_exit
-from emgdx.cli.console import err, fail
-from emgdx.terminal import labelled
 
 app = typer.Typer(add_completion=False)
 
@@ -80,18 +79,18 @@ def serve(
     if model is None and demo_model:
         model = default_data_dir() / "demo-model"
         if not (model / "pipeline.json").exists():
-            err.print(f"training a demo model on simulated data into {model} (about a minute)…")
+            ui.err.print(f"training a demo model on simulated data into {model} (about a minute)…")
             train_demo_model(model)
-        err.print(
-            labelled(
+        ui.err.print(
+            ui.labelled(
                 "warning:",
                 "bold yellow",
                 "the demo model is trained on simulated EMG; it is not for patients",
             )
         )
     if model is None:
-        err.print(
-            labelled(
+        ui.err.print(
+            ui.labelled(
                 "warning:",
                 "bold yellow",
                 "no model (--model or EMGDX_MODEL_DIR): analyses answer 503",
@@ -107,16 +106,16 @@ def serve(
         )
         application = create_app(settings)
     except EmgdxError as exc:
-        raise fail(exc) from exc
+        raise ui.fail(exc) from exc
     if host not in ("127.0.0.1", "localhost", "::1"):
-        err.print(
-            labelled(
+        ui.err.print(
+            ui.labelled(
                 "note:",
                 "bold yellow",
                 "listening beyond loopback: put a TLS reverse proxy in front",
             )
         )
-    err.print(
+    ui.err.print(
         f"emgdx clinic service on http://{host}:{port}/ (API docs at /docs), "
         f"database {settings.database_url.split('@')[-1]}"
     )

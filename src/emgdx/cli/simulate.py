@@ -7,12 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from emgdx.cli.console import (
-    fail,
-    out,
-)
+from emgdx.cli import console as ui
 from emgdx.errors import EmgdxError
-from emgdx.progress import progress_bar
 
 if TYPE_CHECKING:
     pass
@@ -33,7 +29,7 @@ def simulate(
     from emgdx.simulate import simulate_cohort, write_cohort
 
     try:
-        with progress_bar("simulating") as cb:
+        with ui.progress_bar("simulating") as cb:
             sim = simulate_cohort(
                 n_subjects_per_class=subjects_per_class,
                 records_per_subject=records_per_subject,
@@ -44,7 +40,7 @@ def simulate(
             )
         write_cohort(sim, out_dir)
     except EmgdxError as exc:
-        raise fail(exc) from exc
-    out.print(
+        raise ui.fail(exc) from exc
+    ui.out.print(
         f"wrote {len(sim.cohort)} records of {len(sim.cohort.subjects)} subjects to {out_dir}"
     )

@@ -8,23 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.text import Text
 
-from emgdx.cli.console import (
-    Epochs,
-    FsHz,
-    ModelName,
-    Representation,
-    Seed,
-    Task,
-    Threads,
-    fail,
-    make_pipeline,
-    out,
-    print_json,
-    read_folder,
-    set_threads,
-)
+from emgdx.cli import console as ui
 from emgdx.errors import ConfigError, EmgdxError
-from emgdx.progress import progress_bars
 
 if TYPE_CHECKING:
     from emgdx.pipeline import Pipeline
@@ -44,19 +29,19 @@ def _class_counts(windows: Windows, pipe: Pipeline) -> dict[str, int]:
 @app.command()
 def train(
     data: Annotated[Path, typer.Argument(help="Folder of labelled records (read_cohort).")],
-    model: ModelName = "cnn1d",
+    model: ui.ModelName = "cnn1d",
     out_dir: Annotated[
         Path, typer.Option("--out", help="Folder to save the fitted pipeline into.")
     ] = Path("emgdx-model"),
-    task: Task = "3class",
-    epochs: Epochs = None,
-    seed: Seed = 0,
-    representation: Representation = None,
+    task: ui.Task = "3class",
+    epochs: ui.Epochs = None,
+    seed: ui.Seed = 0,
+    representation: ui.Representation = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing model folder.")
     ] = False,
-    threads: Threads = None,
-    fs_hz: FsHz = None,
+    threads: ui.Threads = None,
+    fs_hz: ui.FsHz = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
     init_from: Annotated[
         Path | None,
@@ -81,9 +66,9 @@ def train(
     from emgdx.training import TrainConfig
 
     show = not as_json
-    set_threads(threads)
+    ui.set_threads(threads)
     try:
-        pipe = make_pipeline(model, task, epochs, seed, representation)
+        pipe = ui.make_pipeline(model, task, epochs, seed, representation)
         if freeze != "none" and init_from is None:
             raise ConfigError("--freeze needs --init-from (a pretrained model to freeze)")
         pipe.train = TrainConfig.from_dict({**pipe.train.to_dict(), "freeze": freeze})
@@ -92,15 +77,15 @@ def train(
         if out_dir.exists() and not overwrite:
             # checked before minutes of training, not after
             raise ConfigError(f"{out_dir}: already exists (use --overwrite to replace it)")
-        with progress_bars("reading", "preparing", "training", enabled=show) as hooks:
-            cohort = read_folder(data, fs_hz, hooks["reading"])
+        with ui.progress_bars("reading", "preparing", "training", enabled=show) as hooks:
+            cohort = ui.read_folder(data, fs_hz, hooks["reading"])
             windows = pipe.prepare(cohort, on_progress=hooks["preparing"])
             t0 = time.perf_counter()
             pipe.fit(windows, on_progress=hooks["training"], init_from=pretrained)
             train_s = time.perf_counter() - t0
         saved = pipe.save(out_dir, overwrite=overwrite)
     except EmgdxError as exc:
-        raise fail(exc) from exc
+        raise ui.fail(exc) from exc
 
     counts = _class_counts(windows, pipe)
     result = pipe.train_result_
@@ -124,10 +109,10 @@ def train(
         "freeze": freeze,
     }
     if as_json:
-        print_json(summary)
+        ui.print_json(summary)
         return
     per_class = ", ".join(f"{k} {v}" for k, v in counts.items())
-    out.print(
+    ui.out.print(
         Text.assemble(
             "trained ",
             (pipe.model_name, "bold"),
@@ -138,8 +123,8 @@ def train(
     )
     if result is not None:
         stop = ", stopped early" if result.stopped_early else ""
-        out.print(
+        ui.out.print(
             f"best epoch {result.best_epoch} of {len(result.history)}{stop} (validation "
             f"subjects: {', '.join(result.val_subjects) or 'none'}; device {result.device})"
         )
-    out.print(f"saved to {saved}", soft_wrap=True)
+    ui.out.print(f"saved to {saved}", soft_wrap=True)

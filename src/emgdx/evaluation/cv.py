@@ -23,6 +23,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from emgdx.config import ProgressCallback
 from emgdx.errors import ConfigError, SignalError
 from emgdx.evaluation.aggregate import LEVELS, METHODS, Method, aggregate_all
 from emgdx.evaluation.metrics import SCALAR_METRICS, evaluate_table, per_subject_table
@@ -34,7 +35,6 @@ from emgdx.evaluation.splits import (
     loso,
 )
 from emgdx.preprocess import PreprocessConfig
-from emgdx.progress import ProgressCallback
 from emgdx.recording import Cohort, Windows
 from emgdx.tasks import class_names as task_class_names
 from emgdx.tasks import encode_labels

@@ -566,7 +566,7 @@ def feature_importance(
         y, keep = encode_labels(windows.index["label"].to_numpy(), pipeline.task)
         inputs = pipeline.model_inputs(windows.select(keep))
     values, std = pipeline.model_.feature_importance(
-        method, inputs, y, n_repeats=n_repeats, seed=seed, scoring=scoring
+        method, inputs, y, n_repeats=n_repeats, random_state=seed, scoring=scoring
     )
     if len(names) != values.size:
         names = [f"feature_{i}" for i in range(values.size)]

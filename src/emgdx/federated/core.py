@@ -233,23 +233,24 @@ def evaluate_local(pipe: Any, test_windows: Any) -> tuple[dict[str, float], Any,
         ``balanced-accuracy``, ``roc-auc`` (macro, NaN when a class is absent),
         ``num-examples`` (records); window probabilities and the windows' index.
     """
-    from emgdx.evaluation.aggregate import aggregate_all
-    from emgdx.evaluation.metrics import classification_metrics
-
     probs = pipe.predict_windows(test_windows)
-    frames = aggregate_all(probs, test_windows.index, method=pipe.aggregation, task=pipe.task)
-    rec = frames["record"]
-    names = list(pipe.class_names)
-    labelled = rec["y_true"].to_numpy() >= 0
-    y = rec.loc[labelled, "y_true"].to_numpy()
-    scores = rec.loc[labelled, [f"p_{c}" for c in names]].to_numpy()
-    m = classification_metrics(y, scores, names)
-    out = {
-        "balanced-accuracy": float(m["balanced_accuracy"]),
-        "roc-auc": float(m["roc_auc"]),
-        "num-examples": int(labelled.sum()),
+    m = _metrics(probs, test_windows.index, pipe.task, pipe.aggregation)["record"]
+    out = {"balanced-accuracy": m["balanced_accuracy"], "roc-auc": m["roc_auc"]}
+    return {**out, "num-examples": int(m["n"])}, probs, test_windows.index
+
+
+def _metrics(probs: np.ndarray, index: Any, task: str, method: Any) -> dict[str, dict[str, float]]:
+    """Balanced accuracy, macro AUC and n at record and subject level (no bootstrap)."""
+    from emgdx.evaluation.cv import evaluate_predictions
+
+    _, ev = evaluate_predictions(probs, index, task=task, methods=(method,), n_boot=0)
+    return {
+        level: {k: float(ev["all"][method][level]["metrics"][k]) for k in _METRICS}
+        for level in ("record", "subject")
     }
-    return out, probs, test_windows.index
+
+
+_METRICS = ("balanced_accuracy", "roc_auc", "n")
 
 
 def write_predictions(out_dir: str, site: str, probs: np.ndarray, index: Any) -> Path:
@@ -282,23 +283,11 @@ def pooled_metrics(
     Only on one machine (simulation, loopback demo, the benchmark): in a real federation the
     predictions stay at the sites.
     """
-    from emgdx.evaluation.cv import evaluate_predictions
-
     names = [s.name for s in sites if s.test_subjects]
     folder = Path(out_dir) / "predictions"
     if not names or not all((folder / f"{n}.npy").exists() for n in names):
         return None
-    probs, index = read_predictions(out_dir, names)
-    _, ev = evaluate_predictions(probs, index, task=task, methods=("mean",), n_boot=0)
-    out: dict[str, dict[str, float]] = {}
-    for level in ("record", "subject"):
-        m = ev["all"]["mean"][level]["metrics"]
-        out[level] = {
-            "balanced_accuracy": float(m["balanced_accuracy"]),
-            "roc_auc": float(m["roc_auc"]),
-            "n": float(m["n"]),
-        }
-    return out
+    return _metrics(*read_predictions(out_dir, names), task, "mean")
 
 
 def split_sites(

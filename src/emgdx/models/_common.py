@@ -13,7 +13,14 @@ from torch import nn
 
 from emgdx.errors import ConfigError
 
-__all__ = ["AuxHead", "check_dropout", "count_parameters", "ms_to_samples", "shape_of"]
+__all__ = [
+    "AuxHead",
+    "check_dropout",
+    "conv1d_blocks",
+    "count_parameters",
+    "ms_to_samples",
+    "shape_of",
+]
 
 
 def ms_to_samples(ms: float, fs_hz: float, *, minimum: int = 1) -> int:
@@ -30,6 +37,49 @@ def check_dropout(dropout: float) -> float:
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
     return float(dropout)
+
+
+def conv1d_blocks(
+    n_chans: int,
+    n_times: int,
+    fs_hz: float,
+    n_filters: Sequence[int],
+    first_kernel_ms: float,
+    first_stride_ms: float,
+    kernel_size: int,
+    pool: int,
+    dropout: float,
+    pool_last: bool,
+) -> tuple[list[nn.Module], int, int]:
+    """``(blocks, output length, channels)``: Conv1d-BatchNorm-ReLU-MaxPool-Dropout1d blocks of
+    the waveform models, the first strided in ms and pooled by 2, the last unpooled unless
+    ``pool_last``; they stop early once the length is down to nothing (< 1)."""
+    if n_chans < 1 or n_times < 1:
+        raise ConfigError(f"n_chans and n_times must be >= 1, got {n_chans}, {n_times}")
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        # odd kernels with "same" padding keep the length arithmetic simple
+        raise ConfigError(f"kernel_size must be odd and >= 1, got {kernel_size}")
+    check_dropout(dropout)
+    first_kernel = ms_to_samples(first_kernel_ms, fs_hz, minimum=3)
+    first_stride = ms_to_samples(first_stride_ms, fs_hz)
+    blocks: list[nn.Module] = []
+    in_ch, length = n_chans, (n_times - first_kernel) // first_stride + 1
+    for i, out_ch in enumerate(n_filters):
+        conv = (
+            nn.Conv1d(in_ch, out_ch, first_kernel, stride=first_stride, bias=False)
+            if i == 0
+            else nn.Conv1d(in_ch, out_ch, kernel_size, padding=kernel_size // 2, bias=False)
+        )
+        layers: list[nn.Module] = [conv, nn.BatchNorm1d(out_ch), nn.ReLU()]
+        if pool_last or i < len(n_filters) - 1:
+            p = 2 if i == 0 else pool
+            layers += [nn.MaxPool1d(p), nn.Dropout1d(dropout / 3)]
+            length //= p
+        blocks.append(nn.Sequential(*layers))
+        in_ch = out_ch
+        if length < 1:
+            break
+    return blocks, length, in_ch
 
 
 def shape_of(

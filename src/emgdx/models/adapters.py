@@ -6,7 +6,7 @@ ask which library is behind it; this module is the only place that does::
     adapter.fit(inputs, y, groups, train)       torch: emgdx.training.fit_torch; sklearn: .fit
     adapter.predict_proba(inputs)               [n, n_classes] float64
     adapter.get_state() / set_state(state)      named numpy arrays (federated exchange, transfer)
-    adapter.save(path) / load_adapter(...)      safetensors, never pickle
+    adapter.save(path) / adapter.load(path)     safetensors, never pickle
 
 Capabilities are attributes, not library checks: :attr:`ModelAdapter.explanation` says how a
 decision is explained (``"attribution"`` on the signal, or ``"feature_importance"``),
@@ -29,7 +29,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -53,7 +53,6 @@ __all__ = [
     "TorchAdapter",
     "attach_backend",
     "build_adapter",
-    "load_adapter",
     "onnx_available",
     "read_manifest",
     "sha256_file",
@@ -154,16 +153,10 @@ class ModelAdapter:
         return None
 
     def feature_importance(
-        self,
-        method: Literal["permutation", "model"],
-        inputs: Inputs | None = None,
-        y: np.ndarray | None = None,
-        *,
-        n_repeats: int = 5,
-        seed: int = 0,
-        scoring: str | Callable[..., float] = "balanced_accuracy",
+        self, method: str, inputs: Inputs | None = None, y: np.ndarray | None = None, **options: Any
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Per-feature importance and its spread (classical models)."""
+        """Per-feature importance and its spread (classical models; ``options`` as in
+        :func:`sklearn.inspection.permutation_importance`)."""
         raise ConfigError("feature_importance is for classical models; use attribute_windows")
 
 
@@ -289,17 +282,7 @@ class SklearnAdapter(ModelAdapter):
 
         return feature_matrix(inputs)
 
-    def fit(
-        self,
-        inputs: Inputs,
-        y: np.ndarray,
-        groups: np.ndarray,
-        train: TrainConfig,
-        *,
-        fs_hz: float,
-        on_progress: Callable[[int, int], None] | None = None,
-        proximal_mu: float = 0.0,
-    ) -> None:
+    def fit(self, inputs: Inputs, y: np.ndarray, *_: Any, **__: Any) -> None:
         self.set_state({"train_x": self.features(inputs), "train_y": np.asarray(y)})
 
     def _proba(self, features: np.ndarray) -> np.ndarray:
@@ -349,14 +332,7 @@ class SklearnAdapter(ModelAdapter):
             )
 
     def feature_importance(
-        self,
-        method: Literal["permutation", "model"],
-        inputs: Inputs | None = None,
-        y: np.ndarray | None = None,
-        *,
-        n_repeats: int = 5,
-        seed: int = 0,
-        scoring: str | Callable[..., float] = "balanced_accuracy",
+        self, method: str, inputs: Inputs | None = None, y: np.ndarray | None = None, **options: Any
     ) -> tuple[np.ndarray, np.ndarray]:
         if method == "model":
             est = self.estimator
@@ -376,14 +352,7 @@ class SklearnAdapter(ModelAdapter):
 
         if inputs is None or y is None or len(y) == 0:
             raise ConfigError("permutation importance needs labelled windows")
-        result = permutation_importance(
-            self.estimator,
-            self.features(inputs),
-            y,
-            n_repeats=n_repeats,
-            random_state=seed,
-            scoring=scoring,
-        )
+        result = permutation_importance(self.estimator, self.features(inputs), y, **options)
         return result.importances_mean, result.importances_std
 
 
@@ -605,9 +574,3 @@ def attach_backend(
             "export again with `emgdx export`"
         )
     return OnnxAdapter(adapter, OnnxModel(path, max_batch=MAX_BATCH[chosen]), chosen)
-
-
-def load_adapter(adapter: ModelAdapter, path: Path) -> ModelAdapter:
-    """``adapter`` (built unfitted from the saved config) with the state saved at ``path``."""
-    adapter.load(path)
-    return adapter

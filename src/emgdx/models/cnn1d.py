@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from emgdx.errors import ConfigError
-from emgdx.models._common import AuxHead, check_dropout, ms_to_samples
+from emgdx.models._common import AuxHead, conv1d_blocks
 
 __all__ = ["CNN1D"]
 
@@ -68,41 +68,14 @@ class CNN1D(nn.Module):
         dropout: float = 0.3,
     ) -> None:
         super().__init__()
-        if n_chans < 1 or n_times < 1:
-            raise ConfigError(f"n_chans and n_times must be >= 1, got {n_chans}, {n_times}")
         if len(n_filters) < 2:
             raise ConfigError(f"n_filters needs at least 2 blocks, got {tuple(n_filters)}")
         if pool < 1:
             raise ConfigError(f"pool must be >= 1, got {pool}")
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            # odd kernels with "same" padding keep the length arithmetic simple
-            raise ConfigError(f"kernel_size must be odd and >= 1, got {kernel_size}")
-        check_dropout(dropout)
         self.n_chans, self.n_times, self.fs_hz = int(n_chans), int(n_times), float(fs_hz)
         self.n_classes, self.n_aux = int(n_classes), int(n_aux)
-
-        first_kernel = ms_to_samples(first_kernel_ms, fs_hz, minimum=3)
-        first_stride = ms_to_samples(first_stride_ms, fs_hz)
-        blocks: list[nn.Module] = []
-        in_ch = self.n_chans
-        length = (self.n_times - first_kernel) // first_stride + 1
-        for i, out_ch in enumerate(n_filters):
-            if i == 0:
-                conv = nn.Conv1d(in_ch, out_ch, first_kernel, stride=first_stride, bias=False)
-            else:
-                conv = nn.Conv1d(in_ch, out_ch, kernel_size, padding=kernel_size // 2, bias=False)
-            last = i == len(n_filters) - 1
-            layers: list[nn.Module] = [conv, nn.BatchNorm1d(out_ch), nn.ReLU()]
-            if not last:
-                p = 2 if i == 0 else pool  # gentler first pool: the stride already downsampled
-                layers.append(nn.MaxPool1d(p))
-                # light channel dropout between blocks; the main dropout sits in the head
-                layers.append(nn.Dropout1d(dropout / 3))
-                length //= p
-                if length < 1:
-                    break
-            blocks.append(nn.Sequential(*layers))
-            in_ch = out_ch
+        shape = (self.n_chans, self.n_times, fs_hz, n_filters, first_kernel_ms, first_stride_ms)
+        blocks, length, in_ch = conv1d_blocks(*shape, kernel_size, pool, dropout, False)
         if length < 1:
             raise ConfigError(
                 f"n_times={n_times} is too short for this CNN1D at fs_hz={fs_hz}: "

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from emgdx.errors import ConfigError
-from emgdx.models._common import AuxHead, check_dropout, ms_to_samples
+from emgdx.models._common import AuxHead, conv1d_blocks
 
 __all__ = ["CNNLSTM"]
 
@@ -65,39 +65,12 @@ class CNNLSTM(nn.Module):
         dropout: float = 0.3,
     ) -> None:
         super().__init__()
-        if n_chans < 1 or n_times < 1:
-            raise ConfigError(f"n_chans and n_times must be >= 1, got {n_chans}, {n_times}")
         if len(n_filters) < 1 or pool < 1 or hidden_size < 1:
             raise ConfigError("n_filters must be non-empty and pool, hidden_size >= 1")
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ConfigError(f"kernel_size must be odd and >= 1, got {kernel_size}")
-        check_dropout(dropout)
         self.n_chans, self.n_times, self.fs_hz = int(n_chans), int(n_times), float(fs_hz)
         self.n_classes, self.n_aux = int(n_classes), int(n_aux)
-
-        first_kernel = ms_to_samples(first_kernel_ms, fs_hz, minimum=3)
-        first_stride = ms_to_samples(first_stride_ms, fs_hz)
-        length = (self.n_times - first_kernel) // first_stride + 1
-        blocks: list[nn.Module] = []
-        in_ch = self.n_chans
-        for i, out_ch in enumerate(n_filters):
-            conv = (
-                nn.Conv1d(in_ch, out_ch, first_kernel, stride=first_stride, bias=False)
-                if i == 0
-                else nn.Conv1d(in_ch, out_ch, kernel_size, padding=kernel_size // 2, bias=False)
-            )
-            p = 2 if i == 0 else pool
-            blocks.append(
-                nn.Sequential(
-                    conv,
-                    nn.BatchNorm1d(out_ch),
-                    nn.ReLU(),
-                    nn.MaxPool1d(p),
-                    nn.Dropout1d(dropout / 3),
-                )
-            )
-            length //= p
-            in_ch = out_ch
+        shape = (self.n_chans, self.n_times, fs_hz, n_filters, first_kernel_ms, first_stride_ms)
+        blocks, length, in_ch = conv1d_blocks(*shape, kernel_size, pool, dropout, True)
         if length < 2:
             raise ConfigError(
                 f"n_times={n_times} at fs_hz={fs_hz} leaves {length} LSTM step(s): "

@@ -41,6 +41,8 @@ DISCLAIMER = (
     "they are not the probability that the patient has the disease."
 )
 
+SEGMENT_COLUMNS = ["start_s", "end_s", "share", "peak_uv"]
+
 QC_TEXT = {
     "empty": "the recording holds no signal",
     "flat": "flat stretches (no signal) were found and left out",
@@ -74,20 +76,19 @@ class RecordSection:
     qc_flags: list[str]
     qc_messages: list[str]
     usable_fraction: float
-    n_windows: int
-    probs: dict[str, float]
-    intervals: dict[str, tuple[float, float]]
-    predicted: str | None
-    window_agreement: float
-    measures: pd.DataFrame
-    segments: pd.DataFrame
+    true_label: str | None
+    verdict: Verdict  # the diagnosis's reading of this record
+    measures: pd.DataFrame = field(default_factory=pd.DataFrame)
+    segments: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SEGMENT_COLUMNS))
     figures: list[EvidenceFigure] = field(default_factory=list)
     note: str = ""
-    true_label: str | None = None
 
-    @property
-    def analysed(self) -> bool:
-        return self.predicted is not None
+    analysed = property(lambda self: self.verdict.judged)
+    n_windows = property(lambda self: self.verdict.n_windows)
+    probs = property(lambda self: self.verdict.probs)
+    intervals = property(lambda self: self.verdict.interval)
+    predicted = property(lambda self: self.verdict.predicted)
+    window_agreement = property(lambda self: self.verdict.agreement)
 
 
 @dataclass
@@ -201,69 +202,43 @@ def _record_section(
     flags = [f for f in str(row.get("qc_flags") or "").split(";") if f]
     level = str(recording.meta.get("level") or "")
     usable = row.get("usable_fraction")
-    base: dict[str, Any] = {
-        "record_id": rid,
+    section = RecordSection(
+        record_id=rid,
         # The file's name, not its path: a report should not reveal the server's folders.
-        "source": Path(recording.source).name if recording.source else "",
-        "subject_id": str(recording.subject_id or ""),
-        "muscle": str(recording.muscle or ""),
-        "level": level,
-        "fs_hz": float(recording.fs_hz),
-        "duration_s": float(recording.signal.size / recording.fs_hz),
-        "qc_flags": flags,
-        "qc_messages": [QC_TEXT.get(f, f) for f in flags],
-        "usable_fraction": float(usable) if pd.notna(usable) else 1.0,
-        "true_label": recording.label,
-    }
-    names = pipeline.class_names
-    verdict = diagnosis.record(rid)
-    if not verdict.judged:
-        problem = diagnosis.problems.get(rid)
-        why = problem or (
+        source=Path(recording.source).name if recording.source else "",
+        subject_id=str(recording.subject_id or ""),
+        muscle=str(recording.muscle or ""),
+        level=level,
+        fs_hz=float(recording.fs_hz),
+        duration_s=float(recording.signal.size / recording.fs_hz),
+        qc_flags=flags,
+        qc_messages=[QC_TEXT.get(f, f) for f in flags],
+        usable_fraction=float(usable) if pd.notna(usable) else 1.0,
+        true_label=recording.label,
+        verdict=diagnosis.record(rid),
+    )
+    if not section.analysed:
+        why = diagnosis.problems.get(rid) or (
             f"no usable {pipeline.preprocess.window_s:g}-s window after quality control."
         )
-        return _unanalysed(base, names, f"Not analysed: {why}")
+        section.note = f"Not analysed: {why}"
+        return section
     assert diagnosis.windows is not None
-    windows = diagnosis.windows.select(diagnosis.window_index["record_id"].astype(str) == rid)
-    probs = diagnosis.window_probs[diagnosis.window_index["record_id"].astype(str) == rid]
-    measures = pd.DataFrame()
+    mine = (diagnosis.window_index["record_id"].astype(str) == rid).to_numpy()
+    windows, probs = diagnosis.windows.select(mine), diagnosis.window_probs[mine]
     if pipeline.windows_in_uv:
         per_record = record_measures(windows, max_windows_per_record=None)
         if len(per_record):
-            measures = compare_to_reference(per_record.iloc[0], pipeline.reference_, level or None)
-    figures: list[EvidenceFigure] = []
-    segments = pd.DataFrame(columns=["start_s", "end_s", "share", "peak_uv"])
-    assert pipeline.model_ is not None
-    explains = pipeline.model_.explanation
+            ref = pipeline.reference_
+            section.measures = compare_to_reference(per_record.iloc[0], ref, level or None)
+    explains = getattr(pipeline.model_, "explanation", None)
     if explain_method and explains == "attribution" and n_figures > 0:
-        figures, segments = _evidence(pipeline, windows, probs, explain_method, n_figures)
+        section.figures, section.segments = _evidence(
+            pipeline, windows, probs, explain_method, n_figures
+        )
     elif explains == "feature_importance" and n_figures > 0:
-        figures = _feature_figure(pipeline)
-    return RecordSection(
-        **base,
-        n_windows=verdict.n_windows,
-        probs=verdict.probs,
-        intervals=verdict.interval,
-        predicted=verdict.predicted,
-        window_agreement=verdict.agreement,
-        measures=measures,
-        segments=segments,
-        figures=figures,
-    )
-
-
-def _unanalysed(base: dict[str, Any], names: Sequence[str], note: str) -> RecordSection:
-    return RecordSection(
-        **base,
-        n_windows=0,
-        probs={n: math.nan for n in names},
-        intervals={n: (math.nan, math.nan) for n in names},
-        predicted=None,
-        window_agreement=math.nan,
-        measures=pd.DataFrame(),
-        segments=pd.DataFrame(columns=["start_s", "end_s", "share", "peak_uv"]),
-        note=note,
-    )
+        section.figures = _feature_figure(pipeline)
+    return section
 
 
 def _evidence(
@@ -386,6 +361,7 @@ def build_report(
         raise ConfigError("no recordings to report on")
     recs = _unique_ids(recs)
     diagnosis = pipeline.predict(recs, keep_windows=True)
+    explains_on_signal = getattr(pipeline.model_, "explanation", None) == "attribution"
     sections = [
         _record_section(pipeline, diagnosis, r, explain_method=explain_method, n_figures=n_figures)
         for r in recs
@@ -394,7 +370,7 @@ def build_report(
     fs = {s.fs_hz for s in sections}
     methods, references = methods_paragraph(
         pipeline,
-        explain_method=explain_method if pipeline.model_.explanation == "attribution" else None,
+        explain_method=explain_method if explains_on_signal else None,
         source_fs_hz=fs.pop() if len(fs) == 1 else None,
     )
     pat = {k: str(v) for k, v in (patient or {}).items()}

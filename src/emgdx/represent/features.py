@@ -45,6 +45,7 @@ import numpy as np
 import pywt
 from scipy import ndimage, signal, stats
 
+from emgdx.config import check_fields
 from emgdx.errors import ConfigError, SignalError
 from emgdx.represent._common import AMPLITUDE_FLOOR_UV, ReprBase, check_fs, check_windows
 
@@ -164,35 +165,18 @@ class FeatureRepr(ReprBase):
         if bad:
             raise ConfigError(f"features: bands need 0 <= low < high, got {bad}")
         object.__setattr__(self, "bands_hz", bands)
-        positive = (
-            "threshold_noise_k",
-            "welch_window_ms",
-            "spike_noise_k",
-            "spike_min_gap_ms",
-            "spike_span_ms",
-            "duration_noise_k",
-            "turns_noise_k",
+        problems = check_fields(
+            self,
+            optional="threshold_uv turns_uv",
+            positive="threshold_noise_k welch_window_ms spike_noise_k spike_min_gap_ms "
+            "spike_span_ms duration_noise_k turns_noise_k",
+            non_negative="phase_min_fraction duration_gap_ms threshold_uv turns_uv",
+            positive_int="wavelet_level",
         )
-        for field in positive:
-            value = getattr(self, field)
-            if not (isinstance(value, int | float) and value > 0):
-                raise ConfigError(f"features: {field} must be positive, got {value!r}")
-        if not (isinstance(self.phase_min_fraction, int | float) and self.phase_min_fraction >= 0):
-            raise ConfigError(
-                f"features: phase_min_fraction must be >= 0, got {self.phase_min_fraction!r}"
-            )
-        if not (isinstance(self.duration_gap_ms, int | float) and self.duration_gap_ms >= 0):
-            raise ConfigError(f"features: duration_gap_ms must be >= 0, got {self.duration_gap_ms}")
-        for field in ("threshold_uv", "turns_uv"):
-            value = getattr(self, field)
-            if value is not None and not (isinstance(value, int | float) and value >= 0):
-                raise ConfigError(f"features: {field} must be >= 0 or None, got {value!r}")
+        if problems:
+            raise ConfigError("features: " + "; ".join(problems))
         if self.wavelet not in pywt.wavelist(kind="discrete"):
             raise ConfigError(f"features: {self.wavelet!r} is not a discrete PyWavelets wavelet")
-        if not (isinstance(self.wavelet_level, int) and self.wavelet_level >= 1):
-            raise ConfigError(
-                f"features: wavelet_level must be a positive integer, got {self.wavelet_level!r}"
-            )
 
     # ---- names ---------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from emgdx.config import check_fields
 from emgdx.errors import ConfigError, SignalError
 from emgdx.frontend import QCConfig
 
@@ -106,20 +107,14 @@ class MonitorConfig:
     reconnect_s: float = 3.0
 
     def __post_init__(self) -> None:
-        for name in ("hop_s", "smooth_s", "qc_window_s", "buffer_s", "stall_s", "reconnect_s"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ConfigError(f"MonitorConfig.{name} must be a positive number, got {value!r}")
-        for name in ("context_s", "min_state_s", "max_fill_s"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ConfigError(f"MonitorConfig.{name} must be >= 0, got {value!r}")
-        if not 0 < self.state_threshold <= 1:
-            raise ConfigError(
-                f"MonitorConfig.state_threshold must be in (0, 1], got {self.state_threshold}"
-            )
-        if not self.max_abs_uv > 0:
-            raise ConfigError(f"MonitorConfig.max_abs_uv must be positive, got {self.max_abs_uv}")
+        problems = check_fields(
+            self,
+            positive="hop_s smooth_s qc_window_s buffer_s stall_s reconnect_s max_abs_uv",
+            non_negative="context_s min_state_s max_fill_s",
+            fraction="state_threshold",
+        )
+        if problems:
+            raise ConfigError("invalid MonitorConfig: " + "; ".join(problems))
 
 
 @dataclass
