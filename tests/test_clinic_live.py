@@ -244,6 +244,10 @@ def test_replay_streams_signal_windows_events_then_end(
     states = [e for e in events if e["kind"] == "state"]
     assert states and states[0]["old"] == "starting" and states[0]["new"] != "starting"
     assert rest[-1]["kind"] == "end"
+    # just before the end, the session summed up by the offline aggregation of its windows
+    summary = rest[-2]
+    assert summary["kind"] == "summary" and "session reading" in summary["message"]
+    assert summary["details"]["visit"]["n_windows"] == len(judged)
 
     # Ended: still listed (as ended) until deleted; the monitor thread has finished.
     listed = clinic.client.get(f"{LIVE}/sessions", headers=clinic.headers).json()["sessions"]

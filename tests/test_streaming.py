@@ -438,13 +438,13 @@ def test_monitor_command_replays_a_file_and_writes_json_lines(
     assert set(windows[-1]["smoothed"]) == set(cnn.class_names)
     assert lines[-2]["type"] == "event" and lines[-2]["kind"] == "end"
     # the session summed up as one record, by the offline aggregation of the judged windows
-    summary = lines[-1]["diagnosis"]
-    assert lines[-1]["type"] == "summary" and summary["visit"]["n_windows"] == len(windows)
+    summary = lines[-1]["details"]
+    assert lines[-1]["kind"] == "summary" and summary["visit"]["n_windows"] == len(windows)
     judged = np.array([list(w["probs"].values()) for w in windows])
     visit = [summary["visit"]["probs"][c] for c in cnn.class_names]
     np.testing.assert_allclose(visit, judged.mean(axis=0), atol=1e-9)
     assert summary["model"]["weights_sha256"] == cnn.weights_sha256()
-    assert "session reading:" in result.output and "faster than real time" in result.output
+    assert "session reading" in result.output and "faster than real time" in result.output
     # the model may come from EMGDX_MODEL_DIR, as for `emgdx serve`; events on stderr
     env_args = ["monitor", "--source", f"file:{data}", "--speed", "0", "--fs-hz", str(FS)]
     result = runner.invoke(app, [*env_args, "--no-live"], env={"EMGDX_MODEL_DIR": args[1]})

@@ -287,21 +287,12 @@ def monitor(
     finally:
         src.close()
         # The session as one record: the offline aggregation of every window judged.
-        reading = mon.diagnosis()
+        reading = mon.summary()
         if sink is not None:
-            payload = {"type": "summary", "diagnosis": reading.to_dict()}
-            sink.write(json.dumps(json_ready(payload), allow_nan=False) + "\n")
+            sink.write(json.dumps(json_ready(reading.to_dict()), allow_nan=False) + "\n")
             if sink is not sys.stdout:
                 sink.close()
-    verdict = reading.visit
-    if verdict.judged and verdict.predicted is not None:
-        low, high = verdict.interval[verdict.predicted]
-        console.print(
-            f"session reading: {verdict.predicted} {verdict.probs[verdict.predicted]:.2f} "
-            f"(95 % interval {low:.2f}-{high:.2f}) over {verdict.n_windows} windows "
-            f"({pipe.aggregation} of window probabilities)",
-            highlight=False,
-        )
+    console.print(reading.message, highlight=False)
     summary = mon.latency_summary()
     elapsed = time.monotonic() - started
     if summary:

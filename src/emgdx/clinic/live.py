@@ -224,7 +224,10 @@ class LiveSession:
         if isinstance(item, WindowResult):
             self._publish("window", item.to_dict(self.monitor.class_names))
             return
-        if item.kind == "end":  # listed as ended by the time a client reads the event
+        if item.kind == "end":
+            # the session summed up as one record (LiveMonitor.summary), then the end; listed
+            # as ended by the time a client reads the end
+            self._publish("event", self.monitor.summary().to_dict())
             self._mark_ended()
         self._publish("event", item.to_dict())
 

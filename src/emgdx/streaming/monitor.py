@@ -49,7 +49,17 @@ __all__ = [
 ]
 
 EventKind = Literal[
-    "state", "qc", "gap", "restart", "garbage", "stall", "resume", "reconnect", "error", "end"
+    "state",
+    "qc",
+    "gap",
+    "restart",
+    "garbage",
+    "stall",
+    "resume",
+    "reconnect",
+    "error",
+    "end",
+    "summary",
 ]
 
 #: Timestamp steps up to this (either way) are an outlet's send jitter, not lost samples;
@@ -529,6 +539,26 @@ class LiveMonitor:
             )
         )
         return events
+
+    def summary(self) -> MonitorEvent:
+        """The session so far as one record's reading (:meth:`diagnosis`), as an event whose
+        ``details`` hold the whole diagnosis."""
+        dx = self.diagnosis()
+        verdict = dx.visit
+        text = "no window could be judged"
+        if verdict.predicted is not None:
+            low, high = verdict.interval[verdict.predicted]
+            text = (
+                f"session reading {verdict.predicted} {verdict.probs[verdict.predicted]:.2f} "
+                f"(95 % interval {low:.2f}-{high:.2f}) over {verdict.n_windows} windows"
+            )
+        return MonitorEvent(
+            "summary",
+            self.now_s,
+            f"{self.name}: {text}",
+            new=verdict.predicted,
+            details=dx.to_dict(),
+        )
 
     def diagnosis(self) -> Diagnosis:
         """The windows judged so far as one record's :class:`~emgdx.diagnosis.Diagnosis` (the
