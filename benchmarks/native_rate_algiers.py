@@ -107,7 +107,8 @@ def main() -> int:
     # records whose QC reading differs between the two runs (a borderline mains-hum detection
     # switches the notch on one side only); the rest went through identical steps
     qc_cols = ["qc_flags", "line_freq_hz"]
-    qc_same = (native.loc[both, qc_cols].fillna(0) == by_hand.loc[both, qc_cols].fillna(0)).all(axis=1)
+    qc_native, qc_hand = native.loc[both, qc_cols].fillna(0), by_hand.loc[both, qc_cols].fillna(0)
+    qc_same = (qc_native == qc_hand).all(axis=1)
     result = {
         "records": len(files),
         "judged_both": len(both),

@@ -23,7 +23,6 @@ import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -422,10 +421,10 @@ class LiveFrontEnd:
         """Raw stream samples ``[start, stop)`` whose preprocessing yields outputs
         ``out_start - context_out`` to ``out_start + n_win + context_out``; ``start`` lies on
         the resampler's grid, so the segment's outputs are the offline ones."""
-        per_out = Fraction(self.fs_hz) / Fraction(self.fs_out)  # input samples per output
-        down = self.plan.down
-        start = max(0, math.floor((out_start - context_out) * per_out / down)) * down
-        stop = math.ceil((out_start + self.n_win + context_out) * per_out)
+        num, den = self.plan.ratio  # outputs per input sample, exactly (integer arithmetic:
+        down = self.plan.down  # this runs on every chunk of a stream)
+        start = max(0, ((out_start - context_out) * den) // (num * down)) * down
+        stop = -((-(out_start + self.n_win + context_out) * den) // num)
         return start, stop
 
     def window(

@@ -600,29 +600,26 @@ class ResamplePlan:
     up: int
     down: int
     exact: bool
+    #: ``fs_to_hz / fs_from_hz`` as exact integer terms (floats are binary fractions).
+    ratio: tuple[int, int]
 
     @property
     def identity(self) -> bool:
         return self.exact and self.up == self.down == 1
 
-    @property
-    def _mid_per_out(self) -> Fraction:
-        """Polyphase-stage samples per output sample (1 when exact)."""
-        return Fraction(self.fs_from_hz) * self.up / self.down / Fraction(self.fs_to_hz)
-
     def first_output(self, offset: int) -> int:
         """Index (on the offline output grid) of the first output of a segment starting at
-        input sample ``offset`` (a multiple of :attr:`down`)."""
+        input sample ``offset`` (a multiple of :attr:`down`): the first output at or after it."""
         if offset % self.down:
             raise SignalError(f"a segment must start on a multiple of {self.down} input samples")
-        return math.ceil(Fraction(offset * self.up, self.down) / self._mid_per_out)
+        num, den = self.ratio
+        return -((-offset * num) // den)
 
     def n_out(self, n_in: int, offset: int = 0) -> int:
         """Output samples of ``n_in`` input samples starting at ``offset``: those whose time lies
         before the end of the input (``ceil(n_in * up / down)`` when exact)."""
-        ratio = Fraction(self.fs_to_hz) / Fraction(self.fs_from_hz)
-        end = math.ceil(Fraction(offset + n_in) * ratio)
-        return max(0, end - self.first_output(offset))
+        num, den = self.ratio
+        return max(0, -((-(offset + n_in) * num) // den) - self.first_output(offset))
 
     def reach_in(self) -> int:
         """Input samples on each side an output sample depends on (both stages)."""
@@ -634,8 +631,9 @@ class ResamplePlan:
         return math.ceil(reach)
 
 
+@lru_cache(maxsize=64)
 def resample_plan(fs_from_hz: float, fs_to_hz: float) -> ResamplePlan:
-    """The :class:`ResamplePlan` from ``fs_from_hz`` to ``fs_to_hz`` (see there).
+    """The :class:`ResamplePlan` from ``fs_from_hz`` to ``fs_to_hz`` (see there; cached).
 
     Raises
     ------
@@ -646,10 +644,11 @@ def resample_plan(fs_from_hz: float, fs_to_hz: float) -> ResamplePlan:
     fs_to = _validate_fs(fs_to_hz, "fs_to_hz")
     # Floats are exact binary fractions, so this ratio is exact before any approximation.
     ratio = Fraction(fs_to) / Fraction(fs_from)
-    if max(ratio.numerator, ratio.denominator) <= MAX_POLYPHASE_FACTOR:
-        return ResamplePlan(fs_from, fs_to, ratio.numerator, ratio.denominator, True)
+    terms = (ratio.numerator, ratio.denominator)
+    if max(terms) <= MAX_POLYPHASE_FACTOR:
+        return ResamplePlan(fs_from, fs_to, *terms, True, terms)
     approx = _small_ratio(ratio)
-    return ResamplePlan(fs_from, fs_to, approx.numerator, approx.denominator, False)
+    return ResamplePlan(fs_from, fs_to, approx.numerator, approx.denominator, False, terms)
 
 
 def _small_ratio(ratio: Fraction) -> Fraction:
@@ -757,13 +756,12 @@ def resample(
     if plan.exact:
         return y, plan.fs_to_hz
     first = plan.first_output(offset)
-    start_mid = Fraction(offset * plan.up, plan.down)
-    step = plan._mid_per_out
+    num, den = plan.ratio
     j = np.arange(first, first + plan.n_out(data.shape[0], offset))
-    # positions in y: (j * step - start_mid), computed exactly then rounded once to float
-    positions = (j * float(step.numerator) - float(start_mid * step.denominator)) / float(
-        step.denominator
-    )
+    # position of output j in y (polyphase samples from the segment's start):
+    # j * (fs_from * up / down) / fs_to - offset * up / down, in exact integers where they fit
+    scale = plan.down * num
+    positions = (j * float(plan.up * den) - float(offset * plan.up * num)) / float(scale)
     return _fractional_stage(y, positions).astype(y.dtype), plan.fs_to_hz
 
 
@@ -819,12 +817,9 @@ def resample_mask(
         return _spoiled(starts, ends, plan.up, plan.down, reach, margin_samples, n_out, 0)
     # Output j (of the stream) lies at input time j * fs_from / fs_to: map it through the exact
     # ratio, with the reach of both stages added to the margin (in input samples, rounded up).
-    ratio = Fraction(plan.fs_to_hz) / Fraction(plan.fs_from_hz)
     margin = margin_samples + plan.reach_in()
     shift = plan.first_output(offset)
-    return _spoiled(
-        starts + offset, ends + offset, ratio.numerator, ratio.denominator, 0, margin, n_out, shift
-    )
+    return _spoiled(starts + offset, ends + offset, *plan.ratio, 0, margin, n_out, shift)
 
 
 def _spoiled(
