@@ -152,14 +152,14 @@ to 24 kHz beforehand by hand (scipy `resample_poly`, 375/512) and given as NPY w
 | same window count per record | {"yes" if result["window_counts_equal"] else "no"} |
 | wall time, native / by hand (200 files, one command) | {native_s:.1f} s / {by_hand_s:.1f} s |
 
-Where QC reads a record differently (mains hum found in one run only, so the notch runs on one
-side only), that is the rate changing a borderline detection, not the resampler: the records
-otherwise go through identical steps.
+Where QC reads a record differently (its flags or mains frequency; e.g. hum found at one rate
+only, so the notch runs on one side only), that is the rate tipping a borderline detection, not
+the resampler: the records otherwise go through identical steps.
 
 For context, not a result of this check: record-level balanced accuracy
 {n["balanced_accuracy"]:.2f} (native) / {h["balanced_accuracy"]:.2f} (by hand), macro AUC
 {n["roc_auc"]:.2f} / {h["roc_auc"]:.2f}, recall {recall}. That is the zero-shot cost of a
-new hospital (issue: multi-site data), which resampling neither causes nor cures.
+new hospital (issue 14: multi-site data), which resampling neither causes nor cures.
 
 Command: `python benchmarks/native_rate_algiers.py --model {args.model}` — {machine_line("torch")}
 """
