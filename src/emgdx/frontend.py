@@ -34,6 +34,7 @@ from emgdx.errors import ConfigError, EmgdxError, SamplingRateError, SignalError
 from emgdx.normalise import Normalisation, Normaliser
 from emgdx.preprocess import (
     NYQUIST_FRACTION,
+    WINDOW_COLUMNS,
     PreprocessConfig,
     fill_unusable,
     make_windows,
@@ -58,16 +59,6 @@ __all__ = [
 
 #: Per-record QC columns of :attr:`Prepared.qc`.
 QC_COLUMNS = ("record_id", "qc_flags", "qc_ok", "usable_fraction", "line_freq_hz")
-_INDEX_COLUMNS = (
-    "record_id",
-    "subject_id",
-    "label",
-    "start_s",
-    "start_sample",
-    "level",
-    "muscle",
-    "usable_fraction",
-)
 
 DataLike = Cohort | Sequence[Recording] | Recording
 
@@ -265,7 +256,7 @@ class FrontEnd:
     def _no_windows(self, cohort: Cohort) -> Windows:
         fs = self.rate_for(cohort.recordings[0].fs_hz) if len(cohort) else self.rate_for(1.0)
         n = self.n_times or max(1, round(self.config.window_s * fs))
-        index = pd.DataFrame({c: pd.Series(dtype=object) for c in _INDEX_COLUMNS})
+        index = pd.DataFrame({c: pd.Series(dtype=object) for c in WINDOW_COLUMNS})
         return Windows(np.zeros((0, n), dtype=np.float32), fs, index)
 
     def _preprocess(
@@ -414,7 +405,7 @@ class LiveFrontEnd:
         self.config = replace(front.config, target_fs_hz=self.fs_out)
         # One index row, built once and updated (a new DataFrame costs ~0.8 ms a window).
         self._index = pd.DataFrame(
-            {c: [None] for c in _INDEX_COLUMNS} | {"record_id": [name], "subject_id": [name]}
+            {c: [None] for c in WINDOW_COLUMNS} | {"record_id": [name], "subject_id": [name]}
         )
 
     def segment(self, out_start: int, context_out: int) -> tuple[int, int]:

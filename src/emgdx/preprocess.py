@@ -51,6 +51,7 @@ from emgdx.recording import Recording, Windows
 
 __all__ = [
     "CONFIG_VERSION",
+    "WINDOW_COLUMNS",
     "FilterDesign",
     "PreprocessConfig",
     "QCLike",
@@ -68,6 +69,17 @@ __all__ = [
 
 #: Version of the JSON form of :class:`PreprocessConfig` (bump when fields change meaning).
 CONFIG_VERSION = 1
+#: The index columns of the windows :func:`make_windows` cuts, in order.
+WINDOW_COLUMNS = (
+    "record_id",
+    "subject_id",
+    "label",
+    "start_s",
+    "start_sample",
+    "level",
+    "muscle",
+    "usable_fraction",
+)
 
 # A low-pass edge this close to Nyquist would remove next to nothing (and the bilinear warping
 # squeezes its transition against Nyquist), so the band-pass degrades to a high-pass instead of
@@ -1130,6 +1142,7 @@ def make_windows(
             "level": columns["level"],
             "muscle": columns["muscle"],
             "usable_fraction": np.concatenate(fractions) if fractions else np.zeros(0),
-        }
+        },
+        columns=list(WINDOW_COLUMNS),
     )
     return Windows(data, fs, index)

@@ -191,6 +191,7 @@ def _record_section(
     pipeline: Pipeline,
     diagnosis: Diagnosis,
     recording: Recording,
+    row: pd.Series,
     *,
     explain_method: str | None,
     n_figures: int,
@@ -198,7 +199,6 @@ def _record_section(
     from emgdx.reference import compare_to_reference, record_measures
 
     rid = recording.record_id
-    row = diagnosis.records.set_index("record_id").loc[rid]
     flags = [f for f in str(row.get("qc_flags") or "").split(";") if f]
     level = str(recording.meta.get("level") or "")
     usable = row.get("usable_fraction")
@@ -362,8 +362,16 @@ def build_report(
     recs = _unique_ids(recs)
     diagnosis = pipeline.predict(recs, keep_windows=True)
     explains_on_signal = getattr(pipeline.model_, "explanation", None) == "attribution"
+    rows = diagnosis.records.set_index("record_id")
     sections = [
-        _record_section(pipeline, diagnosis, r, explain_method=explain_method, n_figures=n_figures)
+        _record_section(
+            pipeline,
+            diagnosis,
+            r,
+            rows.loc[r.record_id],
+            explain_method=explain_method,
+            n_figures=n_figures,
+        )
         for r in recs
     ]
     names = tuple(pipeline.class_names)
