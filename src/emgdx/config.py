@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Self, TypeVar
 
 from emgdx.errors import ConfigError
 
 __all__ = [
+    "JsonConfig",
     "ProgressCallback",
     "check_fields",
     "config_from_dict",
@@ -49,15 +50,25 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str, bool]] = {
 }
 
 
-def check_fields(obj: Any, *, optional: str = "", **rules: str) -> list[str]:
+def check_fields(
+    obj: Any,
+    *,
+    optional: str = "",
+    choices: Mapping[str, Sequence[Any]] | None = None,
+    **rules: str,
+) -> list[str]:
     """Problems with fields of the frozen config ``obj``, one message per bad field, naming it.
 
     ``rules`` maps a rule (``positive``, ``non_negative``, ``fraction``, ``positive_int``,
     ``non_negative_int``) to field names separated by spaces; a field in ``optional`` may also
-    be ``None``. Numbers that pass a real-valued rule are stored as float, so a config equals
-    its JSON round trip.
+    be ``None``; ``choices`` maps a field to the values it may take. Numbers that pass a
+    real-valued rule are stored as float, so a config equals its JSON round trip.
     """
-    problems = []
+    problems = [
+        f"{name} must be one of {tuple(allowed)}, got {getattr(obj, name)!r}"
+        for name, allowed in (choices or {}).items()
+        if getattr(obj, name) not in allowed
+    ]
     for rule, names in rules.items():
         test, wanted, as_float = _RULES[rule]
         for name in names.split():
@@ -111,6 +122,38 @@ def config_from_dict(cls: type[T], data: Mapping[str, Any], *, what: str | None 
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid {name} value: {exc}") from exc
+
+
+class JsonConfig:
+    """``to_dict`` / ``from_dict`` / ``to_json`` / ``from_json`` of a config dataclass.
+
+    Error messages name the config by :attr:`config_name` (default: the class name).
+    """
+
+    config_name: ClassVar[str] = ""
+
+    @classmethod
+    def _what(cls) -> str:
+        return cls.config_name or cls.__name__
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (tuples become lists)."""
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Build from :meth:`to_dict` output; unknown keys or bad values raise
+        :class:`~emgdx.errors.ConfigError`."""
+        return config_from_dict(cls, data, what=cls._what())
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """JSON text of :meth:`to_dict`."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> Self:
+        """Parse :meth:`to_json` output; malformed JSON raises ConfigError too."""
+        return cls.from_dict(parse_config_json(text, cls._what()))
 
 
 def parse_config_json(text: str, what: str) -> Any:

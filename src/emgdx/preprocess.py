@@ -32,19 +32,18 @@ repeat this measurement (``test_garbage_does_not_leak_beyond_margin``).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any, Literal, Protocol, cast
+from typing import Any, ClassVar, Literal, Protocol, Self, cast
 
 import numpy as np
 import pandas as pd
 from scipy import signal as sps
 
-from emgdx.config import check_fields, config_from_dict, config_to_dict, parse_config_json
+from emgdx.config import JsonConfig, check_fields
 from emgdx.errors import ConfigError, SignalError
 from emgdx.normalise import Normalisation, NormaliseMethod, NormaliseScope
 from emgdx.recording import Recording, Windows
@@ -108,7 +107,7 @@ def _is_number(value: object) -> bool:
 
 
 @dataclass(frozen=True)
-class PreprocessConfig:
+class PreprocessConfig(JsonConfig):
     """Everything preprocessing does, as one frozen, validated, JSON-serialisable value.
 
     Defaults suit concentric-needle EMG (recorded clinically at 2 Hz - 10 kHz, sampled at
@@ -147,6 +146,8 @@ class PreprocessConfig:
     min_usable_fraction
         A window is kept only if at least this fraction of its samples is usable (1.0 = all).
     """
+
+    config_name: ClassVar[str] = "preprocessing config"
 
     band_hz: tuple[float, float] | None = (20.0, 2500.0)
     filter_order: int = 4
@@ -211,10 +212,10 @@ class PreprocessConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (tuples become lists), with a ``version`` key."""
-        return {"version": CONFIG_VERSION, **config_to_dict(self)}
+        return {"version": CONFIG_VERSION, **super().to_dict()}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PreprocessConfig:
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Build a config from :meth:`to_dict` output; unknown keys or bad values raise.
 
         Raises
@@ -231,16 +232,7 @@ class PreprocessConfig:
                 f"preprocessing config version {version!r} is not supported "
                 f"(this emgdx reads version {CONFIG_VERSION})"
             )
-        return config_from_dict(cls, values, what="preprocessing config")
-
-    def to_json(self, indent: int | None = 2) -> str:
-        """JSON text of :meth:`to_dict`."""
-        return json.dumps(self.to_dict(), indent=indent)
-
-    @classmethod
-    def from_json(cls, text: str) -> PreprocessConfig:
-        """Parse :meth:`to_json` output; malformed JSON raises :class:`ConfigError` too."""
-        return cls.from_dict(parse_config_json(text, "preprocessing config"))
+        return super().from_dict(values)
 
 
 # --------------------------------------------------------------------------------------------

@@ -105,7 +105,7 @@ Everything is vectorised numpy: an 11 s N2001 record (262,124 samples at 23.4 kH
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,7 +114,7 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import get_window
 
-from emgdx.config import ProgressCallback, check_fields, config_from_dict, config_to_dict
+from emgdx.config import JsonConfig, ProgressCallback, check_fields
 from emgdx.errors import ConfigError, SignalError
 from emgdx.preprocess import design_filter
 from emgdx.recording import Cohort, Recording
@@ -126,7 +126,7 @@ QC_FLAGS: tuple[str, ...] = ("empty", "flat", "clipping", "garbage_tail", "line_
 
 
 @dataclass(frozen=True)
-class QCConfig:
+class QCConfig(JsonConfig):
     """Thresholds of the quality checks (see the module docstring for why each value).
 
     Attributes
@@ -243,21 +243,6 @@ class QCConfig:
                 "QCConfig.line_neighbour_hz must be (inner, outer) with "
                 f"line_tolerance_hz <= inner < outer, got {self.line_neighbour_hz}"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict of every threshold."""
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> QCConfig:
-        """Rebuild a config from :meth:`to_dict` output; unknown keys are an error.
-
-        Raises
-        ------
-        ConfigError
-            When a key is not a :class:`QCConfig` field or a value is out of range.
-        """
-        return config_from_dict(cls, data)
 
 
 @dataclass

@@ -110,7 +110,7 @@ import scipy.signal
 import scipy.special
 from scipy.spatial import cKDTree
 
-from emgdx.config import config_from_dict, config_to_dict
+from emgdx.config import JsonConfig, check_fields
 from emgdx.errors import ConfigError, ReadError
 from emgdx.recording import LABELS, Cohort, Label, Recording
 
@@ -227,7 +227,7 @@ def _excitation(level: Level) -> float:
 
 
 @dataclass(frozen=True)
-class SimulationConfig:
+class SimulationConfig(JsonConfig):
     """Recording-chain settings shared by every simulated record.
 
     Levels given here are typical values; each subject draws its own around them (see
@@ -269,38 +269,25 @@ class SimulationConfig:
     muscle: str = MUSCLE
 
     def __post_init__(self) -> None:
-        fs = float(self.fs_hz)
-        if not math.isfinite(fs) or fs < 2000.0:
+        problems = check_fields(
+            self,
+            positive="fs_hz duration_s line_hz",
+            non_negative="line_uv noise_uv wander_uv pink_fraction",
+            non_negative_int="line_harmonics",
+        )
+        if problems:
+            raise ConfigError("; ".join(problems))
+        if self.fs_hz < 2000.0:
             raise ConfigError(f"fs_hz must be at least 2000 Hz for needle EMG, got {self.fs_hz}")
-        dur = float(self.duration_s)
-        if not math.isfinite(dur) or dur <= 0:
-            raise ConfigError(f"duration_s must be positive, got {self.duration_s}")
         _excitation(self.level)
-        if self.line_hz <= 0 or self.line_hz >= fs / 2:
+        if self.line_hz >= self.fs_hz / 2:
             raise ConfigError(f"line_hz must lie in (0, fs_hz/2), got {self.line_hz}")
-        for name in ("line_uv", "noise_uv", "wander_uv"):
-            value = float(getattr(self, name))
-            if not math.isfinite(value) or value < 0:
-                raise ConfigError(f"{name} must be a non-negative number, got {value}")
-        if not 0.0 <= self.pink_fraction <= 1.0:
+        if self.pink_fraction > 1.0:
             raise ConfigError(f"pink_fraction must be in [0, 1], got {self.pink_fraction}")
-        if self.line_harmonics < 0:
-            raise ConfigError(f"line_harmonics must be >= 0, got {self.line_harmonics}")
-        object.__setattr__(self, "fs_hz", fs)
-        object.__setattr__(self, "duration_s", dur)
 
     @property
     def n_samples(self) -> int:
         return round(self.duration_s * self.fs_hz)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form (inverse of :meth:`from_dict`)."""
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SimulationConfig:
-        """Build from :meth:`to_dict` output; unknown keys raise :class:`ConfigError`."""
-        return config_from_dict(cls, data)
 
 
 def _resolve_config(
@@ -327,7 +314,7 @@ def _resolve_config(
 
 
 @dataclass(frozen=True)
-class SubjectParams:
+class SubjectParams(JsonConfig):
     """Everything that makes one simulated subject (drawn by :func:`draw_subject`).
 
     Records of a subject share its motor-unit pool, which is rebuilt from ``pool_seed``.
@@ -409,13 +396,6 @@ class SubjectParams:
             raise ConfigError(f"{self.subject_id}: severity must be in [0, 1]")
         if self.n_units < 5:
             raise ConfigError(f"{self.subject_id}: need at least 5 motor units")
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SubjectParams:
-        return config_from_dict(cls, data)
 
 
 def draw_subject(

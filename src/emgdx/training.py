@@ -17,25 +17,18 @@ The device is chosen with ``device="auto"``: CUDA when ``torch.cuda.is_available
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 import torch
 from torch import nn
 
 from emgdx.augment import Augmenter, augmentation_to_dict, make_augmentation
-from emgdx.config import (
-    ProgressCallback,
-    check_fields,
-    config_from_dict,
-    config_to_dict,
-    parse_config_json,
-)
+from emgdx.config import JsonConfig, ProgressCallback, check_fields
 from emgdx.errors import ConfigError, SignalError
 from emgdx.evaluation.splits import inner_validation_split
 
@@ -61,7 +54,7 @@ def _is_number(value: object) -> bool:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """How a torch model is trained: one frozen, validated, JSON-serialisable value.
 
     Attributes
@@ -128,6 +121,8 @@ class TrainConfig:
         Windows per forward pass at validation / prediction time.
     """
 
+    config_name: ClassVar[str] = "training config"
+
     optimizer: Optimizer = "adam"
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -151,19 +146,15 @@ class TrainConfig:
     eval_batch_size: int = 256
 
     def __post_init__(self) -> None:
-        problems: list[str] = []
-
-        def choice(name: str, allowed: tuple[str, ...]) -> None:
-            if getattr(self, name) not in allowed:
-                problems.append(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-
-        choice("optimizer", get_args(Optimizer))
-        choice("schedule", get_args(Schedule))
-        choice("monitor", get_args(Monitor))
-        choice("balance", get_args(Balance))
-        choice("freeze", get_args(Freeze))
-        problems += check_fields(
+        problems = check_fields(
             self,
+            choices={
+                "optimizer": get_args(Optimizer),
+                "schedule": get_args(Schedule),
+                "monitor": get_args(Monitor),
+                "balance": get_args(Balance),
+                "freeze": get_args(Freeze),
+            },
             optional="patience windows_per_epoch max_grad_norm",
             positive="lr features_lr_scale max_grad_norm",
             non_negative="weight_decay momentum label_smoothing",
@@ -193,23 +184,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""
-        out = config_to_dict(self)
-        out["augment"] = [dict(a) for a in self.augment]
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys or bad values raise :class:`ConfigError`."""
-        return config_from_dict(cls, data, what="training config")
-
-    def to_json(self, indent: int | None = 2) -> str:
-        """JSON text of :meth:`to_dict`."""
-        return json.dumps(self.to_dict(), indent=indent)
-
-    @classmethod
-    def from_json(cls, text: str) -> TrainConfig:
-        """Parse :meth:`to_json` output."""
-        return cls.from_dict(parse_config_json(text, "training config"))
+        return {**super().to_dict(), "augment": [dict(a) for a in self.augment]}
 
 
 @dataclass

@@ -19,10 +19,11 @@ import json
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from emgdx.config import JsonConfig, check_fields
 from emgdx.errors import ConfigError, SignalError
 
 Strategy = Literal["fedavg", "fedprox", "fedbn"]
@@ -73,8 +74,10 @@ class SiteSpec:
 
 
 @dataclasses.dataclass
-class FedSettings:
+class FedSettings(JsonConfig):
     """Server-side settings of a federated run (JSON round trip)."""
+
+    config_name: ClassVar[str] = "federated settings"
 
     pipeline: dict[str, Any]
     strategy: Strategy = "fedavg"
@@ -88,28 +91,17 @@ class FedSettings:
     sites: list[SiteSpec] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
-        if self.rounds < 1 or self.local_epochs < 1:
-            raise ConfigError("rounds and local_epochs must be >= 1")
-        if self.proximal_mu < 0:
-            raise ConfigError(f"proximal_mu must be >= 0, got {self.proximal_mu}")
         if self.sites:
             self.n_sites = len(self.sites)
-        if self.n_sites < 1:
-            raise ConfigError("a federation needs at least one site")
+        problems = check_fields(
+            self,
+            choices={"strategy": STRATEGIES},
+            positive_int="rounds local_epochs n_sites",
+            non_negative="proximal_mu",
+        )
+        if problems:
+            raise ConfigError("invalid federated settings: " + "; ".join(problems))
         self.sites = [s if isinstance(s, SiteSpec) else SiteSpec(**_tuples(s)) for s in self.sites]
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> FedSettings:
-        data = json.loads(text)
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ConfigError(f"unknown federated setting(s) {unknown}")
-        return cls(**data)
 
 
 def _tuples(site: Mapping[str, Any]) -> dict[str, Any]:

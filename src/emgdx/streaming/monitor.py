@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -156,16 +156,10 @@ class WindowResult:
 
         return {
             "type": "window",
-            "index": self.index,
-            "start_s": self.start_s,
-            "end_s": self.end_s,
+            **asdict(self),
             "probs": named(self.probs),
             "smoothed": named(self.smoothed),
-            "state": self.state,
             "qc_flags": list(self.qc_flags),
-            "line_freq_hz": self.line_freq_hz,
-            "usable_fraction": self.usable_fraction,
-            "latency_ms": self.latency_ms,
         }
 
 
@@ -182,15 +176,7 @@ class MonitorEvent:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
-            "type": "event",
-            "kind": self.kind,
-            "t_s": self.t_s,
-            "message": self.message,
-            "old": self.old,
-            "new": self.new,
-            "details": self.details,
-        }
+        return {"type": "event", **asdict(self)}
 
 
 class RingBuffer:
