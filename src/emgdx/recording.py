@@ -8,6 +8,7 @@ when a file has more than one channel). Everything downstream works per channel.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -149,16 +150,11 @@ class Recording:
 
     def with_signal(self, signal: np.ndarray, fs_hz: float | None = None) -> Recording:
         """A copy with a new signal (and optionally a new rate), all metadata kept."""
-        return Recording(
+        return dataclasses.replace(
+            self,
             signal=signal,
             fs_hz=self.fs_hz if fs_hz is None else fs_hz,
-            record_id=self.record_id,
-            subject_id=self.subject_id,
-            label=self.label,
-            muscle=self.muscle,
-            channel=self.channel,
             meta=dict(self.meta),
-            source=self.source,
         )
 
     def __repr__(self) -> str:
@@ -184,18 +180,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
 
 
 def _manifest_row(rec: Recording) -> dict[str, Any]:
-    return {
-        "record_id": rec.record_id,
-        "subject_id": rec.subject_id,
-        "label": rec.label,
-        "muscle": rec.muscle,
-        "level": rec.level,
-        "channel": rec.channel,
-        "fs_hz": rec.fs_hz,
-        "n_samples": rec.n_samples,
-        "duration_s": rec.duration_s,
-        "source": rec.source,
-    }
+    return {column: getattr(rec, column) for column in MANIFEST_COLUMNS}
 
 
 @dataclass
