@@ -179,10 +179,6 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _manifest_row(rec: Recording) -> dict[str, Any]:
-    return {column: getattr(rec, column) for column in MANIFEST_COLUMNS}
-
-
 @dataclass
 class Cohort:
     """Recordings plus a manifest table, one row per record, indexed by ``record_id``.
@@ -204,9 +200,9 @@ class Cohort:
         dupes = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) != len(ids) else []
         if dupes:
             raise SignalError(f"duplicate record_id(s) in cohort: {dupes[:5]}")
-        manifest = pd.DataFrame([_manifest_row(r) for r in recs], columns=list(MANIFEST_COLUMNS))
-        manifest = manifest.set_index("record_id", drop=False)
-        manifest.index.name = None
+        rows = [{column: getattr(r, column) for column in MANIFEST_COLUMNS} for r in recs]
+        manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+        manifest = manifest.set_index("record_id", drop=False).rename_axis(None)
         return cls(recs, manifest, list(errors))
 
     def __len__(self) -> int:

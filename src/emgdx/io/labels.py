@@ -188,10 +188,7 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     dupes = sorted({v for v in ids if ids.count(v) > 1})
     if dupes:
         raise ReadError(path, f"records listed more than once: {dupes[:5]}")
-    out = pd.DataFrame(cols, dtype=object)
-    out = out.set_index("record_id", drop=False)
-    out.index.name = None
-    return out
+    return pd.DataFrame(cols, dtype=object).set_index("record_id", drop=False).rename_axis(None)
 
 
 def manifest_row(
