@@ -47,7 +47,7 @@ from emgdx.errors import (
     TruncatedDataError,
     UnknownFormatError,
 )
-from emgdx.io._common import ChannelData, FileData, check_fs, unique_names, uv_scale
+from emgdx.io._common import ChannelData, FileData, check_fs, decode_text, unique_names, uv_scale
 from emgdx.io.metadata import normalise_comments
 
 __all__ = ["looks_like_header", "read_wfdb", "signal_files_of_header"]
@@ -86,10 +86,7 @@ _FS_TOKEN = re.compile(r"^(?P<fs>[^/(]+)(?:/[^(]*)?(?:\([^)]*\))?$")
 def _decode(path: Path, raw: bytes) -> str:
     if b"\x00" in raw:
         raise UnknownFormatError(path, "not a WFDB header (binary content in a .hea file)")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
+    return decode_text(raw)
 
 
 def _content_lines(text: str) -> list[str]:
