@@ -300,10 +300,7 @@ class Windows:
     def select(self, mask: np.ndarray | Sequence[bool] | Sequence[int]) -> Windows:
         """The windows picked by a boolean mask or integer positions (index follows)."""
         sel = np.asarray(mask)
-        if sel.dtype == bool:
-            positions = np.flatnonzero(sel)
-        else:
-            positions = sel.astype(int)
+        positions = np.flatnonzero(sel) if sel.dtype == bool else sel.astype(int)
         return Windows(self.data[positions], self.fs_hz, self.index.iloc[positions].copy())
 
     @classmethod
