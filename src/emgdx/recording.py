@@ -8,6 +8,7 @@ when a file has more than one channel). Everything downstream works per channel.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -149,16 +150,11 @@ class Recording:
 
     def with_signal(self, signal: np.ndarray, fs_hz: float | None = None) -> Recording:
         """A copy with a new signal (and optionally a new rate), all metadata kept."""
-        return Recording(
+        return dataclasses.replace(
+            self,
             signal=signal,
             fs_hz=self.fs_hz if fs_hz is None else fs_hz,
-            record_id=self.record_id,
-            subject_id=self.subject_id,
-            label=self.label,
-            muscle=self.muscle,
-            channel=self.channel,
             meta=dict(self.meta),
-            source=self.source,
         )
 
     def __repr__(self) -> str:
@@ -183,21 +179,6 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _manifest_row(rec: Recording) -> dict[str, Any]:
-    return {
-        "record_id": rec.record_id,
-        "subject_id": rec.subject_id,
-        "label": rec.label,
-        "muscle": rec.muscle,
-        "level": rec.level,
-        "channel": rec.channel,
-        "fs_hz": rec.fs_hz,
-        "n_samples": rec.n_samples,
-        "duration_s": rec.duration_s,
-        "source": rec.source,
-    }
-
-
 @dataclass
 class Cohort:
     """Recordings plus a manifest table, one row per record, indexed by ``record_id``.
@@ -219,9 +200,9 @@ class Cohort:
         dupes = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) != len(ids) else []
         if dupes:
             raise SignalError(f"duplicate record_id(s) in cohort: {dupes[:5]}")
-        manifest = pd.DataFrame([_manifest_row(r) for r in recs], columns=list(MANIFEST_COLUMNS))
-        manifest = manifest.set_index("record_id", drop=False)
-        manifest.index.name = None
+        rows = [{column: getattr(r, column) for column in MANIFEST_COLUMNS} for r in recs]
+        manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+        manifest = manifest.set_index("record_id", drop=False).rename_axis(None)
         return cls(recs, manifest, list(errors))
 
     def __len__(self) -> int:
@@ -319,10 +300,7 @@ class Windows:
     def select(self, mask: np.ndarray | Sequence[bool] | Sequence[int]) -> Windows:
         """The windows picked by a boolean mask or integer positions (index follows)."""
         sel = np.asarray(mask)
-        if sel.dtype == bool:
-            positions = np.flatnonzero(sel)
-        else:
-            positions = sel.astype(int)
+        positions = np.flatnonzero(sel) if sel.dtype == bool else sel.astype(int)
         return Windows(self.data[positions], self.fs_hz, self.index.iloc[positions].copy())
 
     @classmethod

@@ -52,8 +52,6 @@ __all__ = [
 CVScheme = Literal["loso", "kfold", "leaky"]
 #: Named cross-validation schemes ("leaky" is window-wise and for demonstration only).
 CV_SCHEMES: tuple[CVScheme, ...] = ("loso", "kfold", "leaky")
-#: Record subsets evaluated: all records, and low-contraction records only.
-SUBSETS: tuple[str, ...] = ("all", "low")
 
 # Packages whose versions are saved with every result (read from metadata, never imported).
 _VERSIONED = ("emgdx", "numpy", "scipy", "pandas", "scikit-learn", "torch", "pywavelets")

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from emgdx.evaluation.aggregate import LEVELS
 from emgdx.evaluation.metrics import SCALAR_METRICS
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from emgdx.evaluation.cv import CVResult
 
 __all__ = [
+    "atomic_write",
     "figure_confusion",
     "figure_roc",
     "figure_subject_probabilities",
@@ -42,7 +44,6 @@ __all__ = [
     "write_report",
 ]
 
-_LEVELS = ("window", "record", "subject")
 _SUBSET_TITLES = {"all": "All records", "low": "Low-contraction records only"}
 
 
@@ -70,13 +71,14 @@ def _as_dict(results: CVResult | Mapping[str, Any]) -> dict[str, Any]:
     return _jsonable(to_dict() if callable(to_dict) else results)
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write ``data`` (text as UTF-8) to ``path`` atomically, creating its folder."""
     # Write beside the target, then rename: a crash never leaves half a file behind.
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be shared
         os.replace(tmp, path)
     except BaseException:
@@ -87,7 +89,7 @@ def _atomic_write(path: Path, text: str) -> None:
 def save_results_json(results: CVResult | Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write results as strict JSON (NaN as ``null``), atomically. Returns the path."""
     target = Path(path)
-    _atomic_write(target, json.dumps(_as_dict(results), indent=2, allow_nan=False))
+    atomic_write(target, json.dumps(_as_dict(results), indent=2, allow_nan=False))
     return target
 
 
@@ -106,7 +108,7 @@ def _matplotlib() -> Any:
 
 def _levels_in(evaluation: Mapping[str, Any]) -> list[str]:
     """The levels a result has (an ensemble of record-level results has no window level)."""
-    return [level for level in _LEVELS if level in evaluation]
+    return [level for level in LEVELS if level in evaluation]
 
 
 def _png(fig: Figure) -> str:
@@ -391,5 +393,5 @@ def write_report(
     res = _as_dict(results)
     json_path = save_results_json(res, folder / "results.json")
     html_path = folder / "report.html"
-    _atomic_write(html_path, render_html(res, title=title))
+    atomic_write(html_path, render_html(res, title=title))
     return {"json": json_path, "html": html_path}

@@ -123,11 +123,11 @@ def _read(
     path: Path,
     *,
     fs_hz: float | None,
-    channels: Sequence[str] | None,
-    subject_id: str | None,
-    label: Label | None,
-    uv_per_unit: float | None,
-    manifest: pd.DataFrame | None,
+    channels: Sequence[str] | None = None,
+    subject_id: str | None = None,
+    label: Label | None = None,
+    uv_per_unit: float | None = None,
+    manifest: pd.DataFrame | None = None,
 ) -> list[Recording]:
     fmt, target = detect_format(path)
     stem = target.stem
@@ -256,7 +256,6 @@ def read(
         subject_id=subject_id,
         label=_check_label(label),
         uv_per_unit=uv_per_unit,
-        manifest=None,
     )
 
 
@@ -402,15 +401,7 @@ def read_cohort(
 
     def one(p: Path) -> tuple[list[Recording], ReadError | None]:
         try:
-            recs = _read(
-                p,
-                fs_hz=fs_hz,
-                channels=None,
-                subject_id=None,
-                label=None,
-                uv_per_unit=None,
-                manifest=table,
-            )
+            recs = _read(p, fs_hz=fs_hz, manifest=table)
         except ReadError as exc:
             return [], exc
         except Exception as exc:  # keep going: one odd file must not sink a cohort

@@ -30,6 +30,7 @@ __all__ = [
     "FileData",
     "check_fs",
     "check_signal",
+    "decode_text",
     "integer_range",
     "record_stem",
     "unique_names",
@@ -105,10 +106,13 @@ def uv_scale(
     """The µV-per-unit factor for a declared ``unit``, or ``uv_per_unit`` when it is unknown.
 
     Returns ``(factor, assumed)``; ``assumed`` is True when the factor did not come from the
-    file. An unknown or blank unit without ``uv_per_unit`` raises
+    file. ``unit=None`` means the format stores no unit: the values are µV times
+    ``uv_per_unit`` (default 1). An unknown or blank unit without ``uv_per_unit`` raises
     :class:`~emgdx.errors.HeaderMismatchError`: guessing a unit would silently scale the
     signal by 1000.
     """
+    if unit is None:
+        return (1.0 if uv_per_unit is None else float(uv_per_unit)), True
     factor = uv_factor(unit)
     if factor is not None:
         return factor, False
@@ -164,6 +168,14 @@ def check_signal(path: Path, signal: np.ndarray, fs_hz: float, channel: str | No
             f"{where}{bad} non-finite sample(s) (NaN/Inf), first at sample {first} "
             f"(t = {first / fs_hz:.6g} s)",
         )
+
+
+def decode_text(raw: bytes) -> str:
+    """A text file's content: UTF-8 (without a BOM), else Latin-1, which takes any bytes."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 def integer_range(dtype: np.dtype[Any]) -> tuple[int, int] | None:

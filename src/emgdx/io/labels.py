@@ -158,15 +158,12 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
 
     labels: list[Label | None] = []
     for row_no, (text, dx) in enumerate(zip(cols["label"], cols["diagnosis"], strict=True), 2):
-        if text is not None:
-            norm = normalise_label(text)
-            if norm is None:
-                raise ReadError(
-                    path, f"line {row_no}: label {text!r} is not one of {', '.join(LABELS)}"
-                )
-            labels.append(norm)
-        else:
-            labels.append(normalise_label(dx))
+        norm = normalise_label(dx if text is None else text)
+        if text is not None and norm is None:  # a label column must say one of LABELS
+            raise ReadError(
+                path, f"line {row_no}: label {text!r} is not one of {', '.join(LABELS)}"
+            )
+        labels.append(norm)
     cols["label"] = labels
     fs_values: list[float | None] = []
     for row_no, text in enumerate(cols["fs_hz"], start=2):
@@ -188,10 +185,7 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     dupes = sorted({v for v in ids if ids.count(v) > 1})
     if dupes:
         raise ReadError(path, f"records listed more than once: {dupes[:5]}")
-    out = pd.DataFrame(cols, dtype=object)
-    out = out.set_index("record_id", drop=False)
-    out.index.name = None
-    return out
+    return pd.DataFrame(cols, dtype=object).set_index("record_id", drop=False).rename_axis(None)
 
 
 def manifest_row(

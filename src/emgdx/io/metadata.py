@@ -12,6 +12,7 @@ EMGLAB/WFDB headers carry clinical facts as free-text comments. Other formats re
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 __all__ = [
@@ -52,6 +53,7 @@ _KEY_ALIASES: dict[str, str] = {
 }
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_PREFIXES = {"k": 1e3, "K": 1e3, "M": 1e6, "m": 1e-3}  # "mHz": millihertz, as written
 _FREQ = re.compile(rf"^\s*(?P<value>{_NUMBER})\s*(?P<prefix>[kKmM]?)(?:hz|Hz|HZ)?\s*$")
 
 
@@ -91,15 +93,7 @@ def parse_frequency_hz(text: str | None) -> float | None:
     m = _FREQ.match(str(text))
     if not m:
         return None
-    value = float(m.group("value"))
-    prefix = m.group("prefix")
-    if prefix in ("k", "K"):
-        value *= 1e3
-    elif prefix == "M":
-        value *= 1e6
-    elif prefix == "m":  # "mHz": millihertz, as written
-        value *= 1e-3
-    return value
+    return float(m.group("value")) * _PREFIXES.get(m.group("prefix"), 1.0)
 
 
 def normalise_sex(text: str | None) -> str | None:
@@ -124,6 +118,17 @@ def _parse_float(text: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
+#: How the value of a normalised key is read; other keys keep their text (blank: None).
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "age": _parse_age,
+    "sex": normalise_sex,
+    "highpass_hz": parse_frequency_hz,
+    "lowpass_hz": parse_frequency_hz,
+    "amplifier_gain": _parse_float,
+    "level": lambda value: value.lower() or None,
+}
+
+
 def normalise_comments(comments: list[str]) -> dict[str, Any]:
     """Normalised metadata from header comment lines (see the module docstring for keys).
 
@@ -137,18 +142,8 @@ def normalise_comments(comments: list[str]) -> dict[str, Any]:
         key = _KEY_ALIASES.get(_norm_key(raw_key))
         if key is None or key in meta:  # first occurrence wins
             continue
-        if key == "age":
-            meta[key] = _parse_age(value)
-        elif key == "sex":
-            meta[key] = normalise_sex(value)
-        elif key in ("highpass_hz", "lowpass_hz"):
-            meta[key] = parse_frequency_hz(value)
-        elif key == "amplifier_gain":
-            meta[key] = _parse_float(value)
-        elif key == "level":
-            meta[key] = value.lower() or None
-        else:
-            meta[key] = value or None
+        parse = _PARSERS.get(key)
+        meta[key] = parse(value) if parse else value or None
     meta["header_comments"] = pairs
     meta["header_notes"] = notes
     return meta

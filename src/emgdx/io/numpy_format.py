@@ -123,14 +123,10 @@ def _channels(
     channels = []
     for i in range(n_ch):
         unit = units[0] if len(units) == 1 else units[i]
+        factor, assumed = uv_scale(path, unit, uv_per_unit, where=f"channel {i}")
         meta: dict[str, Any] = {"units_source": unit}
-        if unit is None:
-            factor = 1.0 if uv_per_unit is None else float(uv_per_unit)
+        if assumed:
             meta["units_assumed"] = True
-        else:
-            factor, assumed = uv_scale(path, unit, uv_per_unit, where=f"channel {i}")
-            if assumed:
-                meta["units_assumed"] = True
         if rng is not None:
             lo, hi = sorted((rng[0] * factor, rng[1] * factor))
             meta["digital_range_uv"] = (float(lo), float(hi))

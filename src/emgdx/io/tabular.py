@@ -36,6 +36,7 @@ from emgdx.io._common import (
     ChannelData,
     FileData,
     check_fs,
+    decode_text,
     unique_names,
     unit_from_suffix,
     uv_scale,
@@ -96,14 +97,6 @@ def sniff_delimiter(lines: list[str]) -> str | None:
     return None
 
 
-def _decode(path: Path) -> str:
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
-
-
 def read_table(path: Path, *, fs_hz: float | None, uv_per_unit: float | None) -> FileData:
     """Read a delimited text table of EMG samples.
 
@@ -123,7 +116,7 @@ def read_table(path: Path, *, fs_hz: float | None, uv_per_unit: float | None) ->
     """
     numbered = [
         (no, ln)
-        for no, ln in enumerate(_decode(path).splitlines(), start=1)
+        for no, ln in enumerate(decode_text(path.read_bytes()).splitlines(), start=1)
         if ln.strip() and not ln.lstrip().startswith("#")
     ]
     if not numbered:
@@ -202,14 +195,10 @@ def read_table(path: Path, *, fs_hz: float | None, uv_per_unit: float | None) ->
     channels = []
     for j, ch_name in zip(signal_cols, names, strict=True):
         unit = unit_from_suffix(header[j]) if has_header else None
-        ch_meta: dict[str, Any] = {}
-        if unit is None:
-            factor = 1.0 if uv_per_unit is None else float(uv_per_unit)
-            ch_meta["units_source"] = None
+        factor, assumed = uv_scale(path, unit, uv_per_unit)
+        ch_meta: dict[str, Any] = {"units_source": unit}
+        if assumed:
             ch_meta["units_assumed"] = True
-        else:
-            factor, _ = uv_scale(path, unit, None)
-            ch_meta["units_source"] = unit
         channels.append(
             ChannelData((values[:, j] * factor).astype(np.float32), fs, ch_name, ch_meta)
         )

@@ -19,7 +19,7 @@ import numpy as np
 from scipy.io import wavfile
 
 from emgdx.errors import HeaderMismatchError, TruncatedDataError
-from emgdx.io._common import ChannelData, FileData, check_fs, integer_range
+from emgdx.io._common import ChannelData, FileData, check_fs, integer_range, uv_scale
 
 __all__ = ["read_wav"]
 
@@ -48,7 +48,7 @@ def read_wav(path: Path, *, uv_per_unit: float | None) -> FileData:
         if "EOF" in str(w.message):  # scipy only warns and returns the samples it found
             raise TruncatedDataError(path, f"WAV data is cut short: {w.message}")
     fs = check_fs(path, rate, "WAV header")
-    factor = 1.0 if uv_per_unit is None else float(uv_per_unit)
+    factor, _ = uv_scale(path, None, uv_per_unit)
     stored_dtype = str(data.dtype)
     rng = integer_range(data.dtype)
     if data.dtype == np.uint8:  # 8-bit WAV is unsigned with 128 as zero

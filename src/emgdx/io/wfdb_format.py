@@ -47,39 +47,28 @@ from emgdx.errors import (
     TruncatedDataError,
     UnknownFormatError,
 )
-from emgdx.io._common import ChannelData, FileData, check_fs, unique_names, uv_scale
+from emgdx.io._common import ChannelData, FileData, check_fs, decode_text, unique_names, uv_scale
 from emgdx.io.metadata import normalise_comments
 
 __all__ = ["looks_like_header", "read_wfdb", "signal_files_of_header"]
 
-# Integer range of each WFDB storage format (after WFDB's own offsets for 80 and 160).
-_FORMAT_RANGE: dict[str, tuple[int, int]] = {
-    "8": (-128, 127),
-    "16": (-32768, 32767),
-    "24": (-(2**23), 2**23 - 1),
-    "32": (-(2**31), 2**31 - 1),
-    "61": (-32768, 32767),
-    "80": (-128, 127),
-    "160": (-32768, 32767),
-    "212": (-2048, 2047),
-    "310": (-512, 511),
-    "311": (-512, 511),
-    "508": (-128, 127),
-    "516": (-32768, 32767),
-    "524": (-(2**23), 2**23 - 1),
-}
-# Bits each sample takes on disk, for the truncation check (FLAC formats are compressed).
-_BITS_PER_SAMPLE: dict[str, float] = {
-    "8": 8,
-    "16": 16,
-    "24": 24,
-    "32": 32,
-    "61": 16,
-    "80": 8,
-    "160": 16,
-    "212": 12,
-    "310": 32 / 3,
-    "311": 32 / 3,
+# Each WFDB storage format: (bits of resolution, giving the integer range after WFDB's own
+# offsets for 80 and 160; bits each sample takes on disk, for the truncation check, or None
+# for the compressed FLAC formats).
+_FORMATS: dict[str, tuple[int, float | None]] = {
+    "8": (8, 8),
+    "16": (16, 16),
+    "24": (24, 24),
+    "32": (32, 32),
+    "61": (16, 16),
+    "80": (8, 8),
+    "160": (16, 16),
+    "212": (12, 12),
+    "310": (10, 32 / 3),
+    "311": (10, 32 / 3),
+    "508": (8, None),
+    "516": (16, None),
+    "524": (24, None),
 }
 # Formats read by the numpy fast path: (dtype on disk, offset to subtract).
 _FAST_DTYPES: dict[str, tuple[str, int]] = {
@@ -97,10 +86,7 @@ _FS_TOKEN = re.compile(r"^(?P<fs>[^/(]+)(?:/[^(]*)?(?:\([^)]*\))?$")
 def _decode(path: Path, raw: bytes) -> str:
     if b"\x00" in raw:
         raise UnknownFormatError(path, "not a WFDB header (binary content in a .hea file)")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
+    return decode_text(raw)
 
 
 def _content_lines(text: str) -> list[str]:
@@ -248,7 +234,7 @@ def read_wfdb(path: Path, *, fs_hz: float | None, uv_per_unit: float | None) -> 
 
     formats = [str(f) for f in header.fmt]
     for i, fmt in enumerate(formats):
-        if fmt not in _FORMAT_RANGE:
+        if fmt not in _FORMATS:
             raise HeaderMismatchError(path, f"signal {i}: unknown WFDB storage format {fmt!r}")
     files = [str(f) for f in header.file_name]
     for name in dict.fromkeys(files):
@@ -259,11 +245,11 @@ def read_wfdb(path: Path, *, fs_hz: float | None, uv_per_unit: float | None) -> 
     skew = [int(s or 0) for s in header.skew]
     offsets = [int(b or 0) for b in header.byte_offset]
     extra: dict[str, int] = {}
-    nsamp = _check_lengths(path, files, formats, spf, offsets, nsamp, extra)
-
-    groups: dict[str, list[int]] = {}
+    groups: dict[str, list[int]] = {}  # signal file -> its signals
     for i, name in enumerate(files):
         groups.setdefault(name, []).append(i)
+    nsamp = _check_lengths(path, groups, formats, spf, offsets, nsamp, extra)
+
     fast = all(s == 1 for s in spf) and not any(skew)
     fast = fast and all(
         len({formats[i] for i in idx}) == 1
@@ -308,11 +294,9 @@ def read_wfdb(path: Path, *, fs_hz: float | None, uv_per_unit: float | None) -> 
             sig -= np.float32(baseline)
         sig *= np.float32(scale)
         adc_res = header.adc_res[i]
-        if adc_res:
-            zero = int(header.adc_zero[i] or 0)
-            lo_d, hi_d = zero - 2 ** (int(adc_res) - 1), zero + 2 ** (int(adc_res) - 1) - 1
-        else:
-            lo_d, hi_d = _FORMAT_RANGE[formats[i]]
+        bits = int(adc_res) if adc_res else _FORMATS[formats[i]][0]
+        zero = int(header.adc_zero[i] or 0) if adc_res else 0
+        lo_d, hi_d = zero - 2 ** (bits - 1), zero + 2 ** (bits - 1) - 1
         lo_uv, hi_uv = sorted(((lo_d - baseline) * scale, (hi_d - baseline) * scale))
         meta: dict[str, Any] = {
             "format": f"wfdb-{formats[i]}",
@@ -331,7 +315,7 @@ def read_wfdb(path: Path, *, fs_hz: float | None, uv_per_unit: float | None) -> 
 
 def _check_lengths(
     path: Path,
-    files: list[str],
+    groups: dict[str, list[int]],
     formats: list[str],
     spf: list[int],
     offsets: list[int],
@@ -340,17 +324,14 @@ def _check_lengths(
 ) -> int:
     """Compare each signal file's size with the header; returns the sample count per signal.
 
-    Fills ``extra`` with the surplus samples per file. Files in compressed formats are
-    left to wfdb.
+    ``groups`` maps each signal file to its signals' positions. Fills ``extra`` with the
+    surplus samples per file. Files in compressed formats are left to wfdb.
     """
-    per_file: dict[str, list[int]] = {}
-    for i, name in enumerate(files):
-        per_file.setdefault(name, []).append(i)
     held_counts: list[int] = []
-    for name, idx in per_file.items():
-        if any(formats[i] not in _BITS_PER_SAMPLE for i in idx):
+    for name, idx in groups.items():
+        if any(_FORMATS[formats[i]][1] is None for i in idx):
             continue
-        frame_bits = sum(_BITS_PER_SAMPLE[formats[i]] * spf[i] for i in idx)
+        frame_bits = sum((_FORMATS[formats[i]][1] or 0) * spf[i] for i in idx)
         size = (path.parent / name).stat().st_size - offsets[idx[0]]
         held = int(max(size, 0) * 8 // frame_bits)
         held_counts.append(held)

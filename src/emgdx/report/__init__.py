@@ -13,10 +13,10 @@ support, not a diagnosis.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from emgdx.errors import ConfigError
+from emgdx.evaluation.report import atomic_write
 from emgdx.report.content import (
     DISCLAIMER,
     ClinicalReport,
@@ -58,14 +58,5 @@ def write_report(report: ClinicalReport, path: str | os.PathLike[str]) -> Path:
         data = render_pdf(report)
     else:
         raise ConfigError(f"{target}: the report is written as .html or .pdf, not {suffix!r}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(target, data)
     return target

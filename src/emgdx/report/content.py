@@ -112,20 +112,10 @@ class ClinicalReport:
         """The visit's reading over its analysed recordings (``None`` for fewer than two)."""
         return self.diagnosis.visit if sum(r.analysed for r in self.records) > 1 else None
 
-    @property
-    def visit_probs(self) -> dict[str, float] | None:
-        verdict = self.visit_verdict
-        return None if verdict is None else verdict.probs
-
-    @property
-    def visit_intervals(self) -> dict[str, tuple[float, float]] | None:
-        verdict = self.visit_verdict
-        return None if verdict is None else verdict.interval
-
-    @property
-    def visit_predicted(self) -> str | None:
-        verdict = self.visit_verdict
-        return None if verdict is None else verdict.predicted
+    # The visit's reading, or None without one (see visit_verdict).
+    visit_probs = property(lambda self: getattr(self.visit_verdict, "probs", None))
+    visit_intervals = property(lambda self: getattr(self.visit_verdict, "interval", None))
+    visit_predicted = property(lambda self: getattr(self.visit_verdict, "predicted", None))
 
     @property
     def summary_line(self) -> str:
@@ -133,19 +123,14 @@ class ClinicalReport:
         analysed = [r for r in self.records if r.analysed]
         if not analysed:
             return "No recording could be analysed (see the quality findings)."
-        if self.visit_probs is not None and self.visit_predicted is not None:
-            p = self.visit_probs[self.visit_predicted]
-            bounds = (self.visit_intervals or {}).get(self.visit_predicted, (math.nan, math.nan))
-            return (
-                f"Most consistent with {self.visit_predicted.upper()} (model probability "
-                f"{p:.2f}{_interval_text(bounds)}) across {len(analysed)} recordings."
-            )
-        rec = analysed[0]
-        assert rec.predicted is not None
-        bounds = rec.intervals.get(rec.predicted, (math.nan, math.nan))
+        verdict, where = self.visit_verdict, f" across {len(analysed)} recordings"
+        if verdict is None or verdict.predicted is None:
+            verdict, where = analysed[0].verdict, ""
+        assert verdict.predicted is not None
+        bounds = verdict.interval.get(verdict.predicted, (math.nan, math.nan))
         return (
-            f"Most consistent with {rec.predicted.upper()} (model probability "
-            f"{rec.probs[rec.predicted]:.2f}{_interval_text(bounds)})."
+            f"Most consistent with {verdict.predicted.upper()} (model probability "
+            f"{verdict.probs[verdict.predicted]:.2f}{_interval_text(bounds)}){where}."
         )
 
 
@@ -351,12 +336,7 @@ def build_report(
 
     if not pipeline.fitted:
         raise ConfigError("the report needs a fitted pipeline (train or load one)")
-    if isinstance(recordings, Recording):
-        recs = [recordings]
-    elif isinstance(recordings, Cohort):
-        recs = list(recordings.recordings)
-    else:
-        recs = list(recordings)
+    recs = [recordings] if isinstance(recordings, Recording) else list(recordings)
     if not recs:
         raise ConfigError("no recordings to report on")
     recs = _unique_ids(recs)

@@ -255,10 +255,9 @@ def render_pdf(report: ClinicalReport, path: str | os.PathLike[str] | None = Non
     width = doc.width
     P = platypus.Paragraph
     story: list[Any] = [P(_esc(report.title), st["h1"])]
-    for k, v in report.patient.items():
-        story.append(P(f"Patient {_esc(k)}: <b>{_esc(v)}</b>", st["base"]))
-    for k, v in report.visit.items():
-        story.append(P(f"Visit {_esc(k)}: <b>{_esc(v)}</b>", st["base"]))
+    for who, facts in (("Patient", report.patient), ("Visit", report.visit)):
+        for k, v in facts.items():
+            story.append(P(f"{who} {_esc(k)}: <b>{_esc(v)}</b>", st["base"]))
     story.append(P(f"Report created: {_esc(report.created)}", st["base"]))
     story.append(
         P(

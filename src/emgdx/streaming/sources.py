@@ -227,11 +227,9 @@ def open_source(spec: str, *, speed: float = 1.0, channel: int = 0, **kwargs: An
         When an LSL stream of that name is not found.
     """
     kind, _, rest = spec.partition(":")
-    if not rest:
-        raise ConfigError(f"source must be lsl:NAME or file:PATH, got {spec!r}")
-    if kind == "lsl":
+    if kind == "lsl" and rest:
         return LSLSource(rest, channel=channel, **kwargs)
-    if kind == "file":
+    if kind == "file" and rest:
         return ReplaySource(Path(rest), speed=speed, channel=channel, **kwargs)
     raise ConfigError(f"source must be lsl:NAME or file:PATH, got {spec!r}")
 
