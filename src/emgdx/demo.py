@@ -325,25 +325,15 @@ def _evaluate(
     from emgdx.pipeline import Pipeline, TrainConfig
 
     train = TrainConfig(seed=seed, epochs=epochs)
-    epoch_hook = hooks.get("epochs")
 
-    class _Fold:
-        """A fresh pipeline (the demo's preprocessing) whose training reports its epochs."""
-
-        def __init__(self) -> None:
-            self.pipe = Pipeline(preprocess=result.config, model=model, train=train)
-
-        def fit(self, windows: Windows) -> _Fold:
-            self.pipe.fit(windows, on_progress=epoch_hook)
-            return self
-
-        def predict_windows(self, windows: Windows) -> np.ndarray:
-            return self.pipe.predict_windows(windows)
+    def make() -> Pipeline:
+        """A fresh pipeline with the demo's preprocessing."""
+        return Pipeline(preprocess=result.config, model=model, train=train)
 
     t0 = time.perf_counter()
     with _torch_threads(DEMO_TORCH_THREADS):
         res = cross_validate(
-            _Fold,
+            make,
             result.windows,
             cv=cv,  # type: ignore[arg-type]  # checked in run_demo
             k=k,
@@ -357,6 +347,7 @@ def _evaluate(
                 "demo": True,
             },
             on_progress=hooks.get("folds"),
+            on_epoch=hooks.get("epochs"),
         )
     result.seconds["evaluate"] = time.perf_counter() - t0
     result.evaluation = res

@@ -4,38 +4,18 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
 
 from emgdx.cli import console as ui
-from emgdx.config import ProgressCallback
 from emgdx.errors import EmgdxError
 
 if TYPE_CHECKING:
     from emgdx.pipeline import Pipeline
-    from emgdx.recording import Windows
 
 app = typer.Typer(add_completion=False)
-
-
-class _FoldPipeline:
-    """A fresh pipeline per fold whose torch training drives the CLI's epoch bar."""
-
-    def __init__(self, pipe: Pipeline, on_epoch: ProgressCallback) -> None:
-        self.pipe = pipe
-        self.on_epoch = on_epoch
-
-    def fit(self, windows: Windows) -> _FoldPipeline:
-        self.pipe.fit(windows, on_progress=self.on_epoch)
-        return self
-
-    def predict_windows(self, windows: Windows) -> Any:
-        return self.pipe.predict_windows(windows)
-
-
-#: Levels and metrics of the evaluation table (all three levels, the three headline metrics).
 
 
 @app.command()
@@ -88,10 +68,8 @@ def evaluate(
             # QC and preprocessing fit nothing: done once, then split by subject
             windows = probe.prepare(cohort, on_progress=hooks["preparing"])
 
-            def make() -> _FoldPipeline:
-                return _FoldPipeline(
-                    ui.make_pipeline(model, task, epochs, seed, representation), hooks["epochs"]
-                )
+            def make() -> Pipeline:
+                return ui.make_pipeline(model, task, epochs, seed, representation)
 
             with warnings.catch_warnings():
                 # the warning was printed above, once, in words a user reads
@@ -112,6 +90,7 @@ def evaluate(
                         "data": str(data),
                     },
                     on_progress=hooks["folds"],
+                    on_epoch=hooks["epochs"],
                 )
         title = f"emgdx: {probe.model_name}, {cv} cross-validation, task {task}"
         if leaky:

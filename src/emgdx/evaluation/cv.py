@@ -351,6 +351,7 @@ def cross_validate(
     ci: float = 0.95,
     config: Mapping[str, Any] | None = None,
     on_progress: ProgressCallback | None = None,
+    on_epoch: ProgressCallback | None = None,
 ) -> CVResult:
     """Subject-wise cross-validation of a pipeline, evaluated at window/record/subject level.
 
@@ -388,6 +389,9 @@ def cross_validate(
         The caller's description of the run (model, representation, ...), saved with results.
     on_progress
         ``on_progress(done_folds, n_folds)`` after every fold.
+    on_epoch
+        Passed to every fold's ``fit(windows, on_progress=on_epoch)`` (the training's own
+        progress, e.g. epochs of a torch model); ``None``: ``fit(windows)``.
 
     Returns
     -------
@@ -427,7 +431,8 @@ def cross_validate(
             raise ConfigError(f"fold {i}: some windows were already tested in an earlier fold")
         pipeline = make_pipeline()
         t0 = time.perf_counter()
-        pipeline.fit(windows.select(train_idx))
+        fit_options: dict[str, Any] = {} if on_epoch is None else {"on_progress": on_epoch}
+        pipeline.fit(windows.select(train_idx), **fit_options)
         t1 = time.perf_counter()
         fold_probs = pipeline.predict_windows(windows.select(test_idx))
         t2 = time.perf_counter()
