@@ -47,7 +47,7 @@ from scipy import ndimage, signal, stats
 
 from emgdx.config import check_fields
 from emgdx.errors import ConfigError, SignalError
-from emgdx.represent._common import AMPLITUDE_FLOOR_UV, ReprBase, check_fs, check_windows
+from emgdx.represent._common import AMPLITUDE_FLOOR_UV, ReprBase
 
 __all__ = ["FEATURE_GROUPS", "FeatureRepr"]
 
@@ -125,6 +125,7 @@ class FeatureRepr(ReprBase):
     """
 
     name: ClassVar[str] = "features"
+    min_samples: ClassVar[int] = 8
 
     groups: tuple[str, ...] = FEATURE_GROUPS
     threshold_uv: float | None = None
@@ -173,8 +174,7 @@ class FeatureRepr(ReprBase):
             non_negative="phase_min_fraction duration_gap_ms threshold_uv turns_uv",
             positive_int="wavelet_level",
         )
-        if problems:
-            raise ConfigError("features: " + "; ".join(problems))
+        self._check(problems, normalise=None)
         if self.wavelet not in pywt.wavelist(kind="discrete"):
             raise ConfigError(f"features: {self.wavelet!r} is not a discrete PyWavelets wavelet")
 
@@ -196,11 +196,10 @@ class FeatureRepr(ReprBase):
             names += _MUAP_NAMES
         return tuple(names)
 
-    def output_shape(self, n_times: int, fs_hz: float) -> dict[str, tuple[int, ...]]:
-        """``x``: ``(n_features,)``."""
-        check_fs(fs_hz)
-        self._check_length(int(n_times), float(fs_hz))
-        return {"x": (len(self.feature_names),)}
+    def _x_shape(self, n_times: int, fs_hz: float) -> tuple[int, ...]:
+        """``(n_features,)``."""
+        self._check_length(n_times, fs_hz)
+        return (len(self.feature_names),)
 
     def _check_length(self, n_times: int, fs_hz: float) -> None:
         if "wavelet" in self.groups:
@@ -218,24 +217,9 @@ class FeatureRepr(ReprBase):
 
     # ---- transform -----------------------------------------------------------------------
 
-    def transform(self, data: np.ndarray, fs_hz: float) -> dict[str, np.ndarray]:
-        """Feature matrix of the windows.
-
-        Parameters
-        ----------
-        data
-            ``[n, T]`` windows in µV.
-        fs_hz
-            Their sampling rate.
-
-        Returns
-        -------
-        dict
-            ``x``: ``[n, n_features]`` float32, columns named by :attr:`feature_names`.
-        """
-        fs = check_fs(fs_hz)
-        arr = check_windows(data, self.name, min_samples=8)
-        self._check_length(arr.shape[1], fs)
+    def _x(self, arr: np.ndarray, fs_hz: float) -> np.ndarray:
+        """``[n, n_features]`` feature matrix, columns named by :attr:`feature_names`."""
+        self._check_length(arr.shape[1], fs_hz)
         out = np.empty((arr.shape[0], len(self.feature_names)), dtype=np.float32)
         for i in range(0, arr.shape[0], _CHUNK_ROWS):
             block = arr[i : i + _CHUNK_ROWS].astype(np.float64)
@@ -243,15 +227,15 @@ class FeatureRepr(ReprBase):
             noise /= _MAD_TO_SIGMA
             cols: list[np.ndarray] = []
             if "time" in self.groups:
-                cols += self._time(block, fs, noise)
+                cols += self._time(block, fs_hz, noise)
             if "spectral" in self.groups:
-                cols += self._spectral(block, fs)
+                cols += self._spectral(block, fs_hz)
             if "wavelet" in self.groups:
                 cols += self._wavelet(block)
             if "muap" in self.groups:
-                cols += self._muap(block, fs, noise)
+                cols += self._muap(block, fs_hz, noise)
             out[i : i + _CHUNK_ROWS] = np.stack(cols, axis=1)
-        return {"x": out}
+        return out
 
     def _time(self, x: np.ndarray, fs: float, noise: np.ndarray) -> list[np.ndarray]:
         duration_s = x.shape[1] / fs
