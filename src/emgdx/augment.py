@@ -44,7 +44,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from emgdx.config import config_from_dict, config_to_dict
+from emgdx.config import check_fields, config_from_dict, config_to_dict
 from emgdx.errors import ConfigError
 
 __all__ = [
@@ -126,12 +126,22 @@ class Augmentation:
     domains: ClassVar[tuple[Domain, ...]] = ("waveform",)
     #: Whether :meth:`transform` needs the sampling rate.
     needs_fs: ClassVar[bool] = False
+    #: ``(min, max)`` fields, checked by :func:`_check_range`: name -> lowest allowed min.
+    ranges: ClassVar[dict[str, float]] = {}
+    #: Other fields checked by :func:`~emgdx.config.check_fields`: rule -> names.
+    rules: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self) -> None:
         p = self.p
         if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 <= p <= 1.0:
             raise ConfigError(f"{type(self).__name__}: p must be in [0, 1], got {p!r}")
         object.__setattr__(self, "p", float(p))
+        for field, low in self.ranges.items():
+            value = _check_range(f"{self.name}: {field}", getattr(self, field), low)
+            object.__setattr__(self, field, value)
+        problems = check_fields(self, **self.rules)
+        if problems:
+            raise ConfigError(f"{self.name}: " + "; ".join(problems))
 
     def transform(
         self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
@@ -182,11 +192,7 @@ class GaussianNoise(Augmentation):
 
     snr_db: tuple[float, float] = (15.0, 35.0)
     name: ClassVar[str] = "noise"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        snr = _check_range("noise: snr_db", self.snr_db, -math.inf)
-        object.__setattr__(self, "snr_db", snr)
+    ranges: ClassVar[dict[str, float]] = {"snr_db": -math.inf}
 
     def transform(
         self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
@@ -253,15 +259,14 @@ class AmplitudeScale(Augmentation):
     gain: tuple[float, float] = (0.7, 1.4)
     target: Literal["x", "aux", "both"] = "aux"
     name: ClassVar[str] = "scale"
+    ranges: ClassVar[dict[str, float]] = {"gain": 0.0}
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        lo, hi = _check_range("scale: gain", self.gain, 0.0)
-        if lo <= 0:
+        if self.gain[0] <= 0:
             raise ConfigError(f"scale: gain must be positive, got {self.gain!r}")
         if self.target not in ("x", "aux", "both"):
             raise ConfigError(f"scale: target must be 'x', 'aux' or 'both', got {self.target!r}")
-        object.__setattr__(self, "gain", (float(lo), float(hi)))
 
     def transform(
         self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
@@ -320,19 +325,16 @@ class RandomBandFilter(Augmentation):
     order: int = 2
     name: ClassVar[str] = "bandfilter"
     needs_fs: ClassVar[bool] = True
+    ranges: ClassVar[dict[str, float]] = {"low_hz": 0.0, "high_hz": 0.0}
+    rules: ClassVar[dict[str, str]] = {"positive_int": "order"}
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        low = _check_range("bandfilter: low_hz", self.low_hz, 0.0)
-        high = _check_range("bandfilter: high_hz", self.high_hz, 0.0)
-        if low[1] >= high[0]:
+        if self.low_hz[1] >= self.high_hz[0]:
             raise ConfigError(
-                f"bandfilter: low_hz {low} must lie below high_hz {high} (a band, not a stop)"
+                f"bandfilter: low_hz {self.low_hz} must lie below high_hz {self.high_hz} "
+                "(a band, not a stop)"
             )
-        if isinstance(self.order, bool) or not isinstance(self.order, int) or self.order < 1:
-            raise ConfigError(f"bandfilter: order must be a positive integer, got {self.order!r}")
-        object.__setattr__(self, "low_hz", low)
-        object.__setattr__(self, "high_hz", high)
 
     def transform(
         self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
@@ -363,13 +365,7 @@ class BaselineWander(Augmentation):
     amplitude_rel: tuple[float, float] = (0.05, 0.5)
     name: ClassVar[str] = "wander"
     needs_fs: ClassVar[bool] = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "freq_hz", _check_range("wander: freq_hz", self.freq_hz, 0.0))
-        object.__setattr__(
-            self, "amplitude_rel", _check_range("wander: amplitude_rel", self.amplitude_rel, 0.0)
-        )
+    ranges: ClassVar[dict[str, float]] = {"freq_hz": 0.0, "amplitude_rel": 0.0}
 
     def transform(
         self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
@@ -399,16 +395,15 @@ class LineHum(Augmentation):
     snr_db: tuple[float, float] = (15.0, 40.0)
     name: ClassVar[str] = "hum"
     needs_fs: ClassVar[bool] = True
+    ranges: ClassVar[dict[str, float]] = {"snr_db": -math.inf}
+    rules: ClassVar[dict[str, str]] = {"positive_int": "n_harmonics"}
 
     def __post_init__(self) -> None:
         super().__post_init__()
         lines = tuple(float(v) for v in self.line_hz)
         if not lines or not all(v > 0 for v in lines):
             raise ConfigError(f"hum: line_hz must be positive frequencies, got {self.line_hz!r}")
-        if isinstance(self.n_harmonics, bool) or int(self.n_harmonics) < 1:
-            raise ConfigError(f"hum: n_harmonics must be >= 1, got {self.n_harmonics!r}")
         object.__setattr__(self, "line_hz", lines)
-        object.__setattr__(self, "snr_db", _check_range("hum: snr_db", self.snr_db, -math.inf))
 
     def transform(
         self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
@@ -443,13 +438,12 @@ class SegmentMask(Augmentation):
     n_segments: int = 1
     name: ClassVar[str] = "mask"
     domains: ClassVar[tuple[Domain, ...]] = ("waveform", "image")
+    rules: ClassVar[dict[str, str]] = {"positive_int": "n_segments"}
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0.0 <= float(self.max_fraction) <= 1.0:
             raise ConfigError(f"mask: max_fraction must be in [0, 1], got {self.max_fraction!r}")
-        if isinstance(self.n_segments, bool) or int(self.n_segments) < 1:
-            raise ConfigError(f"mask: n_segments must be >= 1, got {self.n_segments!r}")
 
     def transform(
         self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
