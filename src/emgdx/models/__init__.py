@@ -83,6 +83,24 @@ class ModelSpec:
         return _model_parameters(self)
 
 
+def _shape_of(input_shapes: InputShapes, name: str, ndim: int, model: str) -> tuple[int, ...]:
+    """The shape of input ``name`` (without the batch dimension), checked to have ``ndim`` dims.
+
+    Raises
+    ------
+    ConfigError
+        When the input is missing or has the wrong number of dimensions.
+    """
+    if name not in input_shapes:
+        raise ConfigError(f"{model} needs input {name!r}; got inputs {sorted(input_shapes)}")
+    shape = tuple(int(s) for s in input_shapes[name])
+    if len(shape) != ndim or any(s <= 0 for s in shape):
+        raise ConfigError(
+            f"{model} needs input {name!r} with {ndim} positive dims (no batch dim), got {shape}"
+        )
+    return shape
+
+
 def _n_aux(input_shapes: InputShapes, model: str) -> int:
     if input_shapes.get("aux") is None:
         return 0
@@ -111,9 +129,7 @@ def _build_torch(name: str, ndim: int) -> Callable[..., Any]:
     ``(n_chans, n_times)`` goes in as two arguments, an image's shape as one."""
 
     def build(*, input_shapes: InputShapes, n_classes: int, fs_hz: float, **params: Any) -> Any:
-        from emgdx.models._common import shape_of
-
-        shape = shape_of(input_shapes, "x", ndim, name)
+        shape = _shape_of(input_shapes, "x", ndim, name)
         args = shape if ndim == 2 else (shape,)
         return _torch_class(name)(*args, fs_hz, n_classes, _n_aux(input_shapes, name), **params)
 
@@ -122,10 +138,9 @@ def _build_torch(name: str, ndim: int) -> Callable[..., Any]:
 
 def _build_classical(name: str) -> Callable[..., Any]:
     def build(*, input_shapes: InputShapes, n_classes: int, fs_hz: float, **params: Any) -> Any:
-        from emgdx.models._common import shape_of
         from emgdx.models.classical import CLASSICAL_BUILDERS
 
-        shape_of(input_shapes, "x", 1, name)  # a feature vector per window, nothing else
+        _shape_of(input_shapes, "x", 1, name)  # a feature vector per window, nothing else
         _n_aux(input_shapes, name)
         return CLASSICAL_BUILDERS[name](**params)
 
@@ -382,9 +397,7 @@ def trainable_part(model: Any, freeze: str) -> Any:
 
 def count_parameters(model: Any) -> int:
     """Trainable parameters of a torch model."""
-    from emgdx.models._common import count_parameters as _count
-
-    return _count(model)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def summary_table(
