@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -27,8 +27,15 @@ __all__ = [
 #: Floor (µV) under every amplitude before the log: a flat window gives log10(1e-3) = -3, not -inf.
 AMPLITUDE_FLOOR_UV = 1e-3
 
+# The value (µV) behind each amplitude scalar, from a float64 block of windows [n, T].
+_AMPLITUDES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "log_rms": lambda block: np.sqrt(np.mean(block * block, axis=1)),
+    "log_mav": lambda block: np.mean(np.abs(block), axis=1),
+    "log_p2p": lambda block: block.max(axis=1) - block.min(axis=1),
+    "log_p99": lambda block: np.percentile(np.abs(block), 99.0, axis=1),
+}
 #: Scalar amplitude side inputs a representation can put into ``aux`` (all log10 of µV).
-AMPLITUDE_SCALARS: tuple[str, ...] = ("log_rms", "log_mav", "log_p2p", "log_p99")
+AMPLITUDE_SCALARS: tuple[str, ...] = tuple(_AMPLITUDES)
 
 # Rows per float64 block when reducing large window sets: bounded memory, numpy speed.
 _CHUNK_ROWS = 512
@@ -87,16 +94,9 @@ def amplitude_scalars(data: np.ndarray, names: Sequence[str]) -> np.ndarray:
     for i in range(0, n, _CHUNK_ROWS):
         block = data[i : i + _CHUNK_ROWS].astype(np.float64)
         for j, name in enumerate(names):
-            if name == "log_rms":
-                value = np.sqrt(np.mean(block * block, axis=1))
-            elif name == "log_mav":
-                value = np.mean(np.abs(block), axis=1)
-            elif name == "log_p2p":
-                value = block.max(axis=1) - block.min(axis=1)
-            elif name == "log_p99":
-                value = np.percentile(np.abs(block), 99.0, axis=1)
-            else:
+            if name not in _AMPLITUDES:
                 raise ConfigError(f"unknown amplitude scalar {name!r}; known: {AMPLITUDE_SCALARS}")
+            value = _AMPLITUDES[name](block)
             out[i : i + _CHUNK_ROWS, j] = np.log10(np.maximum(value, AMPLITUDE_FLOOR_UV))
     return out.astype(np.float32)
 

@@ -86,6 +86,19 @@ def _band_name(band: tuple[float, float]) -> str:
     return f"band_{band[0]:g}_{band[1]:g}hz"
 
 
+def _threshold(absolute_uv: float | None, noise_k: float, noise: np.ndarray) -> np.ndarray:
+    """Per-window threshold: ``absolute_uv`` when set, else ``noise_k`` noise floors."""
+    if absolute_uv is not None:
+        return np.full(noise.shape[0], float(absolute_uv))
+    return noise_k * noise
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    """Shannon entropy (nats) of every row of ``p``; zero entries contribute nothing."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
+
+
 @dataclass(frozen=True)
 class FeatureRepr(ReprBase):
     """A fixed-length vector of classical EMG features per window (``x``: ``[n, n_features]``).
@@ -239,11 +252,7 @@ class FeatureRepr(ReprBase):
 
     def _time(self, x: np.ndarray, fs: float, noise: np.ndarray) -> list[np.ndarray]:
         duration_s = x.shape[1] / fs
-        thr = (
-            np.full(x.shape[0], float(self.threshold_uv))
-            if self.threshold_uv is not None
-            else self.threshold_noise_k * noise
-        )[:, None]
+        thr = _threshold(self.threshold_uv, self.threshold_noise_k, noise)[:, None]
         d = np.diff(x, axis=1)
         absd = np.abs(d)
         zc = (x[:, :-1] * x[:, 1:] < 0) & (absd >= thr)
@@ -306,13 +315,9 @@ class FeatureRepr(ReprBase):
         rel = energies / np.where(total > 0, total, 1.0)
         entropies = []
         for c, e in zip(coeffs, energies.T, strict=True):
-            p = (c * c) / np.where(e > 0, e, 1.0)[:, None]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                h = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
+            h = _entropy((c * c) / np.where(e > 0, e, 1.0)[:, None])
             entropies.append(h / math.log(c.shape[1]) if c.shape[1] > 1 else np.zeros_like(h))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            h_total = -np.where(rel > 0, rel * np.log(rel), 0.0).sum(axis=1)
-        h_total /= math.log(rel.shape[1])
+        h_total = _entropy(rel) / math.log(rel.shape[1])
         return [*rel.T, *entropies, h_total]
 
     def _muap(self, x: np.ndarray, fs: float, noise: np.ndarray) -> list[np.ndarray]:
@@ -392,11 +397,7 @@ class FeatureRepr(ReprBase):
 
     def _turns(self, x: np.ndarray, noise: np.ndarray) -> np.ndarray:
         n = x.shape[0]
-        thr = (
-            np.full(n, float(self.turns_uv))
-            if self.turns_uv is not None
-            else self.turns_noise_k * noise
-        )
+        thr = _threshold(self.turns_uv, self.turns_noise_k, noise)
         d = np.diff(x, axis=1)
         ext_row, ext_col = np.nonzero(d[:, :-1] * d[:, 1:] < 0)
         if ext_row.size < 3:
