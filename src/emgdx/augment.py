@@ -97,9 +97,10 @@ def _uniform(
     return (lo + (hi - lo) * torch.rand(n, generator=gen)).to(device)
 
 
-def _per_window_shape(x: torch.Tensor) -> tuple[int, ...]:
-    """Shape that broadcasts one value per window over ``x`` ([n, 1, 1, ...])."""
-    return (x.shape[0],) + (1,) * (x.ndim - 1)
+def _per_window(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``values`` of every window (``[n]``, or ``[n, T]`` along time) viewed to broadcast over
+    ``x`` (``[n, 1, ...]``, or ``[n, 1, ..., T]``)."""
+    return values.view((x.shape[0],) + (1,) * (x.ndim - values.ndim) + values.shape[1:])
 
 
 def _power(x: torch.Tensor) -> torch.Tensor:
@@ -176,9 +177,9 @@ class Augmentation:
             raise ConfigError(f"augmentation {self.name!r} needs the sampling rate fs_hz")
         chosen = (torch.rand(x.shape[0], generator=gen) < self.p).to(x.device)
         new_x, new_aux = self.transform(x, aux, fs_hz, gen)
-        out["x"] = torch.where(chosen.view(_per_window_shape(x)), new_x, x)
+        out["x"] = torch.where(_per_window(chosen, x), new_x, x)
         if aux is not None and new_aux is not None:
-            out["aux"] = torch.where(chosen.view(_per_window_shape(aux)), new_aux, aux)
+            out["aux"] = torch.where(_per_window(chosen, aux), new_aux, aux)
         return out
 
 
@@ -197,7 +198,7 @@ class GaussianNoise(Augmentation):
     def transform(
         self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        snr = _uniform(x.shape[0], self.snr_db, gen, x.device).view(_per_window_shape(x))
+        snr = _per_window(_uniform(x.shape[0], self.snr_db, gen, x.device), x)
         sigma = torch.sqrt(_power(x) / 10.0 ** (snr / 10.0))
         noise = torch.randn(x.shape, generator=gen).to(device=x.device, dtype=x.dtype)
         return x + sigma * noise, aux
@@ -241,9 +242,8 @@ class TimeShift(Augmentation):
         else:
             valid = (src >= 0) & (src < t)
             src = src.clamp(0, t - 1)
-        view = (n,) + (1,) * (x.ndim - 2) + (t,)
-        idx = src.view(view).expand(x.shape)
-        out = torch.gather(x, -1, idx) * valid.view(view).to(x.dtype)
+        idx = _per_window(src, x).expand(x.shape)
+        out = torch.gather(x, -1, idx) * _per_window(valid, x).to(x.dtype)
         return out, aux
 
 
@@ -276,7 +276,7 @@ class AmplitudeScale(Augmentation):
         new_x = x
         new_aux = aux
         if self.target in ("x", "both"):
-            new_x = x * (10.0**log_gain).view(_per_window_shape(x)).to(x.dtype)
+            new_x = x * _per_window(10.0**log_gain, x).to(x.dtype)
         if self.target in ("aux", "both"):
             if aux is None:
                 raise ConfigError("scale: target includes 'aux' but the batch has no aux input")
@@ -349,8 +349,7 @@ class RandomBandFilter(Augmentation):
         # High-pass magnitude written as (f/lo)^k / sqrt(1 + (f/lo)^2k): 0 at DC, no division.
         ratio_lo = (f / lo).pow(k2)
         gain = torch.sqrt(ratio_lo / (1.0 + ratio_lo)) / torch.sqrt(1.0 + (f / hi).pow(k2))
-        view = (n,) + (1,) * (x.ndim - 2) + (gain.shape[-1],)
-        spec = torch.fft.rfft(x.to(torch.float32), dim=-1) * gain.view(view)
+        spec = torch.fft.rfft(x.to(torch.float32), dim=-1) * _per_window(gain, x)
         return torch.fft.irfft(spec, n=t, dim=-1).to(x.dtype), aux
 
 
@@ -375,11 +374,10 @@ class BaselineWander(Augmentation):
         time_s = torch.arange(t, device=x.device, dtype=torch.float32) / fs_hz
         freq = _uniform(n, self.freq_hz, gen, x.device).unsqueeze(1)
         phase = _uniform(n, (0.0, 2 * math.pi), gen, x.device).unsqueeze(1)
-        amp = _uniform(n, self.amplitude_rel, gen, x.device).view(_per_window_shape(x))
+        amp = _per_window(_uniform(n, self.amplitude_rel, gen, x.device), x)
         wave = torch.sin(2 * math.pi * freq * time_s + phase)  # [n, T]
-        view = (n,) + (1,) * (x.ndim - 2) + (t,)
         rms = torch.sqrt(_power(x) + _EPS)
-        return x + (amp * rms * wave.view(view)).to(x.dtype), aux
+        return x + (amp * rms * _per_window(wave, x)).to(x.dtype), aux
 
 
 @dataclass(frozen=True)
@@ -419,9 +417,8 @@ class LineHum(Augmentation):
             k = 2 * j + 1
             below = (k * f0 < fs_hz / 2).to(torch.float32)
             hum = hum + below * torch.sin(2 * math.pi * k * f0 * time_s + k * phase) / k
-        view = (n,) + (1,) * (x.ndim - 2) + (t,)
-        hum = hum.view(view)
-        snr = _uniform(n, self.snr_db, gen, x.device).view(_per_window_shape(x))
+        hum = _per_window(hum, x)
+        snr = _per_window(_uniform(n, self.snr_db, gen, x.device), x)
         scale = torch.sqrt(_power(x) / (10.0 ** (snr / 10.0)) / (_power(hum) + _EPS))
         return x + (scale * hum).to(x.dtype), aux
 
@@ -456,8 +453,7 @@ class SegmentMask(Augmentation):
             length = torch.randint(0, max_len + 1, (n, 1), generator=gen)
             start = (torch.rand(n, 1, generator=gen) * (t - length + 1)).long()
             keep &= ~((pos >= start) & (pos < start + length))
-        view = (n,) + (1,) * (x.ndim - 2) + (t,)
-        return x * keep.view(view).to(device=x.device, dtype=x.dtype), aux
+        return x * _per_window(keep, x).to(device=x.device, dtype=x.dtype), aux
 
 
 #: Augmentations by name (the ``"name"`` in a JSON spec).
