@@ -44,7 +44,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from emgdx.config import config_from_dict, config_to_dict
+from emgdx.config import check_fields, config_from_dict, config_to_dict
 from emgdx.errors import ConfigError
 
 __all__ = [
@@ -97,9 +97,10 @@ def _uniform(
     return (lo + (hi - lo) * torch.rand(n, generator=gen)).to(device)
 
 
-def _per_window_shape(x: torch.Tensor) -> tuple[int, ...]:
-    """Shape that broadcasts one value per window over ``x`` ([n, 1, 1, ...])."""
-    return (x.shape[0],) + (1,) * (x.ndim - 1)
+def _per_window(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``values`` of every window (``[n]``, or ``[n, T]`` along time) viewed to broadcast over
+    ``x`` (``[n, 1, ...]``, or ``[n, 1, ..., T]``)."""
+    return values.view((x.shape[0],) + (1,) * (x.ndim - values.ndim) + values.shape[1:])
 
 
 def _power(x: torch.Tensor) -> torch.Tensor:
@@ -126,12 +127,22 @@ class Augmentation:
     domains: ClassVar[tuple[Domain, ...]] = ("waveform",)
     #: Whether :meth:`transform` needs the sampling rate.
     needs_fs: ClassVar[bool] = False
+    #: ``(min, max)`` fields, checked by :func:`_check_range`: name -> lowest allowed min.
+    ranges: ClassVar[dict[str, float]] = {}
+    #: Other fields checked by :func:`~emgdx.config.check_fields`: rule -> names.
+    rules: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self) -> None:
         p = self.p
         if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 <= p <= 1.0:
             raise ConfigError(f"{type(self).__name__}: p must be in [0, 1], got {p!r}")
         object.__setattr__(self, "p", float(p))
+        for field, low in self.ranges.items():
+            value = _check_range(f"{self.name}: {field}", getattr(self, field), low)
+            object.__setattr__(self, field, value)
+        problems = check_fields(self, **self.rules)
+        if problems:
+            raise ConfigError(f"{self.name}: " + "; ".join(problems))
 
     def transform(
         self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
@@ -166,9 +177,9 @@ class Augmentation:
             raise ConfigError(f"augmentation {self.name!r} needs the sampling rate fs_hz")
         chosen = (torch.rand(x.shape[0], generator=gen) < self.p).to(x.device)
         new_x, new_aux = self.transform(x, aux, fs_hz, gen)
-        out["x"] = torch.where(chosen.view(_per_window_shape(x)), new_x, x)
+        out["x"] = torch.where(_per_window(chosen, x), new_x, x)
         if aux is not None and new_aux is not None:
-            out["aux"] = torch.where(chosen.view(_per_window_shape(aux)), new_aux, aux)
+            out["aux"] = torch.where(_per_window(chosen, aux), new_aux, aux)
         return out
 
 
@@ -182,16 +193,12 @@ class GaussianNoise(Augmentation):
 
     snr_db: tuple[float, float] = (15.0, 35.0)
     name: ClassVar[str] = "noise"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        snr = _check_range("noise: snr_db", self.snr_db, -math.inf)
-        object.__setattr__(self, "snr_db", snr)
+    ranges: ClassVar[dict[str, float]] = {"snr_db": -math.inf}
 
     def transform(
         self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        snr = _uniform(x.shape[0], self.snr_db, gen, x.device).view(_per_window_shape(x))
+        snr = _per_window(_uniform(x.shape[0], self.snr_db, gen, x.device), x)
         sigma = torch.sqrt(_power(x) / 10.0 ** (snr / 10.0))
         noise = torch.randn(x.shape, generator=gen).to(device=x.device, dtype=x.dtype)
         return x + sigma * noise, aux
@@ -235,9 +242,8 @@ class TimeShift(Augmentation):
         else:
             valid = (src >= 0) & (src < t)
             src = src.clamp(0, t - 1)
-        view = (n,) + (1,) * (x.ndim - 2) + (t,)
-        idx = src.view(view).expand(x.shape)
-        out = torch.gather(x, -1, idx) * valid.view(view).to(x.dtype)
+        idx = _per_window(src, x).expand(x.shape)
+        out = torch.gather(x, -1, idx) * _per_window(valid, x).to(x.dtype)
         return out, aux
 
 
@@ -253,15 +259,14 @@ class AmplitudeScale(Augmentation):
     gain: tuple[float, float] = (0.7, 1.4)
     target: Literal["x", "aux", "both"] = "aux"
     name: ClassVar[str] = "scale"
+    ranges: ClassVar[dict[str, float]] = {"gain": 0.0}
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        lo, hi = _check_range("scale: gain", self.gain, 0.0)
-        if lo <= 0:
+        if self.gain[0] <= 0:
             raise ConfigError(f"scale: gain must be positive, got {self.gain!r}")
         if self.target not in ("x", "aux", "both"):
             raise ConfigError(f"scale: target must be 'x', 'aux' or 'both', got {self.target!r}")
-        object.__setattr__(self, "gain", (float(lo), float(hi)))
 
     def transform(
         self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
@@ -271,7 +276,7 @@ class AmplitudeScale(Augmentation):
         new_x = x
         new_aux = aux
         if self.target in ("x", "both"):
-            new_x = x * (10.0**log_gain).view(_per_window_shape(x)).to(x.dtype)
+            new_x = x * _per_window(10.0**log_gain, x).to(x.dtype)
         if self.target in ("aux", "both"):
             if aux is None:
                 raise ConfigError("scale: target includes 'aux' but the batch has no aux input")
@@ -320,19 +325,16 @@ class RandomBandFilter(Augmentation):
     order: int = 2
     name: ClassVar[str] = "bandfilter"
     needs_fs: ClassVar[bool] = True
+    ranges: ClassVar[dict[str, float]] = {"low_hz": 0.0, "high_hz": 0.0}
+    rules: ClassVar[dict[str, str]] = {"positive_int": "order"}
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        low = _check_range("bandfilter: low_hz", self.low_hz, 0.0)
-        high = _check_range("bandfilter: high_hz", self.high_hz, 0.0)
-        if low[1] >= high[0]:
+        if self.low_hz[1] >= self.high_hz[0]:
             raise ConfigError(
-                f"bandfilter: low_hz {low} must lie below high_hz {high} (a band, not a stop)"
+                f"bandfilter: low_hz {self.low_hz} must lie below high_hz {self.high_hz} "
+                "(a band, not a stop)"
             )
-        if isinstance(self.order, bool) or not isinstance(self.order, int) or self.order < 1:
-            raise ConfigError(f"bandfilter: order must be a positive integer, got {self.order!r}")
-        object.__setattr__(self, "low_hz", low)
-        object.__setattr__(self, "high_hz", high)
 
     def transform(
         self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
@@ -347,8 +349,7 @@ class RandomBandFilter(Augmentation):
         # High-pass magnitude written as (f/lo)^k / sqrt(1 + (f/lo)^2k): 0 at DC, no division.
         ratio_lo = (f / lo).pow(k2)
         gain = torch.sqrt(ratio_lo / (1.0 + ratio_lo)) / torch.sqrt(1.0 + (f / hi).pow(k2))
-        view = (n,) + (1,) * (x.ndim - 2) + (gain.shape[-1],)
-        spec = torch.fft.rfft(x.to(torch.float32), dim=-1) * gain.view(view)
+        spec = torch.fft.rfft(x.to(torch.float32), dim=-1) * _per_window(gain, x)
         return torch.fft.irfft(spec, n=t, dim=-1).to(x.dtype), aux
 
 
@@ -363,13 +364,7 @@ class BaselineWander(Augmentation):
     amplitude_rel: tuple[float, float] = (0.05, 0.5)
     name: ClassVar[str] = "wander"
     needs_fs: ClassVar[bool] = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "freq_hz", _check_range("wander: freq_hz", self.freq_hz, 0.0))
-        object.__setattr__(
-            self, "amplitude_rel", _check_range("wander: amplitude_rel", self.amplitude_rel, 0.0)
-        )
+    ranges: ClassVar[dict[str, float]] = {"freq_hz": 0.0, "amplitude_rel": 0.0}
 
     def transform(
         self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
@@ -379,11 +374,10 @@ class BaselineWander(Augmentation):
         time_s = torch.arange(t, device=x.device, dtype=torch.float32) / fs_hz
         freq = _uniform(n, self.freq_hz, gen, x.device).unsqueeze(1)
         phase = _uniform(n, (0.0, 2 * math.pi), gen, x.device).unsqueeze(1)
-        amp = _uniform(n, self.amplitude_rel, gen, x.device).view(_per_window_shape(x))
+        amp = _per_window(_uniform(n, self.amplitude_rel, gen, x.device), x)
         wave = torch.sin(2 * math.pi * freq * time_s + phase)  # [n, T]
-        view = (n,) + (1,) * (x.ndim - 2) + (t,)
         rms = torch.sqrt(_power(x) + _EPS)
-        return x + (amp * rms * wave.view(view)).to(x.dtype), aux
+        return x + (amp * rms * _per_window(wave, x)).to(x.dtype), aux
 
 
 @dataclass(frozen=True)
@@ -399,16 +393,15 @@ class LineHum(Augmentation):
     snr_db: tuple[float, float] = (15.0, 40.0)
     name: ClassVar[str] = "hum"
     needs_fs: ClassVar[bool] = True
+    ranges: ClassVar[dict[str, float]] = {"snr_db": -math.inf}
+    rules: ClassVar[dict[str, str]] = {"positive_int": "n_harmonics"}
 
     def __post_init__(self) -> None:
         super().__post_init__()
         lines = tuple(float(v) for v in self.line_hz)
         if not lines or not all(v > 0 for v in lines):
             raise ConfigError(f"hum: line_hz must be positive frequencies, got {self.line_hz!r}")
-        if isinstance(self.n_harmonics, bool) or int(self.n_harmonics) < 1:
-            raise ConfigError(f"hum: n_harmonics must be >= 1, got {self.n_harmonics!r}")
         object.__setattr__(self, "line_hz", lines)
-        object.__setattr__(self, "snr_db", _check_range("hum: snr_db", self.snr_db, -math.inf))
 
     def transform(
         self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
@@ -424,9 +417,8 @@ class LineHum(Augmentation):
             k = 2 * j + 1
             below = (k * f0 < fs_hz / 2).to(torch.float32)
             hum = hum + below * torch.sin(2 * math.pi * k * f0 * time_s + k * phase) / k
-        view = (n,) + (1,) * (x.ndim - 2) + (t,)
-        hum = hum.view(view)
-        snr = _uniform(n, self.snr_db, gen, x.device).view(_per_window_shape(x))
+        hum = _per_window(hum, x)
+        snr = _per_window(_uniform(n, self.snr_db, gen, x.device), x)
         scale = torch.sqrt(_power(x) / (10.0 ** (snr / 10.0)) / (_power(hum) + _EPS))
         return x + (scale * hum).to(x.dtype), aux
 
@@ -443,13 +435,12 @@ class SegmentMask(Augmentation):
     n_segments: int = 1
     name: ClassVar[str] = "mask"
     domains: ClassVar[tuple[Domain, ...]] = ("waveform", "image")
+    rules: ClassVar[dict[str, str]] = {"positive_int": "n_segments"}
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0.0 <= float(self.max_fraction) <= 1.0:
             raise ConfigError(f"mask: max_fraction must be in [0, 1], got {self.max_fraction!r}")
-        if isinstance(self.n_segments, bool) or int(self.n_segments) < 1:
-            raise ConfigError(f"mask: n_segments must be >= 1, got {self.n_segments!r}")
 
     def transform(
         self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
@@ -462,8 +453,7 @@ class SegmentMask(Augmentation):
             length = torch.randint(0, max_len + 1, (n, 1), generator=gen)
             start = (torch.rand(n, 1, generator=gen) * (t - length + 1)).long()
             keep &= ~((pos >= start) & (pos < start + length))
-        view = (n,) + (1,) * (x.ndim - 2) + (t,)
-        return x * keep.view(view).to(device=x.device, dtype=x.dtype), aux
+        return x * _per_window(keep, x).to(device=x.device, dtype=x.dtype), aux
 
 
 #: Augmentations by name (the ``"name"`` in a JSON spec).

@@ -275,14 +275,13 @@ def _attribute_batch(
             additional_forward_args=(aux,) if has_aux else None,
             relu_attributions=True,
         )
-        if heat.dim() == 3:  # [n, C', L'] -> mean over maps, then to the input length
-            heat = heat.mean(dim=1, keepdim=True)
-            up = ca.LayerAttribution.interpolate(heat, (x.shape[-1],), interpolate_mode="linear")
-        else:
-            heat = heat.mean(dim=1, keepdim=True)
-            up = ca.LayerAttribution.interpolate(
-                heat, tuple(x.shape[-2:]), interpolate_mode="bilinear"
-            )
+        # [n, C', L'] or [n, C', H', W'] -> mean over maps, then to the input's size
+        waveform = heat.dim() == 3
+        up = ca.LayerAttribution.interpolate(
+            heat.mean(dim=1, keepdim=True),
+            tuple(x.shape[-1:] if waveform else x.shape[-2:]),
+            interpolate_mode="linear" if waveform else "bilinear",
+        )
         return up.expand_as(x).contiguous(), None
     if method == "occlusion":
         if x.dim() == 3:

@@ -36,12 +36,13 @@ _METHOD_LABELS = {
 }
 
 
-def _figure_cls() -> Any:
+def _figure(figsize: tuple[float, float]) -> Figure:
+    """A new figure of ``figsize`` inches with constrained layout."""
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ConfigError("figures need matplotlib: pip install 'emgdx[plots]'") from exc
-    return Figure
+    return Figure(figsize=figsize, layout="constrained")
 
 
 def _normalised(evidence: np.ndarray) -> np.ndarray:
@@ -96,11 +97,10 @@ def figure_record_evidence(
     title
         Figure title (default: record, class explained, its probability and the method).
     """
-    figure_cls = _figure_cls()
     segs = top_segments(explanation) if segments is None else segments
     weight = _normalised(explanation.evidence())
     t, y, w = _decimate_for_plot(explanation.time_s, explanation.signal, weight)
-    fig = figure_cls(figsize=(10, 4.2), layout="constrained")
+    fig = _figure((10, 4.2))
     ax_sig, ax_ev = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     ax_sig.plot(t, y, color="0.75", linewidth=0.4, zorder=1)
     lines = _coloured_trace(ax_sig, t, y, w)
@@ -136,12 +136,11 @@ def figure_top_segments(
     context_ms: float = 50.0,
 ) -> Figure:
     """Each top segment zoomed in (with ``context_ms`` either side), coloured by evidence."""
-    figure_cls = _figure_cls()
     segs = top_segments(explanation) if segments is None else segments
     if segs.empty:
         raise ConfigError(f"{explanation.record_id}: no segment carries evidence to zoom in on")
     weight = _normalised(explanation.evidence())
-    fig = figure_cls(figsize=(3.4 * len(segs), 2.8), layout="constrained")
+    fig = _figure((3.4 * len(segs), 2.8))
     axes = np.atleast_1d(fig.subplots(1, len(segs), sharey=True))
     pad = context_ms * 1e-3
     for k, (ax, row) in enumerate(zip(axes, segs.itertuples(index=False), strict=True), 1):
@@ -179,7 +178,6 @@ def figure_image_evidence(
     heat
         Overlay another attribution of the same windows (e.g. Grad-CAM) instead.
     """
-    figure_cls = _figure_cls()
     over = heat or attribution
     if attribution.inputs.ndim != 4 or attribution.image_times_s is None:
         raise ConfigError("figure_image_evidence needs a spectrogram or scalogram model")
@@ -196,7 +194,7 @@ def figure_image_evidence(
     assert freqs is not None
     start = float(attribution.index["start_s"].iloc[window])
     extent = (start + times[0], start + times[-1], 0, len(freqs))
-    fig = figure_cls(figsize=(10, 3.6), layout="constrained")
+    fig = _figure((10, 3.6))
     axes = fig.subplots(1, 2, sharey=True)
     kind = "scalogram (CWT)" if attribution.representation == "cwt" else "spectrogram (STFT)"
     for ax, overlay in zip(axes, (False, True), strict=True):
@@ -245,8 +243,7 @@ def figure_deletion_insertion(curves: Mapping[str, Mapping[str, Any]]) -> Figure
     curves
         ``method -> deletion_insertion(...) result``.
     """
-    figure_cls = _figure_cls()
-    fig = figure_cls(figsize=(10, 3.8), layout="constrained")
+    fig = _figure((10, 3.8))
     axes = fig.subplots(1, 2, sharey=True)
     for kind, ax in zip(("deletion", "insertion"), axes, strict=True):
         random_drawn = False
@@ -274,9 +271,8 @@ def figure_deletion_insertion(curves: Mapping[str, Mapping[str, Any]]) -> Figure
 
 def figure_feature_importance(importance: pd.DataFrame, k: int = 15) -> Figure:
     """The ``k`` most important features (bars with ± std)."""
-    figure_cls = _figure_cls()
     top = importance.head(k).iloc[::-1]
-    fig = figure_cls(figsize=(6, 0.28 * len(top) + 1.2), layout="constrained")
+    fig = _figure((6, 0.28 * len(top) + 1.2))
     ax = fig.subplots()
     ax.barh(top["feature"], top["importance"], xerr=top["std"], color="tab:red", alpha=0.7)
     ax.set_xlabel("importance")

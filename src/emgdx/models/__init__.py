@@ -20,7 +20,7 @@ import importlib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import pandas as pd
 
@@ -83,6 +83,24 @@ class ModelSpec:
         return _model_parameters(self)
 
 
+def _shape_of(input_shapes: InputShapes, name: str, ndim: int, model: str) -> tuple[int, ...]:
+    """The shape of input ``name`` (without the batch dimension), checked to have ``ndim`` dims.
+
+    Raises
+    ------
+    ConfigError
+        When the input is missing or has the wrong number of dimensions.
+    """
+    if name not in input_shapes:
+        raise ConfigError(f"{model} needs input {name!r}; got inputs {sorted(input_shapes)}")
+    shape = tuple(int(s) for s in input_shapes[name])
+    if len(shape) != ndim or any(s <= 0 for s in shape):
+        raise ConfigError(
+            f"{model} needs input {name!r} with {ndim} positive dims (no batch dim), got {shape}"
+        )
+    return shape
+
+
 def _n_aux(input_shapes: InputShapes, model: str) -> int:
     if input_shapes.get("aux") is None:
         return 0
@@ -92,43 +110,37 @@ def _n_aux(input_shapes: InputShapes, model: str) -> int:
     return shape[0]
 
 
-def _build_cnn1d(
-    *, input_shapes: InputShapes, n_classes: int, fs_hz: float, **params: Any
-) -> CNN1D:
-    from emgdx.models._common import shape_of
-    from emgdx.models.cnn1d import CNN1D
-
-    n_chans, n_times = shape_of(input_shapes, "x", 2, "cnn1d")
-    return CNN1D(n_chans, n_times, fs_hz, n_classes, _n_aux(input_shapes, "cnn1d"), **params)
-
-
-def _build_cnn_lstm(
-    *, input_shapes: InputShapes, n_classes: int, fs_hz: float, **params: Any
-) -> CNNLSTM:
-    from emgdx.models._common import shape_of
-    from emgdx.models.cnn_lstm import CNNLSTM
-
-    n_chans, n_times = shape_of(input_shapes, "x", 2, "cnn_lstm")
-    return CNNLSTM(n_chans, n_times, fs_hz, n_classes, _n_aux(input_shapes, "cnn_lstm"), **params)
+# Where each torch model's class lives, imported on demand (keeps torch out of the import).
+_TORCH_CLASSES = {
+    "cnn1d": ("emgdx.models.cnn1d", "CNN1D"),
+    "cnn2d_stft": ("emgdx.models.cnn2d", "CNN2D"),
+    "cnn2d_cwt": ("emgdx.models.cnn2d", "CNN2D"),
+    "cnn_lstm": ("emgdx.models.cnn_lstm", "CNNLSTM"),
+}
 
 
-def _build_cnn2d(name: str) -> Callable[..., CNN2D]:
-    def build(*, input_shapes: InputShapes, n_classes: int, fs_hz: float, **params: Any) -> CNN2D:
-        from emgdx.models._common import shape_of
-        from emgdx.models.cnn2d import CNN2D
+def _torch_class(name: str) -> Callable[..., Any]:
+    module, attr = _TORCH_CLASSES[name]
+    return cast("Callable[..., Any]", getattr(importlib.import_module(module), attr))
 
-        shape = shape_of(input_shapes, "x", 3, name)
-        return CNN2D(shape, fs_hz, n_classes, _n_aux(input_shapes, name), **params)
+
+def _build_torch(name: str, ndim: int) -> Callable[..., Any]:
+    """Builder of the torch model ``name`` on an ``x`` of ``ndim`` dims: a waveform's
+    ``(n_chans, n_times)`` goes in as two arguments, an image's shape as one."""
+
+    def build(*, input_shapes: InputShapes, n_classes: int, fs_hz: float, **params: Any) -> Any:
+        shape = _shape_of(input_shapes, "x", ndim, name)
+        args = shape if ndim == 2 else (shape,)
+        return _torch_class(name)(*args, fs_hz, n_classes, _n_aux(input_shapes, name), **params)
 
     return build
 
 
 def _build_classical(name: str) -> Callable[..., Any]:
     def build(*, input_shapes: InputShapes, n_classes: int, fs_hz: float, **params: Any) -> Any:
-        from emgdx.models._common import shape_of
         from emgdx.models.classical import CLASSICAL_BUILDERS
 
-        shape_of(input_shapes, "x", 1, name)  # a feature vector per window, nothing else
+        _shape_of(input_shapes, "x", 1, name)  # a feature vector per window, nothing else
         _n_aux(input_shapes, name)
         return CLASSICAL_BUILDERS[name](**params)
 
@@ -143,28 +155,28 @@ MODELS: dict[str, ModelSpec] = {
             "cnn1d",
             "torch",
             "raw",
-            _build_cnn1d,
+            _build_torch("cnn1d", 2),
             "1-D CNN (strided first conv, 4 blocks, avg+max pool) on raw windows",
         ),
         ModelSpec(
             "cnn2d_stft",
             "torch",
             "stft",
-            _build_cnn2d("cnn2d_stft"),
+            _build_torch("cnn2d_stft", 3),
             "2-D CNN (4 small conv blocks, avg+max pool) on log-STFT spectrograms",
         ),
         ModelSpec(
             "cnn2d_cwt",
             "torch",
             "cwt",
-            _build_cnn2d("cnn2d_cwt"),
+            _build_torch("cnn2d_cwt", 3),
             "2-D CNN (4 small conv blocks, avg+max pool) on Morlet CWT scalograms",
         ),
         ModelSpec(
             "cnn_lstm",
             "torch",
             "raw",
-            _build_cnn_lstm,
+            _build_torch("cnn_lstm", 2),
             "1-D conv front end + bidirectional LSTM over time on raw windows",
         ),
         ModelSpec(
@@ -258,23 +270,13 @@ def _spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-# Where each torch model's class lives, imported on demand (keeps torch out of the import).
-_TORCH_CLASSES = {
-    "cnn1d": ("emgdx.models.cnn1d", "CNN1D"),
-    "cnn2d_stft": ("emgdx.models.cnn2d", "CNN2D"),
-    "cnn2d_cwt": ("emgdx.models.cnn2d", "CNN2D"),
-    "cnn_lstm": ("emgdx.models.cnn_lstm", "CNNLSTM"),
-}
-
-
 def _target(spec: ModelSpec) -> Callable[..., Any]:
     """The constructor/builder whose keyword parameters the user may set."""
     if spec.kind == "classical":
         from emgdx.models.classical import CLASSICAL_BUILDERS
 
         return CLASSICAL_BUILDERS[spec.name]
-    module, attr = _TORCH_CLASSES[spec.name]
-    return getattr(importlib.import_module(module), attr)
+    return _torch_class(spec.name)
 
 
 def _model_parameters(spec: ModelSpec) -> dict[str, Any]:
@@ -336,34 +338,28 @@ def build_model(
         raise ConfigError(
             f"unknown parameter(s) {unknown} for model {name!r}; allowed: {sorted(allowed)}"
         )
-    if spec.kind == "classical":
-        try:
-            return spec.build(
-                input_shapes=input_shapes,
-                n_classes=int(n_classes),
-                fs_hz=float(fs_hz),
-                **params,
-                # seed -> random_state where the estimator has randomness (the SVM has none)
-                **({"seed": seed} if "seed" in inspect.signature(_target(spec)).parameters else {}),
-            )
-        except (TypeError, ValueError) as exc:
-            if isinstance(exc, ConfigError):
-                raise
-            raise ConfigError(f"invalid parameters for model {name!r}: {exc}") from exc
+    kwargs = {
+        "input_shapes": input_shapes,
+        "n_classes": int(n_classes),
+        "fs_hz": float(fs_hz),
+        **params,
+    }
+    try:
+        if spec.kind == "classical":
+            # seed -> random_state where the estimator has randomness (the SVM has none)
+            if "seed" in inspect.signature(_target(spec)).parameters:
+                kwargs["seed"] = seed
+            return spec.build(**kwargs)
+        import torch
 
-    import torch
-
-    # fork_rng: a seeded, reproducible initialisation that leaves the caller's RNG alone
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        try:
-            return spec.build(
-                input_shapes=input_shapes, n_classes=int(n_classes), fs_hz=float(fs_hz), **params
-            )
-        except (TypeError, ValueError) as exc:
-            if isinstance(exc, ConfigError):
-                raise
-            raise ConfigError(f"invalid parameters for model {name!r}: {exc}") from exc
+        # fork_rng: a seeded, reproducible initialisation that leaves the caller's RNG alone
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return spec.build(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid parameters for model {name!r}: {exc}") from exc
 
 
 def is_torch_model(name: str) -> bool:
@@ -401,9 +397,7 @@ def trainable_part(model: Any, freeze: str) -> Any:
 
 def count_parameters(model: Any) -> int:
     """Trainable parameters of a torch model."""
-    from emgdx.models._common import count_parameters as _count
-
-    return _count(model)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def summary_table(
@@ -461,16 +455,7 @@ def summary_table(
 
 def __getattr__(name: str) -> Any:
     # model classes on demand, so that `import emgdx.models` does not import torch
-    if name == "CNN1D":
-        from emgdx.models.cnn1d import CNN1D
-
-        return CNN1D
-    if name == "CNN2D":
-        from emgdx.models.cnn2d import CNN2D
-
-        return CNN2D
-    if name == "CNNLSTM":
-        from emgdx.models.cnn_lstm import CNNLSTM
-
-        return CNNLSTM
+    for model, (_, attr) in _TORCH_CLASSES.items():
+        if attr == name:
+            return _torch_class(model)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Pieces every torch model shares: the amplitude (``aux``) branch + classifier head, shape checks.
+"""Pieces every torch model shares: the amplitude (``aux``) branch + classifier head, conv blocks.
 
 Kept private: the public surface is the model classes and the registry in
 :mod:`emgdx.models`.
@@ -6,7 +6,7 @@ Kept private: the public surface is the model classes and the registry in
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -17,9 +17,7 @@ __all__ = [
     "AuxHead",
     "check_dropout",
     "conv1d_blocks",
-    "count_parameters",
     "ms_to_samples",
-    "shape_of",
 ]
 
 
@@ -80,31 +78,6 @@ def conv1d_blocks(
         if length < 1:
             break
     return blocks, length, in_ch
-
-
-def shape_of(
-    input_shapes: Mapping[str, Sequence[int]], name: str, ndim: int, model: str
-) -> tuple[int, ...]:
-    """The shape of input ``name`` (without the batch dimension), checked to have ``ndim`` dims.
-
-    Raises
-    ------
-    ConfigError
-        When the input is missing or has the wrong number of dimensions.
-    """
-    if name not in input_shapes:
-        raise ConfigError(f"{model} needs input {name!r}; got inputs {sorted(input_shapes)}")
-    shape = tuple(int(s) for s in input_shapes[name])
-    if len(shape) != ndim or any(s <= 0 for s in shape):
-        raise ConfigError(
-            f"{model} needs input {name!r} with {ndim} positive dims (no batch dim), got {shape}"
-        )
-    return shape
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters of ``model``."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 class AuxHead(nn.Module):

@@ -8,9 +8,10 @@ to run it).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -49,14 +50,18 @@ def _args(model: nn.Module, inputs: Mapping[str, torch.Tensor]) -> tuple[torch.T
     return tuple(inputs[name] for name in names)
 
 
-def _quiet_export_warnings() -> None:
-    """Silence known-harmless warnings of the torch exporters (call inside catch_warnings)."""
-    # nn.LSTM re-assigns its flattened weights while tracing
-    warnings.filterwarnings("ignore", message=".*were assigned during export.*")
-    # inputs sharing the one "batch" axis name: the name is kept, the warning is noise
-    warnings.filterwarnings("ignore", message=".*shares the same shape constraints.*")
-    # torch-internal pytree deprecation, not our code
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+@contextlib.contextmanager
+def _exporting(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode, known-harmless warnings of the torch exporters silenced."""
+    model.eval()
+    with warnings.catch_warnings():
+        # nn.LSTM re-assigns its flattened weights while tracing
+        warnings.filterwarnings("ignore", message=".*were assigned during export.*")
+        # inputs sharing the one "batch" axis name: the name is kept, the warning is noise
+        warnings.filterwarnings("ignore", message=".*shares the same shape constraints.*")
+        # torch-internal pytree deprecation, not our code
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+        yield
 
 
 def _dynamic_batch(names: Sequence[str]) -> dict[str, dict[int, torch.export.Dim]]:
@@ -76,10 +81,8 @@ def export_program(
     inputs
         Example inputs by name (batch of at least 2), e.g. from :func:`example_inputs`.
     """
-    model.eval()
     args = _args(model, inputs)
-    with warnings.catch_warnings():
-        _quiet_export_warnings()
+    with _exporting(model):
         return torch.export.export(model, args, dynamic_shapes=_dynamic_batch(input_names(model)))
 
 
@@ -113,10 +116,8 @@ def export_onnx(
         import onnxscript  # noqa: F401
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("ONNX export needs: pip install 'emgdx[onnx]'") from exc
-    model.eval()
     names = input_names(model)
-    with warnings.catch_warnings():
-        _quiet_export_warnings()
+    with _exporting(model):
         program = torch.onnx.export(
             model,
             _args(model, inputs),

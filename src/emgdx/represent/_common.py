@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -17,6 +17,7 @@ __all__ = [
     "AMPLITUDE_SCALARS",
     "ReprBase",
     "amplitude_scalars",
+    "band_problems",
     "check_aux",
     "check_fs",
     "check_windows",
@@ -26,8 +27,15 @@ __all__ = [
 #: Floor (µV) under every amplitude before the log: a flat window gives log10(1e-3) = -3, not -inf.
 AMPLITUDE_FLOOR_UV = 1e-3
 
+# The value (µV) behind each amplitude scalar, from a float64 block of windows [n, T].
+_AMPLITUDES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "log_rms": lambda block: np.sqrt(np.mean(block * block, axis=1)),
+    "log_mav": lambda block: np.mean(np.abs(block), axis=1),
+    "log_p2p": lambda block: block.max(axis=1) - block.min(axis=1),
+    "log_p99": lambda block: np.percentile(np.abs(block), 99.0, axis=1),
+}
 #: Scalar amplitude side inputs a representation can put into ``aux`` (all log10 of µV).
-AMPLITUDE_SCALARS: tuple[str, ...] = ("log_rms", "log_mav", "log_p2p", "log_p99")
+AMPLITUDE_SCALARS: tuple[str, ...] = tuple(_AMPLITUDES)
 
 # Rows per float64 block when reducing large window sets: bounded memory, numpy speed.
 _CHUNK_ROWS = 512
@@ -86,16 +94,9 @@ def amplitude_scalars(data: np.ndarray, names: Sequence[str]) -> np.ndarray:
     for i in range(0, n, _CHUNK_ROWS):
         block = data[i : i + _CHUNK_ROWS].astype(np.float64)
         for j, name in enumerate(names):
-            if name == "log_rms":
-                value = np.sqrt(np.mean(block * block, axis=1))
-            elif name == "log_mav":
-                value = np.mean(np.abs(block), axis=1)
-            elif name == "log_p2p":
-                value = block.max(axis=1) - block.min(axis=1)
-            elif name == "log_p99":
-                value = np.percentile(np.abs(block), 99.0, axis=1)
-            else:
+            if name not in _AMPLITUDES:
                 raise ConfigError(f"unknown amplitude scalar {name!r}; known: {AMPLITUDE_SCALARS}")
+            value = _AMPLITUDES[name](block)
             out[i : i + _CHUNK_ROWS, j] = np.log10(np.maximum(value, AMPLITUDE_FLOOR_UV))
     return out.astype(np.float32)
 
@@ -109,6 +110,14 @@ def check_aux(names: Sequence[str], what: str) -> None:
         raise ConfigError(f"{what}: unknown aux scalar(s) {unknown}; known: {AMPLITUDE_SCALARS}")
     if len(set(names)) != len(names):
         raise ConfigError(f"{what}: aux names repeat: {list(names)}")
+
+
+def band_problems(problems: list[str], f_min_hz: float, f_max_hz: float | None) -> list[str]:
+    """``problems`` of a config; when there are none, checks that ``f_max_hz`` exceeds
+    ``f_min_hz`` (``None``: up to Nyquist)."""
+    if not problems and f_max_hz is not None and f_max_hz <= f_min_hz:
+        problems.append(f"f_max_hz must exceed f_min_hz ({f_min_hz}), got {f_max_hz!r}")
+    return problems
 
 
 def zscore_rows(arr: np.ndarray) -> np.ndarray:
@@ -125,13 +134,71 @@ def zscore_rows(arr: np.ndarray) -> np.ndarray:
 
 
 class ReprBase:
-    """Mixin for the frozen representation configs: JSON round trip and a no-op ``fit``.
+    """Mixin for the frozen representation configs: checks, ``transform``, ``output_shape``,
+    JSON round trip and a no-op ``fit``.
 
     Subclasses are frozen dataclasses with a class-level ``name`` (the registry key) and
-    implement ``transform`` and ``output_shape``.
+    implement ``_x`` and ``_x_shape``, the ``x`` input and its shape; the amplitude scalars
+    named by ``aux`` (a field of the signal representations) are added here.
     """
 
     name: ClassVar[str] = ""
+    #: Fewest samples a window must have.
+    min_samples: ClassVar[int] = 2
+    #: Amplitude scalars put into ``aux``; none unless the subclass has an ``aux`` field.
+    aux: tuple[str, ...] = ()
+
+    def _check(
+        self, problems: list[str], normalise: tuple[str, ...] | None = ("zscore", "none")
+    ) -> None:
+        """Raise :class:`ConfigError` naming the representation if there are ``problems``
+        (plus ``normalise`` not one of ``normalise``); then store and check ``aux``."""
+        value = getattr(self, "normalise", None)
+        if normalise is not None and value not in normalise:
+            wanted = ", ".join(map(repr, normalise[:-1])) + f" or {normalise[-1]!r}"
+            problems.append(f"normalise must be {wanted}, got {value!r}")
+        if problems:
+            raise ConfigError(f"{self.name}: " + "; ".join(problems))
+        if "aux" in getattr(self, "__dataclass_fields__", {}):
+            object.__setattr__(self, "aux", tuple(self.aux))
+            check_aux(self.aux, self.name)
+
+    def _x(self, arr: np.ndarray, fs_hz: float) -> np.ndarray:
+        raise NotImplementedError
+
+    def _x_shape(self, n_times: int, fs_hz: float) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def output_shape(self, n_times: int, fs_hz: float) -> dict[str, tuple[int, ...]]:
+        """Shape of each input without the batch dimension: ``x`` (see the class), and
+        ``aux`` ``(k,)`` when ``aux`` is set."""
+        shapes = {"x": self._x_shape(int(n_times), check_fs(fs_hz))}
+        if self.aux:
+            shapes["aux"] = (len(self.aux),)
+        return shapes
+
+    def transform(self, data: np.ndarray, fs_hz: float) -> dict[str, np.ndarray]:
+        """The model inputs of every window.
+
+        Parameters
+        ----------
+        data
+            ``[n, T]`` windows in µV.
+        fs_hz
+            Their sampling rate.
+
+        Returns
+        -------
+        dict
+            ``x``: ``[n, *output_shape(T, fs_hz)["x"]]`` float32 (see the class); ``aux``:
+            ``[n, k]`` float32 amplitude scalars of the windows when ``aux`` is set.
+        """
+        fs = check_fs(fs_hz)
+        arr = check_windows(data, self.name, self.min_samples)
+        out = {"x": self._x(arr, fs)}
+        if self.aux:
+            out["aux"] = amplitude_scalars(arr, self.aux)
+        return out
 
     def fit(self, windows_data: np.ndarray, fs_hz: float) -> Self:
         """Nothing to learn: every statistic is computed per window. Returns ``self``.

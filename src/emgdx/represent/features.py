@@ -47,7 +47,7 @@ from scipy import ndimage, signal, stats
 
 from emgdx.config import check_fields
 from emgdx.errors import ConfigError, SignalError
-from emgdx.represent._common import AMPLITUDE_FLOOR_UV, ReprBase, check_fs, check_windows
+from emgdx.represent._common import AMPLITUDE_FLOOR_UV, ReprBase
 
 __all__ = ["FEATURE_GROUPS", "FeatureRepr"]
 
@@ -84,6 +84,19 @@ _MUAP_NAMES = (
 
 def _band_name(band: tuple[float, float]) -> str:
     return f"band_{band[0]:g}_{band[1]:g}hz"
+
+
+def _threshold(absolute_uv: float | None, noise_k: float, noise: np.ndarray) -> np.ndarray:
+    """Per-window threshold: ``absolute_uv`` when set, else ``noise_k`` noise floors."""
+    if absolute_uv is not None:
+        return np.full(noise.shape[0], float(absolute_uv))
+    return noise_k * noise
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    """Shannon entropy (nats) of every row of ``p``; zero entries contribute nothing."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
 
 
 @dataclass(frozen=True)
@@ -125,6 +138,7 @@ class FeatureRepr(ReprBase):
     """
 
     name: ClassVar[str] = "features"
+    min_samples: ClassVar[int] = 8
 
     groups: tuple[str, ...] = FEATURE_GROUPS
     threshold_uv: float | None = None
@@ -173,8 +187,7 @@ class FeatureRepr(ReprBase):
             non_negative="phase_min_fraction duration_gap_ms threshold_uv turns_uv",
             positive_int="wavelet_level",
         )
-        if problems:
-            raise ConfigError("features: " + "; ".join(problems))
+        self._check(problems, normalise=None)
         if self.wavelet not in pywt.wavelist(kind="discrete"):
             raise ConfigError(f"features: {self.wavelet!r} is not a discrete PyWavelets wavelet")
 
@@ -196,11 +209,10 @@ class FeatureRepr(ReprBase):
             names += _MUAP_NAMES
         return tuple(names)
 
-    def output_shape(self, n_times: int, fs_hz: float) -> dict[str, tuple[int, ...]]:
-        """``x``: ``(n_features,)``."""
-        check_fs(fs_hz)
-        self._check_length(int(n_times), float(fs_hz))
-        return {"x": (len(self.feature_names),)}
+    def _x_shape(self, n_times: int, fs_hz: float) -> tuple[int, ...]:
+        """``(n_features,)``."""
+        self._check_length(n_times, fs_hz)
+        return (len(self.feature_names),)
 
     def _check_length(self, n_times: int, fs_hz: float) -> None:
         if "wavelet" in self.groups:
@@ -218,24 +230,9 @@ class FeatureRepr(ReprBase):
 
     # ---- transform -----------------------------------------------------------------------
 
-    def transform(self, data: np.ndarray, fs_hz: float) -> dict[str, np.ndarray]:
-        """Feature matrix of the windows.
-
-        Parameters
-        ----------
-        data
-            ``[n, T]`` windows in µV.
-        fs_hz
-            Their sampling rate.
-
-        Returns
-        -------
-        dict
-            ``x``: ``[n, n_features]`` float32, columns named by :attr:`feature_names`.
-        """
-        fs = check_fs(fs_hz)
-        arr = check_windows(data, self.name, min_samples=8)
-        self._check_length(arr.shape[1], fs)
+    def _x(self, arr: np.ndarray, fs_hz: float) -> np.ndarray:
+        """``[n, n_features]`` feature matrix, columns named by :attr:`feature_names`."""
+        self._check_length(arr.shape[1], fs_hz)
         out = np.empty((arr.shape[0], len(self.feature_names)), dtype=np.float32)
         for i in range(0, arr.shape[0], _CHUNK_ROWS):
             block = arr[i : i + _CHUNK_ROWS].astype(np.float64)
@@ -243,23 +240,19 @@ class FeatureRepr(ReprBase):
             noise /= _MAD_TO_SIGMA
             cols: list[np.ndarray] = []
             if "time" in self.groups:
-                cols += self._time(block, fs, noise)
+                cols += self._time(block, fs_hz, noise)
             if "spectral" in self.groups:
-                cols += self._spectral(block, fs)
+                cols += self._spectral(block, fs_hz)
             if "wavelet" in self.groups:
                 cols += self._wavelet(block)
             if "muap" in self.groups:
-                cols += self._muap(block, fs, noise)
+                cols += self._muap(block, fs_hz, noise)
             out[i : i + _CHUNK_ROWS] = np.stack(cols, axis=1)
-        return {"x": out}
+        return out
 
     def _time(self, x: np.ndarray, fs: float, noise: np.ndarray) -> list[np.ndarray]:
         duration_s = x.shape[1] / fs
-        thr = (
-            np.full(x.shape[0], float(self.threshold_uv))
-            if self.threshold_uv is not None
-            else self.threshold_noise_k * noise
-        )[:, None]
+        thr = _threshold(self.threshold_uv, self.threshold_noise_k, noise)[:, None]
         d = np.diff(x, axis=1)
         absd = np.abs(d)
         zc = (x[:, :-1] * x[:, 1:] < 0) & (absd >= thr)
@@ -322,13 +315,9 @@ class FeatureRepr(ReprBase):
         rel = energies / np.where(total > 0, total, 1.0)
         entropies = []
         for c, e in zip(coeffs, energies.T, strict=True):
-            p = (c * c) / np.where(e > 0, e, 1.0)[:, None]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                h = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
+            h = _entropy((c * c) / np.where(e > 0, e, 1.0)[:, None])
             entropies.append(h / math.log(c.shape[1]) if c.shape[1] > 1 else np.zeros_like(h))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            h_total = -np.where(rel > 0, rel * np.log(rel), 0.0).sum(axis=1)
-        h_total /= math.log(rel.shape[1])
+        h_total = _entropy(rel) / math.log(rel.shape[1])
         return [*rel.T, *entropies, h_total]
 
     def _muap(self, x: np.ndarray, fs: float, noise: np.ndarray) -> list[np.ndarray]:
@@ -408,11 +397,7 @@ class FeatureRepr(ReprBase):
 
     def _turns(self, x: np.ndarray, noise: np.ndarray) -> np.ndarray:
         n = x.shape[0]
-        thr = (
-            np.full(n, float(self.turns_uv))
-            if self.turns_uv is not None
-            else self.turns_noise_k * noise
-        )
+        thr = _threshold(self.turns_uv, self.turns_noise_k, noise)
         d = np.diff(x, axis=1)
         ext_row, ext_col = np.nonzero(d[:, :-1] * d[:, 1:] < 0)
         if ext_row.size < 3:

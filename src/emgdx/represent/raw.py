@@ -13,15 +13,9 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from emgdx.errors import ConfigError
+from emgdx.config import check_fields
 from emgdx.normalise import normalise_windows
-from emgdx.represent._common import (
-    ReprBase,
-    amplitude_scalars,
-    check_aux,
-    check_fs,
-    check_windows,
-)
+from emgdx.represent._common import ReprBase
 
 __all__ = ["RawRepr"]
 
@@ -57,44 +51,16 @@ class RawRepr(ReprBase):
     clip: float | None = None
 
     def __post_init__(self) -> None:
-        if self.normalise not in ("zscore", "robust", "none"):
-            raise ConfigError(
-                f"raw: normalise must be 'zscore', 'robust' or 'none', got {self.normalise!r}"
-            )
-        object.__setattr__(self, "aux", tuple(self.aux))
-        check_aux(self.aux, "raw")
-        if self.clip is not None and not (isinstance(self.clip, int | float) and self.clip > 0):
-            raise ConfigError(f"raw: clip must be a positive number or None, got {self.clip!r}")
+        problems = check_fields(self, optional="clip", positive="clip")
+        self._check(problems, ("zscore", "robust", "none"))
 
-    def output_shape(self, n_times: int, fs_hz: float) -> dict[str, tuple[int, ...]]:
-        """Shape of each input without the batch dimension: ``x`` ``(1, T)``, ``aux`` ``(k,)``."""
-        check_fs(fs_hz)
-        shapes: dict[str, tuple[int, ...]] = {"x": (1, int(n_times))}
-        if self.aux:
-            shapes["aux"] = (len(self.aux),)
-        return shapes
+    def _x_shape(self, n_times: int, fs_hz: float) -> tuple[int, ...]:
+        """``(1, T)``: the waveform itself."""
+        return (1, n_times)
 
-    def transform(self, data: np.ndarray, fs_hz: float) -> dict[str, np.ndarray]:
-        """Normalise every window and compute its amplitude scalars.
-
-        Parameters
-        ----------
-        data
-            ``[n, T]`` windows in µV.
-        fs_hz
-            Sampling rate (checked; the waveform itself does not depend on it).
-
-        Returns
-        -------
-        dict
-            ``x``: ``[n, 1, T]`` float32; ``aux``: ``[n, k]`` float32 when ``aux`` is set.
-        """
-        check_fs(fs_hz)
-        arr = check_windows(data, self.name)
+    def _x(self, arr: np.ndarray, fs_hz: float) -> np.ndarray:
+        """``[n, 1, T]``: every window normalised (``fs_hz`` is checked but not used)."""
         x = normalise_windows(arr, self.normalise)
         if self.clip is not None:
             np.clip(x, -self.clip, self.clip, out=x)
-        out = {"x": x[:, None, :]}
-        if self.aux:
-            out["aux"] = amplitude_scalars(arr, self.aux)
-        return out
+        return x[:, None, :]

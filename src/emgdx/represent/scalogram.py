@@ -38,11 +38,11 @@ import numpy as np
 import pywt
 import scipy.fft
 
+from emgdx.config import check_fields
 from emgdx.errors import ConfigError, SignalError
 from emgdx.represent._common import (
     ReprBase,
-    amplitude_scalars,
-    check_aux,
+    band_problems,
     check_fs,
     check_windows,
     zscore_rows,
@@ -298,31 +298,18 @@ class ScalogramRepr(ReprBase):
     aux: tuple[str, ...] = ("log_rms",)
 
     def __post_init__(self) -> None:
-        num = (int, float)
-        if not (isinstance(self.f_min_hz, num) and self.f_min_hz > 0):
-            raise ConfigError(f"cwt: f_min_hz must be positive, got {self.f_min_hz!r}")
-        if not (isinstance(self.f_max_hz, num) and self.f_max_hz > self.f_min_hz):
-            raise ConfigError(
-                f"cwt: f_max_hz must exceed f_min_hz ({self.f_min_hz}), got {self.f_max_hz!r}"
-            )
-        for field in ("n_scales", "n_time"):
-            value = getattr(self, field)
-            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-                raise ConfigError(f"cwt: {field} must be a positive integer, got {value!r}")
-        if not (isinstance(self.bandwidth, num) and self.bandwidth > 0):
-            raise ConfigError(f"cwt: bandwidth must be positive, got {self.bandwidth!r}")
+        problems = check_fields(
+            self, positive="f_min_hz f_max_hz bandwidth", positive_int="n_scales n_time"
+        )
         # Below C = 0.5 the wavelet's spectrum leaks into negative frequencies and the
         # one-sided FFT implementation would no longer equal the full transform.
-        if not (isinstance(self.center_freq, num) and self.center_freq >= 0.5):
-            raise ConfigError(f"cwt: center_freq must be >= 0.5, got {self.center_freq!r}")
+        if not (isinstance(self.center_freq, int | float) and self.center_freq >= 0.5):
+            problems.append(f"center_freq must be >= 0.5, got {self.center_freq!r}")
         if self.method not in CWT_METHODS:
-            raise ConfigError(f"cwt: method must be one of {CWT_METHODS}, got {self.method!r}")
+            problems.append(f"method must be one of {CWT_METHODS}, got {self.method!r}")
         if not isinstance(self.device, str):
-            raise ConfigError(f"cwt: device must be a string, got {self.device!r}")
-        if self.normalise not in ("zscore", "none"):
-            raise ConfigError(f"cwt: normalise must be 'zscore' or 'none', got {self.normalise!r}")
-        object.__setattr__(self, "aux", tuple(self.aux))
-        check_aux(self.aux, "cwt")
+            problems.append(f"device must be a string, got {self.device!r}")
+        self._check(band_problems(problems, self.f_min_hz, self.f_max_hz))
 
     def frequencies_hz(self, fs_hz: float) -> np.ndarray:
         """Centre frequency of each image row (low to high), in Hz."""
@@ -340,33 +327,16 @@ class ScalogramRepr(ReprBase):
         edges = _pool_edges(int(n_times), self.n_time)
         return (edges[:-1] + edges[1:] - 1) / 2.0 / fs
 
-    def output_shape(self, n_times: int, fs_hz: float) -> dict[str, tuple[int, ...]]:
-        """``x``: ``(1, n_scales, n_time)``; ``aux``: ``(k,)`` when set."""
+    def _x_shape(self, n_times: int, fs_hz: float) -> tuple[int, ...]:
+        """``(1, n_scales, n_time)``."""
         self.frequencies_hz(fs_hz)  # validates fs against the band
         if n_times < self.n_time:
             raise SignalError(f"cwt: cannot pool {n_times} samples into {self.n_time} columns")
-        shapes: dict[str, tuple[int, ...]] = {"x": (1, self.n_scales, self.n_time)}
-        if self.aux:
-            shapes["aux"] = (len(self.aux),)
-        return shapes
+        return (1, self.n_scales, self.n_time)
 
-    def transform(self, data: np.ndarray, fs_hz: float) -> dict[str, np.ndarray]:
-        """Log wavelet power of every window.
-
-        Parameters
-        ----------
-        data
-            ``[n, T]`` windows in µV.
-        fs_hz
-            Their sampling rate.
-
-        Returns
-        -------
-        dict
-            ``x``: ``[n, 1, n_scales, n_time]`` float32 (rows low to high frequency, see
-            :meth:`frequencies_hz`); ``aux``: ``[n, k]`` float32 when ``aux`` is set.
-        """
-        arr = check_windows(data, self.name)
+    def _x(self, arr: np.ndarray, fs_hz: float) -> np.ndarray:
+        """``[n, 1, n_scales, n_time]`` log wavelet power, rows low to high frequency (see
+        :meth:`frequencies_hz`)."""
         power = cwt_power(
             arr,
             fs_hz,
@@ -380,7 +350,4 @@ class ScalogramRepr(ReprBase):
         x = np.log10(np.maximum(power, _POWER_FLOOR))[:, None]
         if self.normalise == "zscore":
             zscore_rows(x)
-        out = {"x": x.astype(np.float32, copy=False)}
-        if self.aux:
-            out["aux"] = amplitude_scalars(arr, self.aux)
-        return out
+        return x.astype(np.float32, copy=False)

@@ -9,15 +9,9 @@ import numpy as np
 from scipy.signal import ShortTimeFFT
 from scipy.signal.windows import hann
 
+from emgdx.config import check_fields
 from emgdx.errors import ConfigError, SignalError
-from emgdx.represent._common import (
-    ReprBase,
-    amplitude_scalars,
-    check_aux,
-    check_fs,
-    check_windows,
-    zscore_rows,
-)
+from emgdx.represent._common import ReprBase, band_problems, check_fs, zscore_rows
 
 __all__ = ["SpectrogramRepr"]
 
@@ -61,22 +55,12 @@ class SpectrogramRepr(ReprBase):
     aux: tuple[str, ...] = ("log_rms",)
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.window_ms, int | float) and self.window_ms > 0):
-            raise ConfigError(f"stft: window_ms must be positive, got {self.window_ms!r}")
+        problems = check_fields(
+            self, optional="f_max_hz", positive="window_ms f_max_hz", non_negative="f_min_hz"
+        )
         if not (isinstance(self.overlap, int | float) and 0 <= self.overlap < 1):
-            raise ConfigError(f"stft: overlap must be in [0, 1), got {self.overlap!r}")
-        if not (isinstance(self.f_min_hz, int | float) and self.f_min_hz >= 0):
-            raise ConfigError(f"stft: f_min_hz must be >= 0, got {self.f_min_hz!r}")
-        if self.f_max_hz is not None and not (
-            isinstance(self.f_max_hz, int | float) and self.f_max_hz > self.f_min_hz
-        ):
-            raise ConfigError(
-                f"stft: f_max_hz must exceed f_min_hz ({self.f_min_hz}), got {self.f_max_hz!r}"
-            )
-        if self.normalise not in ("zscore", "none"):
-            raise ConfigError(f"stft: normalise must be 'zscore' or 'none', got {self.normalise!r}")
-        object.__setattr__(self, "aux", tuple(self.aux))
-        check_aux(self.aux, "stft")
+            problems.append(f"overlap must be in [0, 1), got {self.overlap!r}")
+        self._check(band_problems(problems, self.f_min_hz, self.f_max_hz))
 
     # ---- geometry ------------------------------------------------------------------------
 
@@ -127,38 +111,19 @@ class SpectrogramRepr(ReprBase):
         p0, p1 = self._frames(stft, int(n_times))
         return stft.t(int(n_times), p0, p1)
 
-    def output_shape(self, n_times: int, fs_hz: float) -> dict[str, tuple[int, ...]]:
-        """``x``: ``(1, n_freqs, n_frames)``; ``aux``: ``(k,)`` when set."""
-        fs = check_fs(fs_hz)
-        stft = self._stft(fs)
-        p0, p1 = self._frames(stft, int(n_times))
-        shapes: dict[str, tuple[int, ...]] = {"x": (1, len(self._rows(stft, fs)), p1 - p0)}
-        if self.aux:
-            shapes["aux"] = (len(self.aux),)
-        return shapes
+    def _x_shape(self, n_times: int, fs_hz: float) -> tuple[int, ...]:
+        """``(1, n_freqs, n_frames)``."""
+        stft = self._stft(fs_hz)
+        p0, p1 = self._frames(stft, n_times)
+        return (1, len(self._rows(stft, fs_hz)), p1 - p0)
 
     # ---- transform -----------------------------------------------------------------------
 
-    def transform(self, data: np.ndarray, fs_hz: float) -> dict[str, np.ndarray]:
-        """Log-power spectrogram of every window.
-
-        Parameters
-        ----------
-        data
-            ``[n, T]`` windows in µV.
-        fs_hz
-            Their sampling rate.
-
-        Returns
-        -------
-        dict
-            ``x``: ``[n, 1, F, P]`` float32 (rows low to high frequency, see
-            :meth:`frequencies_hz`); ``aux``: ``[n, k]`` float32 when ``aux`` is set.
-        """
-        fs = check_fs(fs_hz)
-        arr = check_windows(data, self.name)
-        stft = self._stft(fs)
-        rows = self._rows(stft, fs)
+    def _x(self, arr: np.ndarray, fs_hz: float) -> np.ndarray:
+        """``[n, 1, F, P]`` log-power spectrograms, rows low to high frequency (see
+        :meth:`frequencies_hz`)."""
+        stft = self._stft(fs_hz)
+        rows = self._rows(stft, fs_hz)
         p0, p1 = self._frames(stft, arr.shape[1])
         x = np.empty((arr.shape[0], 1, rows.size, p1 - p0), dtype=np.float32)
         for i in range(0, arr.shape[0], _CHUNK_ROWS):
@@ -166,7 +131,4 @@ class SpectrogramRepr(ReprBase):
             x[i : i + _CHUNK_ROWS, 0] = np.log10(np.maximum(power[:, rows], _POWER_FLOOR))
         if self.normalise == "zscore":
             zscore_rows(x)
-        out = {"x": x}
-        if self.aux:
-            out["aux"] = amplitude_scalars(arr, self.aux)
-        return out
+        return x
