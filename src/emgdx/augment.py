@@ -130,7 +130,7 @@ class Augmentation:
     #: ``(min, max)`` fields, checked by :func:`_check_range`: name -> lowest allowed min.
     ranges: ClassVar[dict[str, float]] = {}
     #: Other fields checked by :func:`~emgdx.config.check_fields`: rule -> names.
-    rules: ClassVar[dict[str, str]] = {}
+    rules: ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
         p = self.p

@@ -7,14 +7,18 @@ clinician reading a log knows *which* recording to look at and *why* it was reje
 
 from __future__ import annotations
 
+import importlib
 from os import PathLike
+from types import ModuleType
 
 __all__ = [
+    "EXTRA_OF_MODULE",
     "ChannelMismatchError",
     "ConfigError",
     "EmgdxError",
     "EmptySignalError",
     "HeaderMismatchError",
+    "MissingExtraError",
     "MissingFileError",
     "NoRecordsError",
     "NonFiniteDataError",
@@ -25,6 +29,7 @@ __all__ = [
     "SignalError",
     "TruncatedDataError",
     "UnknownFormatError",
+    "require",
 ]
 
 
@@ -34,6 +39,49 @@ class EmgdxError(Exception):
 
 class ConfigError(EmgdxError, ValueError):
     """An invalid configuration value (e.g. a band edge above Nyquist)."""
+
+
+#: The extra that installs each optional package (``pip install 'emgdx[extra]'``), by the name
+#: it is imported as.
+EXTRA_OF_MODULE = {
+    "torch": "ml",
+    "sklearn": "ml",
+    "pywt": "ml",
+    "safetensors": "ml",
+    "matplotlib": "plots",
+    "captum": "explain",
+    "jinja2": "report",
+    "reportlab": "report",
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "multipart": "serve",
+    "sqlalchemy": "serve",
+    "alembic": "serve",
+    "websockets": "serve",
+    "psycopg": "postgres",
+    "flwr": "federated",
+    "onnx": "onnx",
+    "onnxruntime": "onnx",
+    "onnxscript": "onnx",
+    "pylsl": "stream",
+}
+
+
+class MissingExtraError(ConfigError, ImportError):
+    """An optional package a feature needs is not installed (the message names the extra)."""
+
+
+def require(module: str, what: str) -> ModuleType:
+    """Import ``module`` for ``what`` (e.g. ``"the PDF report"``), or raise
+    :class:`MissingExtraError` naming the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        top = module.split(".")[0]
+        raise MissingExtraError(
+            f"{what} needs {top}, which is not installed: "
+            f"pip install 'emgdx[{EXTRA_OF_MODULE[top]}]'"
+        ) from exc
 
 
 class PipelineLoadError(EmgdxError):

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from emgdx.errors import require
 from emgdx.evaluation.aggregate import LEVELS
 from emgdx.evaluation.metrics import SCALAR_METRICS
 
@@ -99,11 +100,7 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _matplotlib() -> Any:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        raise ImportError("evaluation reports need matplotlib: pip install 'emgdx[plots]'") from exc
-    return Figure
+    return require("matplotlib.figure", "evaluation reports").Figure
 
 
 def _levels_in(evaluation: Mapping[str, Any]) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from emgdx.errors import ConfigError, EmgdxError
+from emgdx.errors import ConfigError, EmgdxError, require
 
 __all__ = [
     "LeakyEvaluationWarning",
@@ -43,13 +43,7 @@ class SubjectLeakError(EmgdxError, ValueError):
 
 
 def _sklearn_model_selection() -> Any:
-    try:
-        from sklearn import model_selection
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        raise ImportError(
-            "subject-wise k-fold needs scikit-learn: pip install 'emgdx[ml]'"
-        ) from exc
-    return model_selection
+    return require("sklearn.model_selection", "subject-wise k-fold")
 
 
 def _as_groups(groups: Sequence[object] | np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import numpy as np
 import pandas as pd
 
-from emgdx.errors import ConfigError, SignalError
+from emgdx.errors import ConfigError, SignalError, require
 from emgdx.recording import Recording, Windows
 
 if TYPE_CHECKING:
@@ -34,13 +34,7 @@ SIGNED = frozenset({"integrated_gradients", "occlusion"})
 
 
 def _captum_attr() -> Any:
-    try:
-        import captum.attr as captum_attr
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ConfigError(
-            "explanations of torch models need captum: pip install 'emgdx[explain]'"
-        ) from exc
-    return captum_attr
+    return require("captum.attr", "explanations of torch models")
 
 
 # --------------------------------------------------------------------------- containers

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from emgdx.errors import ConfigError
+from emgdx.errors import ConfigError, require
 from emgdx.explain.attribution import Attribution, RecordAttribution, top_segments
 
 if TYPE_CHECKING:
@@ -38,11 +38,8 @@ _METHOD_LABELS = {
 
 def _figure(figsize: tuple[float, float]) -> Figure:
     """A new figure of ``figsize`` inches with constrained layout."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ConfigError("figures need matplotlib: pip install 'emgdx[plots]'") from exc
-    return Figure(figsize=figsize, layout="constrained")
+    figure_cls = require("matplotlib.figure", "figures").Figure
+    return figure_cls(figsize=figsize, layout="constrained")
 
 
 def _normalised(evidence: np.ndarray) -> np.ndarray:

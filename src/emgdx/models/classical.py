@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from emgdx.errors import ConfigError
+from emgdx.errors import ConfigError, require
 
 if TYPE_CHECKING:  # scikit-learn is an optional extra, imported where used
     from sklearn.base import BaseEstimator
@@ -41,10 +41,7 @@ __all__ = [
 
 def _sklearn() -> None:
     """Import scikit-learn lazily, with an error that names the extra to install."""
-    try:
-        import sklearn  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("classical models need scikit-learn: pip install 'emgdx[ml]'") from exc
+    require("sklearn", "classical models")
 
 
 def feature_matrix(inputs: Mapping[str, np.ndarray]) -> np.ndarray:

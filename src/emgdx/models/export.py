@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from emgdx.errors import ConfigError
+from emgdx.errors import ConfigError, require
 
 __all__ = ["example_inputs", "export_onnx", "export_program", "input_names", "onnx_logits"]
 
@@ -111,11 +111,8 @@ def export_onnx(
     bytes
         The serialised ONNX model.
     """
-    try:
-        import onnx  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("ONNX export needs: pip install 'emgdx[onnx]'") from exc
+    require("onnx", "ONNX export")
+    require("onnxscript", "ONNX export")
     names = input_names(model)
     with _exporting(model):
         program = torch.onnx.export(
@@ -141,10 +138,7 @@ def export_onnx(
 
 def onnx_logits(data: bytes, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
     """Run an exported ONNX model in onnxruntime (CPU) and return its logits."""
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("running ONNX models needs: pip install 'emgdx[onnx]'") from exc
+    ort = require("onnxruntime", "running ONNX models")
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     feed = {
         node.name: np.ascontiguousarray(inputs[node.name], dtype=np.float32)

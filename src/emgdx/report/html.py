@@ -6,7 +6,7 @@ import base64
 import math
 from typing import Any
 
-from emgdx.errors import ConfigError
+from emgdx.errors import require
 from emgdx.report.content import ClinicalReport
 
 __all__ = ["format_interval", "format_value", "render_html"]
@@ -35,10 +35,7 @@ def format_interval(bounds: tuple[float, float]) -> str:
 
 
 def _environment() -> Any:
-    try:
-        import jinja2
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ConfigError("the HTML report needs jinja2: pip install 'emgdx[report]'") from exc
+    jinja2 = require("jinja2", "the HTML report")
     return jinja2.Environment(
         loader=jinja2.PackageLoader("emgdx.report", "templates"),
         autoescape=jinja2.select_autoescape(["html", "j2"]),

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from emgdx.errors import ConfigError
+from emgdx.errors import require
 from emgdx.report.content import ClinicalReport, RecordSection
 from emgdx.report.html import format_interval, format_value
 
@@ -22,13 +22,7 @@ _FONT, _FONT_BOLD = "DejaVuSans", "DejaVuSans-Bold"
 
 
 def _reportlab() -> Any:
-    try:
-        import reportlab  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ConfigError("the PDF report needs reportlab: pip install 'emgdx[report]'") from exc
-    import reportlab.platypus as platypus
-
-    return platypus
+    return require("reportlab.platypus", "the PDF report")
 
 
 _FONT_LOCK = threading.Lock()

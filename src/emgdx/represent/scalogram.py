@@ -39,7 +39,7 @@ import pywt
 import scipy.fft
 
 from emgdx.config import check_fields
-from emgdx.errors import ConfigError, SignalError
+from emgdx.errors import ConfigError, SignalError, require
 from emgdx.represent._common import (
     ReprBase,
     band_problems,
@@ -151,10 +151,7 @@ def _cwt_torch(
     edges: np.ndarray,
     device: str,
 ) -> np.ndarray:
-    try:
-        import torch
-    except ImportError as exc:  # torch is the optional "ml" extra
-        raise ConfigError("cwt method 'torch' needs PyTorch: pip install 'emgdx[ml]'") from exc
+    torch = require("torch", "cwt method 'torch'")
     dev = _torch_device(device)
     n, n_times = data.shape
     # Scales grouped by their FFT length (the same lengths as the "fft" method, so both give

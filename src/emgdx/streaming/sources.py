@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from emgdx.errors import ConfigError, EmgdxError
+from emgdx.errors import ConfigError, EmgdxError, require
 from emgdx.recording import Recording
 from emgdx.streaming.monitor import LiveMonitor, MonitorEvent, WindowResult
 
@@ -149,11 +149,7 @@ class LSLSource:
         resolve_timeout_s: float = 5.0,
         max_chunk: int = 4096,
     ) -> None:
-        try:
-            import pylsl
-        except ImportError as exc:  # pragma: no cover - the extra is part of the test install
-            raise ConfigError("LSL streams need pylsl: pip install 'emgdx[stream]'") from exc
-        self._lsl = pylsl
+        self._lsl = require("pylsl", "LSL streams")
         self.name = name
         self.channel = channel
         self.uv_per_unit = float(uv_per_unit)
