@@ -165,15 +165,20 @@ def parse_config_json(text: str, what: str) -> Any:
 
 
 def json_ready(value: Any) -> Any:
-    """A copy of ``value`` that :func:`json.dumps` takes with ``allow_nan=False``: nested
-    dicts (keys as strings), lists, tuples and arrays to lists, numpy scalars to Python
-    values, NaN and infinity to ``None`` (JSON has neither)."""
-    if isinstance(value, dict):
+    """A copy of ``value`` that :func:`json.dumps` takes with ``allow_nan=False``: mappings
+    (keys as strings), dataclasses, lists, tuples and arrays to dicts and lists, numpy scalars
+    to Python values, NaN and infinity to ``None`` (JSON has neither), and anything else
+    (paths, timestamps) to its string."""
+    if isinstance(value, Mapping):
         return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_ready(v) for v in value]
     if hasattr(value, "tolist"):  # numpy arrays and scalars
         return json_ready(value.tolist())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return json_ready(dataclasses.asdict(value))
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    return value
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)

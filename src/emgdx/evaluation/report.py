@@ -12,7 +12,6 @@ can be rebuilt from a saved ``results.json`` alone (:func:`load_results`).
 from __future__ import annotations
 
 import base64
-import dataclasses
 import html
 import io
 import json
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from emgdx.config import json_ready
 from emgdx.errors import require
 from emgdx.evaluation.aggregate import LEVELS
 from emgdx.evaluation.metrics import SCALAR_METRICS
@@ -48,28 +48,9 @@ __all__ = [
 _SUBSET_TITLES = {"all": "All records", "low": "Low-contraction records only"}
 
 
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON types; NaN and infinities become ``null`` (strict JSON has no NaN)."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return _jsonable(dataclasses.asdict(obj))
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if obj is None or isinstance(obj, str | int | float | bool):
-        return obj
-    return str(obj)  # paths and other odd objects a caller put into the config
-
-
 def _as_dict(results: CVResult | Mapping[str, Any]) -> dict[str, Any]:
     to_dict = getattr(results, "to_dict", None)
-    return _jsonable(to_dict() if callable(to_dict) else results)
+    return json_ready(to_dict() if callable(to_dict) else results)
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
