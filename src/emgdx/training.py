@@ -16,11 +16,12 @@ The device is chosen with ``device="auto"``: CUDA when ``torch.cuda.is_available
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
@@ -28,7 +29,7 @@ import torch
 from torch import nn
 
 from emgdx.augment import Augmenter, augmentation_to_dict, make_augmentation
-from emgdx.config import JsonConfig, ProgressCallback, check_fields
+from emgdx.config import JsonConfig, ProgressCallback, check_fields, json_ready
 from emgdx.errors import ConfigError, SignalError
 from emgdx.evaluation.splits import inner_validation_split
 
@@ -230,23 +231,10 @@ class TrainResult:
         return self.history[self.best_epoch - 1]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (NaN becomes ``None``)."""
-
-        def clean(v: Any) -> Any:
-            return None if isinstance(v, float) and math.isnan(v) else v
-
-        return {
-            "history": [{k: clean(v) for k, v in row.items()} for row in self.history],
-            "best_epoch": self.best_epoch,
-            "stopped_early": self.stopped_early,
-            "train_subjects": self.train_subjects,
-            "val_subjects": self.val_subjects,
-            "n_train": self.n_train,
-            "n_val": self.n_val,
-            "class_weights": self.class_weights,
-            "device": self.device,
-            "seconds": self.seconds,
-        }
+        """JSON-ready summary without ``extra`` (NaN and infinity become ``None``)."""
+        summary: dict[str, Any] = json_ready(asdict(self))
+        del summary["extra"]
+        return summary
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -343,15 +331,10 @@ def predict_logits(
         if was_training:
             model.train(True)
     if not parts:
-        out_features = _n_outputs(model, tensors, dev)
-        return np.zeros((0, out_features), dtype=np.float32)
+        # An empty input still needs the right number of columns: run one dummy window.
+        dummy = {k: torch.zeros((1, *v.shape[1:]), device=dev) for k, v in tensors.items()}
+        return np.zeros((0, int(_forward(model, dummy).shape[1])), dtype=np.float32)
     return torch.cat(parts).numpy()
-
-
-def _n_outputs(model: nn.Module, tensors: Mapping[str, torch.Tensor], dev: torch.device) -> int:
-    # An empty input still needs the right number of columns: run one dummy window.
-    dummy = {k: torch.zeros((1, *v.shape[1:]), device=dev) for k, v in tensors.items()}
-    return int(_forward(model, dummy).shape[1])
 
 
 def predict_proba(
@@ -413,6 +396,25 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
         weight_decay=cfg.weight_decay,
         nesterov=cfg.momentum > 0,
     )
+
+
+@contextlib.contextmanager
+def _fit_scope(
+    model: nn.Module, cfg: TrainConfig, device: torch.device
+) -> Iterator[list[nn.Module]]:
+    """Freeze what ``cfg.freeze`` names and seed torch's global generator, for one fit only."""
+    # Dropout draws from torch's global generator: seed it for this fit only (restored after),
+    # so that a fit is reproducible without changing the caller's random state.
+    fork = [device.index or 0] if device.type == "cuda" else []
+    was_trainable = [p.requires_grad for p in model.parameters()]
+    try:
+        with torch.random.fork_rng(devices=fork):
+            torch.manual_seed(cfg.seed)
+            yield _freeze(model, cfg.freeze)
+    finally:
+        # Frozen for this fit only: the model comes back as trainable as it was given.
+        for p, flag in zip(model.parameters(), was_trainable, strict=True):
+            p.requires_grad_(flag)
 
 
 def fit_torch(
@@ -485,200 +487,155 @@ def fit_torch(
         raise SignalError(f"target {int(yy.max())} out of range for {k} classes")
 
     device = resolve_device(cfg.device)
-    # Dropout draws from torch's global generator: seed it for this fit only (restored after),
-    # so that a fit is reproducible without changing the caller's random state.
-    fork = [device.index or 0] if device.type == "cuda" else []
-    was_trainable = [p.requires_grad for p in model.parameters()]
-    frozen = _freeze(model, cfg.freeze)
-    try:
-        with torch.random.fork_rng(devices=fork):
-            torch.manual_seed(cfg.seed)
-            return _fit_loop(
-                model,
-                tensors,
-                yy,
-                g,
-                k,
-                cfg,
-                device,
-                fs_hz,
-                on_progress,
-                on_epoch,
-                t0,
-                regulariser,
-                frozen,
-            )
-    finally:
-        # Frozen for this fit only: the model comes back as trainable as it was given.
-        for p, flag in zip(model.parameters(), was_trainable, strict=True):
-            p.requires_grad_(flag)
+    with _fit_scope(model, cfg, device) as frozen:
+        augmenter = Augmenter(cfg.augment, fs_hz=fs_hz, seed=cfg.seed + 1)
+        augmenter.check(tensors["x"].ndim)
+        gen = torch.Generator().manual_seed(cfg.seed)
 
-
-def _fit_loop(
-    model: nn.Module,
-    tensors: dict[str, torch.Tensor],
-    yy: np.ndarray,
-    g: np.ndarray,
-    k: int,
-    cfg: TrainConfig,
-    device: torch.device,
-    fs_hz: float | None,
-    on_progress: ProgressCallback | None,
-    on_epoch: Callable[[dict[str, float]], None] | None,
-    t0: float,
-    regulariser: Callable[[nn.Module], torch.Tensor] | None = None,
-    frozen: Sequence[nn.Module] = (),
-) -> TrainResult:
-    """The body of :func:`fit_torch` (inputs already checked, random state already seeded)."""
-    n = tensors["x"].shape[0]
-    augmenter = Augmenter(cfg.augment, fs_hz=fs_hz, seed=cfg.seed + 1)
-    augmenter.check(tensors["x"].ndim)
-    gen = torch.Generator().manual_seed(cfg.seed)
-
-    train_idx, val_idx = np.arange(n), np.zeros(0, dtype=np.int64)
-    if cfg.val_fraction > 0 and np.unique(g).size >= 2:
-        tr, va = inner_validation_split(g, yy, cfg.val_fraction, cfg.seed)
-        # With a single subject in some class, a validation split could take away all of that
-        # class's training data; then it is better to train on everything without one.
-        if set(np.unique(yy[tr])) == set(np.unique(yy)):
-            train_idx, val_idx = tr, va
-    has_val = val_idx.size > 0
-    y_train = yy[train_idx]
-    weights = class_weights(y_train, k) if cfg.balance == "weights" else np.ones(k)
-    loss_fn = nn.CrossEntropyLoss(
-        weight=torch.tensor(weights, dtype=torch.float32, device=device),
-        label_smoothing=float(cfg.label_smoothing),
-    )
-    # Validation loss is class-weighted whenever training is balanced (by weights or by the
-    # sampler), so that monitoring "loss" favours balanced performance, not the majority class.
-    val_weights = class_weights(y_train, k) if cfg.balance != "none" else np.ones(k)
-    val_loss_fn = nn.CrossEntropyLoss(
-        weight=torch.tensor(val_weights, dtype=torch.float32, device=device)
-    )
-    sample_p: torch.Tensor | None = None
-    if cfg.balance == "sampler":
-        w_cls = class_weights(y_train, k)
-        sample_p = torch.tensor(w_cls[y_train], dtype=torch.float64)
-
-    model.to(device)
-    opt = _make_optimizer(model, cfg)
-    per_epoch = train_idx.size
-    if cfg.windows_per_epoch is not None:
-        per_epoch = min(per_epoch, cfg.windows_per_epoch)
-    steps_per_epoch = math.ceil(per_epoch / cfg.batch_size)
-    scheduler: Any = None
-    if cfg.schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    elif cfg.schedule == "plateau":
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=0.5, patience=cfg.plateau_patience
+        train_idx, val_idx = np.arange(n), np.zeros(0, dtype=np.int64)
+        if cfg.val_fraction > 0 and np.unique(g).size >= 2:
+            tr, va = inner_validation_split(g, yy, cfg.val_fraction, cfg.seed)
+            # With a single subject in some class, a validation split could take away all of that
+            # class's training data; then it is better to train on everything without one.
+            if set(np.unique(yy[tr])) == set(np.unique(yy)):
+                train_idx, val_idx = tr, va
+        has_val = val_idx.size > 0
+        y_train = yy[train_idx]
+        balanced = class_weights(y_train, k)
+        weights = balanced if cfg.balance == "weights" else np.ones(k)
+        loss_fn = nn.CrossEntropyLoss(
+            weight=torch.tensor(weights, dtype=torch.float32, device=device),
+            label_smoothing=float(cfg.label_smoothing),
         )
-    elif cfg.schedule == "onecycle":
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            opt,
-            max_lr=[g["lr"] for g in opt.param_groups],
-            epochs=cfg.epochs,
-            steps_per_epoch=steps_per_epoch,
+        # Validation loss is class-weighted whenever training is balanced (by weights or by the
+        # sampler), so that monitoring "loss" favours balanced performance, not the majority class.
+        val_weights = balanced if cfg.balance != "none" else np.ones(k)
+        val_loss_fn = nn.CrossEntropyLoss(
+            weight=torch.tensor(val_weights, dtype=torch.float32, device=device)
         )
+        sample_p: torch.Tensor | None = None
+        if cfg.balance == "sampler":
+            sample_p = torch.tensor(balanced[y_train], dtype=torch.float64)
 
-    train_t = {key: v[torch.from_numpy(train_idx)] for key, v in tensors.items()}
-    y_train_t = torch.from_numpy(y_train)
-    val_inputs = {key: v[torch.from_numpy(val_idx)] for key, v in tensors.items()}
-    y_val = yy[val_idx]
-
-    history: list[dict[str, float]] = []
-    best_score = math.inf
-    best_epoch = 0
-    best_state: dict[str, torch.Tensor] | None = None
-    since_best = 0
-    stopped_early = False
-    for epoch in range(1, cfg.epochs + 1):
-        e0 = time.perf_counter()
-        model.train()
-        for module in frozen:
-            module.eval()  # frozen batch norm keeps its running statistics
-        if sample_p is not None:
-            order = torch.multinomial(sample_p, per_epoch, replacement=True, generator=gen)
-        else:
-            order = torch.randperm(train_idx.size, generator=gen)[:per_epoch]
-        total_loss = 0.0
-        seen = 0
-        lr_now = opt.param_groups[0]["lr"]
-        for start in range(0, per_epoch, cfg.batch_size):
-            sel = order[start : start + cfg.batch_size]
-            if sel.numel() < 2 and train_idx.size >= 2:
-                continue  # batch norm cannot train on a single window
-            batch = {key: v[sel].to(device) for key, v in train_t.items()}
-            if len(augmenter):
-                batch = augmenter(batch)
-            target = y_train_t[sel].to(device)
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(_forward(model, batch), target)
-            if regulariser is not None:
-                loss = loss + regulariser(model)
-            loss.backward()
-            if cfg.max_grad_norm is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            opt.step()
-            if cfg.schedule == "onecycle":
-                scheduler.step()
-            total_loss += float(loss.detach()) * sel.numel()
-            seen += sel.numel()
-        row: dict[str, float] = {
-            "epoch": float(epoch),
-            "train_loss": total_loss / max(1, seen),
-            "val_loss": float("nan"),
-            "val_balanced_accuracy": float("nan"),
-            "lr": float(lr_now),
-        }
-        if has_val:
-            logits = torch.from_numpy(
-                predict_logits(model, val_inputs, batch_size=cfg.eval_batch_size, device=device)
-            ).to(device)
-            row["val_loss"] = float(val_loss_fn(logits, torch.from_numpy(y_val).to(device)))
-            pred = logits.argmax(dim=1).cpu().numpy()
-            row["val_balanced_accuracy"] = _balanced_accuracy(y_val, pred, k)
-            score = row["val_loss"] if cfg.monitor == "loss" else -row["val_balanced_accuracy"]
-            if score < best_score:
-                best_score, best_epoch, since_best = score, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                since_best += 1
-        else:
-            best_epoch = epoch
+        model.to(device)
+        opt = _make_optimizer(model, cfg)
+        per_epoch = train_idx.size
+        if cfg.windows_per_epoch is not None:
+            per_epoch = min(per_epoch, cfg.windows_per_epoch)
+        steps_per_epoch = math.ceil(per_epoch / cfg.batch_size)
+        scheduler: Any = None
         if cfg.schedule == "cosine":
-            scheduler.step()
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
         elif cfg.schedule == "plateau":
-            # Without validation, plateau follows the training loss.
-            scheduler.step(row["val_loss"] if has_val else row["train_loss"])
-        row["seconds"] = time.perf_counter() - e0
-        history.append(row)
-        if on_epoch is not None:
-            on_epoch(row)
-        if on_progress is not None:
-            on_progress(epoch, cfg.epochs)
-        if has_val and cfg.patience and since_best >= cfg.patience:
-            stopped_early = epoch < cfg.epochs
-            break
-    if stopped_early and on_progress is not None:
-        on_progress(cfg.epochs, cfg.epochs)  # let a progress bar finish
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    elif has_val:
-        best_epoch = len(history)  # validation never gave a finite score: keep the last epoch
-    model.eval()
-    return TrainResult(
-        history=history,
-        best_epoch=best_epoch,
-        stopped_early=stopped_early,
-        train_subjects=sorted({str(s) for s in g[train_idx]}),
-        val_subjects=sorted({str(s) for s in g[val_idx]}),
-        n_train=int(train_idx.size),
-        n_val=int(val_idx.size),
-        class_weights=[float(w) for w in weights],
-        device=str(device),
-        seconds=time.perf_counter() - t0,
-        extra={"frozen_parameters": sum(p.numel() for m in frozen for p in m.parameters())}
-        if frozen
-        else {},
-    )
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, mode="min", factor=0.5, patience=cfg.plateau_patience
+            )
+        elif cfg.schedule == "onecycle":
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                opt,
+                max_lr=[g["lr"] for g in opt.param_groups],
+                epochs=cfg.epochs,
+                steps_per_epoch=steps_per_epoch,
+            )
+
+        train_t = {key: v[torch.from_numpy(train_idx)] for key, v in tensors.items()}
+        y_train_t = torch.from_numpy(y_train)
+        val_inputs = {key: v[torch.from_numpy(val_idx)] for key, v in tensors.items()}
+        y_val = yy[val_idx]
+
+        history: list[dict[str, float]] = []
+        best_score = math.inf
+        best_epoch = 0
+        best_state: dict[str, torch.Tensor] | None = None
+        since_best = 0
+        stopped_early = False
+        for epoch in range(1, cfg.epochs + 1):
+            e0 = time.perf_counter()
+            model.train()
+            for module in frozen:
+                module.eval()  # frozen batch norm keeps its running statistics
+            if sample_p is not None:
+                order = torch.multinomial(sample_p, per_epoch, replacement=True, generator=gen)
+            else:
+                order = torch.randperm(train_idx.size, generator=gen)[:per_epoch]
+            total_loss = 0.0
+            seen = 0
+            lr_now = opt.param_groups[0]["lr"]
+            for start in range(0, per_epoch, cfg.batch_size):
+                sel = order[start : start + cfg.batch_size]
+                if sel.numel() < 2 and train_idx.size >= 2:
+                    continue  # batch norm cannot train on a single window
+                batch = {key: v[sel].to(device) for key, v in train_t.items()}
+                if len(augmenter):
+                    batch = augmenter(batch)
+                target = y_train_t[sel].to(device)
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(_forward(model, batch), target)
+                if regulariser is not None:
+                    loss = loss + regulariser(model)
+                loss.backward()
+                if cfg.max_grad_norm is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                opt.step()
+                if cfg.schedule == "onecycle":
+                    scheduler.step()
+                total_loss += float(loss.detach()) * sel.numel()
+                seen += sel.numel()
+            row: dict[str, float] = {
+                "epoch": float(epoch),
+                "train_loss": total_loss / max(1, seen),
+                "val_loss": float("nan"),
+                "val_balanced_accuracy": float("nan"),
+                "lr": float(lr_now),
+            }
+            if has_val:
+                logits = torch.from_numpy(
+                    predict_logits(model, val_inputs, batch_size=cfg.eval_batch_size, device=device)
+                ).to(device)
+                row["val_loss"] = float(val_loss_fn(logits, torch.from_numpy(y_val).to(device)))
+                pred = logits.argmax(dim=1).cpu().numpy()
+                row["val_balanced_accuracy"] = _balanced_accuracy(y_val, pred, k)
+                score = row["val_loss"] if cfg.monitor == "loss" else -row["val_balanced_accuracy"]
+                if score < best_score:
+                    best_score, best_epoch, since_best = score, epoch, 0
+                    best_state = copy.deepcopy(model.state_dict())
+                else:
+                    since_best += 1
+            else:
+                best_epoch = epoch
+            if cfg.schedule == "cosine":
+                scheduler.step()
+            elif cfg.schedule == "plateau":
+                # Without validation, plateau follows the training loss.
+                scheduler.step(row["val_loss"] if has_val else row["train_loss"])
+            row["seconds"] = time.perf_counter() - e0
+            history.append(row)
+            if on_epoch is not None:
+                on_epoch(row)
+            if on_progress is not None:
+                on_progress(epoch, cfg.epochs)
+            if has_val and cfg.patience and since_best >= cfg.patience:
+                stopped_early = epoch < cfg.epochs
+                break
+        if stopped_early and on_progress is not None:
+            on_progress(cfg.epochs, cfg.epochs)  # let a progress bar finish
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        elif has_val:
+            best_epoch = len(history)  # validation never gave a finite score: keep the last epoch
+        model.eval()
+        return TrainResult(
+            history=history,
+            best_epoch=best_epoch,
+            stopped_early=stopped_early,
+            train_subjects=sorted({str(s) for s in g[train_idx]}),
+            val_subjects=sorted({str(s) for s in g[val_idx]}),
+            n_train=int(train_idx.size),
+            n_val=int(val_idx.size),
+            class_weights=[float(w) for w in weights],
+            device=str(device),
+            seconds=time.perf_counter() - t0,
+            extra={"frozen_parameters": sum(p.numel() for m in frozen for p in m.parameters())}
+            if frozen
+            else {},
+        )

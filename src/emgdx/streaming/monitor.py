@@ -127,6 +127,10 @@ class MonitorConfig:
             raise ConfigError("invalid MonitorConfig: " + "; ".join(problems))
 
 
+def _by_class(class_names: Sequence[str], p: np.ndarray | None) -> dict[str, float] | None:
+    return None if p is None else {c: float(v) for c, v in zip(class_names, p, strict=True)}
+
+
 @dataclass
 class WindowResult:
     """One judged (or withheld) window.
@@ -150,15 +154,11 @@ class WindowResult:
 
     def to_dict(self, class_names: Sequence[str]) -> dict[str, Any]:
         """JSON-ready form (probabilities by class name)."""
-
-        def named(p: np.ndarray | None) -> dict[str, float] | None:
-            return None if p is None else {c: float(v) for c, v in zip(class_names, p, strict=True)}
-
         return {
             "type": "window",
             **asdict(self),
-            "probs": named(self.probs),
-            "smoothed": named(self.smoothed),
+            "probs": _by_class(class_names, self.probs),
+            "smoothed": _by_class(class_names, self.smoothed),
             "qc_flags": list(self.qc_flags),
         }
 
@@ -314,9 +314,9 @@ class LiveMonitor:
         """Stream time of the newest sample."""
         return self._time_offset_s + self.buffer.total / self.fs_hz
 
-    def _window_raw_span(self, k: int) -> tuple[int, int]:
-        """Raw ``[start, stop)`` of window ``k``'s segment (window plus context)."""
-        return self.front.segment(k * self.hop_out, self.context_out)
+    def _event(self, kind: EventKind, text: str, **fields: Any) -> MonitorEvent:
+        """An event at the current stream time, its message prefixed with the stream's name."""
+        return MonitorEvent(kind, self.now_s, f"{self.name}: {text}", **fields)
 
     # ---- input ---------------------------------------------------------------------------
 
@@ -342,10 +342,9 @@ class LiveMonitor:
             x = np.asarray(samples)
             if x.ndim != 1 or x.dtype.kind not in "fiu":
                 out.append(
-                    MonitorEvent(
+                    self._event(
                         "garbage",
-                        self.now_s,
-                        f"{self.name}: dropped a chunk of shape {x.shape} and type {x.dtype} "
+                        f"dropped a chunk of shape {x.shape} and type {x.dtype} "
                         "(expected one channel of numbers)",
                     )
                 )
@@ -362,7 +361,7 @@ class LiveMonitor:
             self._judge_ready(out)
         except (SignalError, ValueError, FloatingPointError) as exc:
             # Never let one bad chunk end the monitor: report it and start afresh.
-            out.append(MonitorEvent("error", self.now_s, f"{self.name}: {exc}"))
+            out.append(self._event("error", str(exc)))
             self._restart(out, "after an error")
         return out
 
@@ -406,10 +405,9 @@ class LiveMonitor:
             if self.now_s - self._last_garbage_event >= 1.0:
                 self._last_garbage_event = self.now_s
                 out.append(
-                    MonitorEvent(
+                    self._event(
                         "garbage",
-                        self.now_s,
-                        f"{self.name}: {n_bad} sample(s) not finite or beyond "
+                        f"{n_bad} sample(s) not finite or beyond "
                         f"{self.config.max_abs_uv:g} µV, marked unusable",
                         details={"samples": n_bad},
                     )
@@ -421,11 +419,9 @@ class LiveMonitor:
         if 0 < gap_s <= self.config.max_fill_s:
             n = round(gap_s * self.fs_hz)
             out.append(
-                MonitorEvent(
+                self._event(
                     "gap",
-                    self.now_s,
-                    f"{self.name}: {gap_s * 1000:.0f} ms of samples missing "
-                    f"({n} samples), marked unusable",
+                    f"{gap_s * 1000:.0f} ms of samples missing ({n} samples), marked unusable",
                     details={"missing_s": gap_s, "samples": n},
                 )
             )
@@ -442,19 +438,18 @@ class LiveMonitor:
         self._ts_ref = None
         self.buffer.clear()
         self._reset_windows()
-        out.append(MonitorEvent("restart", self.now_s, f"{self.name}: windows restart {why}"))
+        out.append(self._event("restart", f"windows restart {why}"))
 
     def note_stall(self, seconds: float) -> MonitorEvent:
         """Event for a source that sent nothing for ``seconds`` (from :func:`run_monitor`)."""
-        return MonitorEvent(
-            "stall", self.now_s, f"{self.name}: no data for {seconds:.1f} s", new="stalled"
-        )
+        return self._event("stall", f"no data for {seconds:.1f} s", new="stalled")
 
     # ---- judging -------------------------------------------------------------------------
 
     def _judge_ready(self, out: list[WindowResult | MonitorEvent], final: bool = False) -> None:
         while True:
-            raw_start, raw_stop = self._window_raw_span(self._next_k)
+            # Raw [start, stop) of the window's segment (window plus context).
+            raw_start, raw_stop = self.front.segment(self._next_k * self.hop_out, self.context_out)
             if raw_stop > self.buffer.total:
                 # At the end of a stream the last windows go without their right context:
                 # the stream's end is then an edge exactly like the end of an offline record.
@@ -474,7 +469,7 @@ class LiveMonitor:
         try:
             self._judge_ready(out, final=True)
         except (SignalError, ValueError) as exc:
-            out.append(MonitorEvent("error", self.now_s, f"{self.name}: {exc}"))
+            out.append(self._event("error", str(exc)))
         return out
 
     def _judge(self, k: int, raw_start: int, raw_stop: int) -> list[WindowResult | MonitorEvent]:
@@ -489,10 +484,9 @@ class LiveMonitor:
         flags = live.qc_flags
         if flags != self.qc_flags:
             events.append(
-                MonitorEvent(
+                self._event(
                     "qc",
-                    self.now_s,
-                    f"{self.name}: signal quality "
+                    "signal quality "
                     + (", ".join(flags) if flags else "ok")
                     + (f" (mains {live.line_freq_hz:g} Hz)" if live.line_freq_hz else ""),
                     old=",".join(self.qc_flags) or "ok",
@@ -538,13 +532,7 @@ class LiveMonitor:
                 f"session reading {verdict.predicted} {verdict.probs[verdict.predicted]:.2f} "
                 f"(95 % interval {low:.2f}-{high:.2f}) over {verdict.n_windows} windows"
             )
-        return MonitorEvent(
-            "summary",
-            self.now_s,
-            f"{self.name}: {text}",
-            new=verdict.predicted,
-            details=dx.to_dict(),
-        )
+        return self._event("summary", text, new=verdict.predicted, details=dx.to_dict())
 
     def diagnosis(self) -> Diagnosis:
         """The windows judged so far as one record's :class:`~emgdx.diagnosis.Diagnosis` (the
@@ -587,14 +575,11 @@ class LiveMonitor:
         self._candidate = (proposal, count)
         if count < hops_needed:
             return self.state
-        details = {}
-        if self.smoothed is not None:
-            details = {c: float(v) for c, v in zip(self.class_names, self.smoothed, strict=True)}
+        details = _by_class(self.class_names, self.smoothed) or {}
         events.append(
-            MonitorEvent(
+            self._event(
                 "state",
-                self.now_s,
-                f"{self.name}: {self.state} -> {proposal}",
+                f"{self.state} -> {proposal}",
                 old=self.state,
                 new=proposal,
                 details=details,

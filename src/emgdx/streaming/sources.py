@@ -20,7 +20,7 @@ import numpy as np
 
 from emgdx.errors import ConfigError, EmgdxError, require
 from emgdx.recording import Recording
-from emgdx.streaming.monitor import LiveMonitor, MonitorEvent, WindowResult
+from emgdx.streaming.monitor import EventKind, LiveMonitor, MonitorEvent, WindowResult
 
 __all__ = [
     "Chunk",
@@ -252,6 +252,10 @@ def run_monitor(
     the source become ``error`` events; only :class:`StreamEnded` ends the loop early.
     """
     cfg = monitor.config
+
+    def event(kind: EventKind, text: str, **fields: Any) -> None:
+        on_item(MonitorEvent(kind, monitor.now_s, f"{source.name}: {text}", **fields))
+
     t_start = time.monotonic()
     last_data = t_start
     last_reconnect = t_start
@@ -265,7 +269,7 @@ def run_monitor(
         except StreamEnded:
             for item in monitor.flush():
                 on_item(item)
-            on_item(MonitorEvent("end", monitor.now_s, f"{source.name}: end of stream"))
+            event("end", "end of stream")
             return
         except EmgdxError as exc:
             on_item(MonitorEvent("error", monitor.now_s, str(exc)))
@@ -280,24 +284,11 @@ def run_monitor(
             if silent >= cfg.reconnect_s and now - last_reconnect >= cfg.reconnect_s:
                 last_reconnect = now
                 if source.reconnect():
-                    on_item(
-                        MonitorEvent(
-                            "reconnect",
-                            monitor.now_s,
-                            f"{source.name}: reconnected to a new outlet",
-                        )
-                    )
+                    event("reconnect", "reconnected to a new outlet")
             continue
         if stalled:
             stalled = False
-            on_item(
-                MonitorEvent(
-                    "resume",
-                    monitor.now_s,
-                    f"{source.name}: data again after {now - last_data:.1f} s",
-                    old="stalled",
-                )
-            )
+            event("resume", f"data again after {now - last_data:.1f} s", old="stalled")
         last_data = now
         last_reconnect = now
         t_first = monitor.now_s
