@@ -43,13 +43,17 @@ def _site(context: Context, sites: list[SiteSpec] | None) -> SiteSpec:
     return SiteSpec.from_node_config(context.node_config)
 
 
+def _numpy(record: ArrayRecord) -> dict[str, np.ndarray]:
+    return {k: v.numpy() for k, v in record.items()}
+
+
 def _incoming(msg: Message, context: Context, fedbn: bool) -> dict[str, np.ndarray]:
     """Global weights, with a FedBN site's own batch-norm entries put back."""
-    state = {k: v.numpy() for k, v in msg.content.array_records["arrays"].items()}
+    state = _numpy(msg.content.array_records["arrays"])
     if fedbn and _LOCAL_BN in context.state:
         local = context.state[_LOCAL_BN]
         assert isinstance(local, ArrayRecord)
-        state.update({k: v.numpy() for k, v in local.items()})
+        state.update(_numpy(local))
     return state
 
 
@@ -120,8 +124,8 @@ def make_client_app(sites: list[SiteSpec] | None = None) -> ClientApp:
         state, local_bn, metrics = train_round(
             _site(context, sites),
             cfg,
-            {k: v.numpy() for k, v in msg.content.array_records["arrays"].items()},
-            None if local is None else {k: v.numpy() for k, v in local.items()},
+            _numpy(msg.content.array_records["arrays"]),
+            None if local is None else _numpy(local),
             int(_cfg(context.node_config, "partition-id", 0)),
         )
         if local_bn is not None:
@@ -141,23 +145,16 @@ def make_client_app(sites: list[SiteSpec] | None = None) -> ClientApp:
         if test_w is None or len(test_w) == 0:
             metrics = MetricRecord({"num-examples": 0, "balanced-accuracy": 0.0, "roc-auc": 0.0})
             return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)
-        fedbn = str(cfg["strategy"]) == "fedbn"
-        prepare_for_predict(pipe, train_w, _incoming(msg, context, fedbn))
+        prepare_for_predict(pipe, train_w, _incoming(msg, context, cfg["strategy"] == "fedbn"))
         scores, probs, index = evaluate_local(pipe, test_w)
         out_dir = str(cfg.get("out-dir", ""))
         if out_dir:  # a site keeps its own predictions (they never go to the server)
             write_predictions(out_dir, site.name, probs, index)
         # NaN is not a valid metric value for aggregation: report 0 with a flag instead.
-        auc_ok = bool(np.isfinite(scores["roc-auc"]))
-        metrics = MetricRecord(
-            {
-                "num-examples": scores["num-examples"],
-                "balanced-accuracy": scores["balanced-accuracy"],
-                "roc-auc": scores["roc-auc"] if auc_ok else 0.0,
-                "roc-auc-defined": int(auc_ok),
-            }
-        )
-        return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)
+        scores["roc-auc-defined"] = int(np.isfinite(scores["roc-auc"]))
+        if not scores["roc-auc-defined"]:
+            scores["roc-auc"] = 0.0
+        return Message(content=RecordDict({"metrics": MetricRecord({**scores})}), reply_to=msg)
 
     return app
 
@@ -209,7 +206,7 @@ def run_server(grid: Grid, settings: FedSettings) -> dict[str, Any]:
     if settings.out_dir:
         out = Path(settings.out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        arrays: dict[str, Any] = {k: v.numpy() for k, v in result.arrays.items()}
+        arrays: dict[str, Any] = _numpy(result.arrays)
         np.savez(out / "global.npz", **arrays)
         (out / "result.json").write_text(json.dumps(summary, indent=2, default=float))
     return summary

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from emgdx.config import JsonConfig, check_fields
+from emgdx.config import JsonConfig, check_fields, config_from_dict
 from emgdx.errors import ConfigError, SignalError
 
 Strategy = Literal["fedavg", "fedprox", "fedbn"]
@@ -101,14 +101,10 @@ class FedSettings(JsonConfig):
         )
         if problems:
             raise ConfigError("invalid federated settings: " + "; ".join(problems))
-        self.sites = [s if isinstance(s, SiteSpec) else SiteSpec(**_tuples(s)) for s in self.sites]
-
-
-def _tuples(site: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(site)
-    for key in ("train_subjects", "test_subjects"):
-        out[key] = tuple(out.get(key, ()))
-    return out
+        self.sites = [
+            s if isinstance(s, SiteSpec) else config_from_dict(SiteSpec, s, what="site")
+            for s in self.sites
+        ]
 
 
 # ---- data -------------------------------------------------------------------------------------

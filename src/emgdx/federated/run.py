@@ -67,25 +67,31 @@ def _read_result(out_dir: Path, settings: FedSettings) -> dict[str, Any]:
     return result
 
 
+def _clear_out(settings: FedSettings, what: str) -> Path:
+    """``settings.out_dir`` cleared of an earlier run's results (sites and folder checked)."""
+    if not settings.sites:
+        raise ConfigError(f"{what} needs settings.sites (one SiteSpec per site)")
+    if not settings.out_dir:
+        raise ConfigError("set settings.out_dir (the run writes result.json there)")
+    out = Path(settings.out_dir)
+    (out / "result.json").unlink(missing_ok=True)
+    shutil.rmtree(out / "predictions", ignore_errors=True)
+    return out
+
+
 def simulate(settings: FedSettings, *, verbose: bool = False) -> dict[str, Any]:
     """Run the federation in Flower's simulation engine; returns the ``result.json`` summary.
 
     One virtual SuperNode per site (``settings.sites``); ClientApps run one at a time on
     ``settings.threads`` CPU(s).
     """
-    if not settings.sites:
-        raise ConfigError("simulation needs settings.sites (one SiteSpec per site)")
-    if not settings.out_dir:
-        raise ConfigError("set settings.out_dir (the run writes result.json there)")
+    out = _clear_out(settings, "simulation")
     os.environ.setdefault("OMP_NUM_THREADS", str(settings.threads))
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     from flwr.simulation import run_simulation
 
     from emgdx.federated.apps import make_client_app, make_server_app
 
-    out = Path(settings.out_dir)
-    (out / "result.json").unlink(missing_ok=True)
-    shutil.rmtree(out / "predictions", ignore_errors=True)
     backend: dict[str, Any] = {
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
         "init_args": {
@@ -226,15 +232,13 @@ def deploy(
     FederatedRunError
         A process failed, or the run did not finish within ``timeout_s``.
     """
-    if not settings.sites:
-        raise ConfigError("deployment needs settings.sites (one SiteSpec per site)")
-    if not settings.out_dir:
-        raise ConfigError("set settings.out_dir (the run writes result.json there)")
+    out = _clear_out(settings, "deployment").resolve()
+    out.mkdir(parents=True, exist_ok=True)
     say = log or (lambda _msg: None)
     # Absolute paths: the Flower processes run in other working directories.
     settings = dataclasses.replace(
         settings,
-        out_dir=str(Path(settings.out_dir).resolve()),
+        out_dir=str(out),
         sites=[
             dataclasses.replace(site, data_dir=str(Path(site.data_dir).resolve()))
             for site in settings.sites
@@ -243,10 +247,6 @@ def deploy(
     work = Path(workdir).resolve() if workdir else Path(tempfile.mkdtemp(prefix="emgdx-fl-"))
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    out = Path(settings.out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "result.json").unlink(missing_ok=True)
-    shutil.rmtree(out / "predictions", ignore_errors=True)
     app = write_app(work / "app")
     settings_file = work / "settings.json"
     settings_file.write_text(settings.to_json())
