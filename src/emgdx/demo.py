@@ -304,23 +304,10 @@ def run_demo(
     sim.cohort.manifest[list(qc.columns)] = qc.loc[sim.cohort.manifest["record_id"]].to_numpy()
     seconds["prepare"] = time.perf_counter() - t0
     result = DemoResult(sim.cohort, prepared.windows, config, seconds, out_dir, faults)
-    if evaluate:
-        _evaluate(result, seed, model, epochs, cv, k, report_dir, n_boot, hooks)
-    return result
+    if not evaluate:
+        return result
 
-
-def _evaluate(
-    result: DemoResult,
-    seed: int,
-    model: str,
-    epochs: int,
-    cv: str,
-    k: int,
-    report_dir: Path | None,
-    n_boot: int,
-    hooks: dict[str, ProgressCallback],
-) -> None:
-    """Subject-wise cross-validation of a fresh pipeline per fold, and the report."""
+    # Subject-wise cross-validation of a fresh pipeline per fold, and the report.
     from emgdx.evaluation import cross_validate, write_report
     from emgdx.pipeline import Pipeline, TrainConfig
 
@@ -335,7 +322,7 @@ def _evaluate(
         res = cross_validate(
             make,
             result.windows,
-            cv=cv,  # type: ignore[arg-type]  # checked in run_demo
+            cv=cv,  # type: ignore[arg-type]  # checked above
             k=k,
             seed=seed,
             n_boot=n_boot,
@@ -357,6 +344,7 @@ def _evaluate(
             res, report_dir, title=f"emgdx demo: {model}, {res.cv} on a simulated cohort"
         )
         result.seconds["report"] = time.perf_counter() - t0
+    return result
 
 
 def train_demo_model(path: Path) -> Path:

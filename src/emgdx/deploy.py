@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from emgdx.errors import ConfigError
+from emgdx.evaluation.report import atomic_write
 from emgdx.models.adapters import (
     INT8_FILE,
     MANIFEST_FILE,
@@ -70,15 +71,6 @@ __all__ = [
 _EXPORT_BATCH = 2
 
 
-class _DropMessage(logging.Filter):
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return self.text not in record.getMessage()
-
-
 @contextlib.contextmanager
 def _quiet_tools() -> Iterator[None]:
     """Silence known-harmless messages of the exporter and the quantiser."""
@@ -86,7 +78,10 @@ def _quiet_tools() -> Iterator[None]:
     # step (shape inference) that cannot infer the exported graph's shapes anyway
     registry = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = registry.level
-    drop = _DropMessage("pre-processing before quantization")
+
+    def drop(record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
     registry.setLevel(logging.ERROR)
     logging.getLogger().addFilter(drop)
     try:
@@ -129,16 +124,6 @@ def _torch_model(pipe: Pipeline) -> ModelAdapter:
             "in scikit-learn"
         )
     return model
-
-
-def _probe_inputs(pipe: Pipeline, windows: Windows | None, n: int, seed: int) -> dict[str, Any]:
-    """Model inputs to compare backends on: ``windows`` through the pipeline, else random."""
-    if windows is not None and len(windows):
-        return pipe.model_inputs(windows)
-    from emgdx.models.export import example_inputs
-
-    assert pipe.input_shapes_ is not None
-    return {k: v.numpy() for k, v in example_inputs(pipe.input_shapes_, n, seed=seed).items()}
 
 
 def parity(
@@ -236,7 +221,12 @@ def export_pipeline(
     assert pipe.input_shapes_ is not None
     model = torch_model.module.to("cpu").eval()
     result = ExportResult(folder=target)
-    probe = _probe_inputs(pipe, check_windows, n_check, seed=1)
+    # Model inputs to compare backends on: the windows through the pipeline, else random.
+    if check_windows is not None and len(check_windows):
+        probe = pipe.model_inputs(check_windows)
+    else:
+        random = example_inputs(pipe.input_shapes_, n_check, seed=1)
+        probe = {k: v.numpy() for k, v in random.items()}
     # Write everything under temporary names, then rename: no half-written export is left.
     written: dict[str, Path] = {}
     with _quiet_tools(), tempfile.TemporaryDirectory(prefix=".onnx.", dir=target) as tmp_dir:
@@ -279,6 +269,5 @@ def export_pipeline(
             os.replace(path, target / path.name)
             result.files[backend] = target / path.name
             result.sizes[backend] = files[backend]["bytes"]
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")
-        os.replace(tmp / MANIFEST_FILE, target / MANIFEST_FILE)
+        atomic_write(target / MANIFEST_FILE, json.dumps(manifest, indent=2, allow_nan=False) + "\n")
     return result

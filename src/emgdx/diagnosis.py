@@ -145,24 +145,18 @@ class Diagnosis:
         names = tuple(class_names)
         cols = score_columns(names)
         method: Any = aggregation
+        ids = ["record_id", "subject_id", "label"]
+        columns = [*ids, *cols, "predicted", "n_windows"]
         if len(index):
-            table = aggregate(probs, index, level="record", method=method, task=task)
-            table = table[["record_id", "subject_id", "label", *cols, "predicted", "n_windows"]]
+            table = aggregate(probs, index, level="record", method=method, task=task)[columns]
         else:
-            columns = ["record_id", "subject_id", "label", *cols, "predicted", "n_windows"]
             table = pd.DataFrame(columns=columns)
-        if base is None:
-            base = table[["record_id", "subject_id", "label"]]
-        base = base[["record_id", "subject_id", "label"]].astype({"record_id": str})
-        records = (
-            base.astype({"subject_id": str})
+        base = (
+            (table if base is None else base)[ids]
+            .astype({"record_id": str, "subject_id": str})
             .reset_index(drop=True)
-            .merge(
-                table.drop(columns=["subject_id", "label"], errors="ignore"),
-                on="record_id",
-                how="left",
-            )
         )
+        records = base.merge(table.drop(columns=ids[1:]), on="record_id", how="left")
         records["n_windows"] = records["n_windows"].fillna(0).astype(np.int64)
         if qc is not None:
             records = records.merge(qc, on="record_id", how="left")

@@ -121,9 +121,7 @@ class Recording:
             raise SignalError(
                 f"{self.record_id}: a Recording holds one channel, got shape {sig.shape}"
             )
-        if sig.dtype != np.float32:
-            sig = sig.astype(np.float32)
-        self.signal = sig
+        self.signal = sig.astype(np.float32, copy=False)
         fs = float(self.fs_hz)
         if not np.isfinite(fs) or fs <= 0:
             raise SignalError(f"{self.record_id}: sampling rate must be positive, got {fs}")

@@ -23,7 +23,7 @@ import numpy as np
 from emgdx.errors import ConfigError
 from emgdx.recording import LABELS, normalise_label
 
-__all__ = ["TASKS", "Task", "check_task", "class_names", "encode_labels", "n_classes"]
+__all__ = ["TASKS", "Task", "check_task", "class_names", "encode_labels", "n_classes", "targets_of"]
 
 Task = Literal["3class", "als_vs_rest", "als_vs_healthy"]
 #: The supported tasks, in documentation order.
@@ -38,7 +38,7 @@ _CLASS_NAMES: dict[str, tuple[str, ...]] = {
 }
 
 # Label -> target per task; a label missing from a task's map is dropped from that task.
-_TARGETS: dict[str, dict[str, int]] = {
+_TARGETS: dict[str, dict[str | None, int]] = {
     "3class": {label: i for i, label in enumerate(LABELS)},
     "als_vs_rest": {"healthy": 0, "neurogenic": 1, "myopathy": 0},
     "als_vs_healthy": {"healthy": 0, "neurogenic": 1},
@@ -108,15 +108,13 @@ def encode_labels(
     >>> y.tolist(), keep.tolist()
     ([0, 1], [True, False, True, False])
     """
-    targets = _TARGETS[check_task(task)]
-    n = len(labels)
-    keep = np.zeros(n, dtype=bool)
-    y = np.full(n, -1, dtype=np.int64)
-    for i, raw in enumerate(labels):
-        # NaN from a pandas column is a float; treat it as "no label" like None.
-        label = None if raw is None or (isinstance(raw, float) and np.isnan(raw)) else raw
-        norm = normalise_label(label) if label is not None else None
-        if norm is not None and norm in targets:
-            keep[i] = True
-            y[i] = targets[norm]
+    y = targets_of(labels, task)
+    keep = y >= 0
     return y[keep], keep
+
+
+def targets_of(labels: Sequence[str | None] | np.ndarray, task: str) -> np.ndarray:
+    """The target of every label for ``task``, -1 where :func:`encode_labels` drops it."""
+    targets = _TARGETS[check_task(task)]
+    # normalise_label gives None for None, for NaN from a pandas column and for unknown text
+    return np.array([targets.get(normalise_label(raw), -1) for raw in labels], dtype=np.int64)

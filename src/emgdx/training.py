@@ -183,10 +183,6 @@ class TrainConfig(JsonConfig):
             raise ConfigError(f"invalid training config: augment: {exc}") from exc
         object.__setattr__(self, "augment", specs)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict."""
-        return {**super().to_dict(), "augment": [dict(a) for a in self.augment]}
-
 
 @dataclass
 class TrainResult:

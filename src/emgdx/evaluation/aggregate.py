@@ -28,7 +28,7 @@ import pandas as pd
 
 from emgdx.errors import ConfigError, SignalError
 from emgdx.tasks import class_names as task_class_names
-from emgdx.tasks import encode_labels
+from emgdx.tasks import targets_of
 
 __all__ = [
     "LEVELS",
@@ -66,13 +66,6 @@ def _check_probs(probs: np.ndarray, n_rows: int, n_classes: int) -> np.ndarray:
     return arr
 
 
-def _targets(labels: pd.Series, task: str) -> np.ndarray:
-    y_kept, keep = encode_labels(labels.to_list(), task)
-    y = np.full(len(labels), -1, dtype=np.int64)
-    y[keep] = y_kept
-    return y
-
-
 def _with_predictions(frame: pd.DataFrame, scores: np.ndarray, names: Sequence[str]) -> None:
     for j, cls in enumerate(names):
         frame[f"p_{cls}"] = scores[:, j]
@@ -101,10 +94,8 @@ def window_table(probs: np.ndarray, index: pd.DataFrame, task: str = "3class") -
     names = task_class_names(task)
     arr = _check_probs(probs, len(index), len(names))
     keep_cols = [c for c in ("record_id", "subject_id", "label", "level") if c in index.columns]
-    frame = index[keep_cols].reset_index(drop=True).copy()
-    frame["record_id"] = frame["record_id"].astype(str)
-    frame["subject_id"] = frame["subject_id"].astype(str)
-    frame["y_true"] = _targets(frame["label"], task)
+    frame = index[keep_cols].reset_index(drop=True).astype({"record_id": str, "subject_id": str})
+    frame["y_true"] = targets_of(frame["label"].to_list(), task)
     _with_predictions(frame, arr, names)
     return frame
 
@@ -165,14 +156,10 @@ def bootstrap_interval(
 
 
 def _group(
-    frame: pd.DataFrame,
-    key: str,
-    scores: np.ndarray,
-    names: Sequence[str],
-    method: Method,
-    carry: Sequence[str],
+    frame: pd.DataFrame, key: str, names: Sequence[str], method: Method, carry: Sequence[str]
 ) -> pd.DataFrame:
-    """Aggregate rows of ``frame`` (with per-row ``scores``) into one row per ``key``."""
+    """Aggregate rows of ``frame`` (with ``p_<class>`` scores) into one row per ``key``."""
+    scores = frame[score_columns(names)].to_numpy()
     keys, inverse = np.unique(frame[key].to_numpy(), return_inverse=True)
     n_units, n_cls = keys.size, len(names)
     counts = np.bincount(inverse, minlength=n_units).astype(np.float64)
@@ -246,21 +233,11 @@ def aggregate(
     windows = window_table(probs, index, task)
     if level == "window":
         return windows
-    cols = score_columns(names)
-    records = _group(
-        windows,
-        "record_id",
-        windows[cols].to_numpy(),
-        names,
-        method,
-        carry=("subject_id", "label", "level"),
-    )
+    records = _group(windows, "record_id", names, method, carry=("subject_id", "label", "level"))
     if level == "record":
         return records
     # A subject may have records at several contraction levels: "level" stays per record.
-    subjects = _group(
-        records, "subject_id", records[cols].to_numpy(), names, method, carry=("label",)
-    )
+    subjects = _group(records, "subject_id", names, method, carry=("label",))
     subjects.insert(
         subjects.columns.get_loc("n_windows") + 1,
         "n_records",

@@ -23,7 +23,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from emgdx.config import ProgressCallback
+from emgdx.config import ProgressCallback, json_ready
 from emgdx.errors import ConfigError, SignalError
 from emgdx.evaluation.aggregate import LEVELS, METHODS, Method, aggregate_all
 from emgdx.evaluation.metrics import SCALAR_METRICS, evaluate_table, per_subject_table
@@ -160,9 +160,8 @@ class CVResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready results (what :func:`emgdx.evaluation.report.write_report` reads)."""
-        tables: dict[str, Any] = {}
-        for subset, by_method in self.tables.items():
-            tables[subset] = {
+        tables = {
+            subset: {
                 method: {
                     level: _records(frame)
                     for level, frame in by_level.items()
@@ -170,6 +169,8 @@ class CVResult:
                 }
                 for method, by_level in by_method.items()
             }
+            for subset, by_method in self.tables.items()
+        }
         return {
             "task": self.task,
             "cv": self.cv,
@@ -187,12 +188,8 @@ class CVResult:
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """DataFrame rows as JSON-friendly dicts (NaN -> None, numpy scalars -> Python)."""
-    clean = frame.astype(object).where(frame.notna(), None)
-    return [
-        {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
-        for row in clean.to_dict(orient="records")
-    ]
+    """DataFrame rows as JSON-ready dicts (:func:`~emgdx.config.json_ready`)."""
+    return list(json_ready(frame.to_dict(orient="records")))
 
 
 def _low_mask(index: pd.DataFrame) -> np.ndarray | None:
@@ -241,22 +238,18 @@ def evaluate_predictions(
         subsets["low"] = (probs[low], index.loc[low].reset_index(drop=True))
     tables: dict[str, Any] = {}
     evaluation: dict[str, Any] = {}
+
+    def evaluate(frame: pd.DataFrame) -> dict[str, Any]:
+        return evaluate_table(frame, names, n_boot=n_boot, ci=ci, seed=seed)
+
     for subset, (p, idx) in subsets.items():
-        tables[subset], evaluation[subset] = {}, {}
-        window_eval: dict[str, Any] | None = None
-        for method in methods:
-            frames = aggregate_all(p, idx, method=method, task=task)
-            tables[subset][method] = frames
-            evaluation[subset][method] = {}
-            for level in LEVELS:
-                if level == "window" and window_eval is not None:
-                    # Window results do not depend on the aggregation rule: compute once.
-                    evaluation[subset][method][level] = window_eval
-                    continue
-                ev = evaluate_table(frames[level], names, n_boot=n_boot, ci=ci, seed=seed)
-                evaluation[subset][method][level] = ev
-                if level == "window":
-                    window_eval = ev
+        tables[subset] = {m: aggregate_all(p, idx, method=m, task=task) for m in methods}
+        # Window results do not depend on the aggregation rule: computed once, shared.
+        window = evaluate(tables[subset][methods[0]]["window"]) if methods else None
+        evaluation[subset] = {
+            m: {lvl: window if lvl == "window" else evaluate(frames[lvl]) for lvl in LEVELS}
+            for m, frames in tables[subset].items()
+        }
     return tables, evaluation
 
 

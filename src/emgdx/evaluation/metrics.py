@@ -105,6 +105,12 @@ def _weighted_auc(
     return auc
 
 
+def _finite_mean(values: np.ndarray) -> float:
+    """Mean of the finite values (NaN when there are none)."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
 def _summarise(cm: np.ndarray, auc: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
     """All metrics from a (possibly weighted) confusion matrix and per-class AUCs."""
     n_classes = len(class_names)
@@ -122,26 +128,15 @@ def _summarise(cm: np.ndarray, auc: np.ndarray, class_names: Sequence[str]) -> d
         negatives = tn + fp
         specificity = np.where(negatives > 0, tn / negatives, np.nan)
     present = support > 0
-
-    def macro(values: np.ndarray) -> float:
-        chosen = values[present]
-        chosen = chosen[np.isfinite(chosen)]
-        return float(chosen.mean()) if chosen.size else float("nan")
-
-    if n_classes == 2:
-        roc = float(auc[1])
-    else:
-        finite = auc[np.isfinite(auc)]
-        roc = float(finite.mean()) if finite.size else float("nan")
     return {
         "n": round(float(n)),
         "accuracy": float(tp.sum() / n) if n else float("nan"),
-        "balanced_accuracy": macro(recall),
-        "macro_precision": macro(precision),
-        "macro_recall": macro(recall),
-        "macro_f1": macro(f1),
-        "macro_specificity": macro(specificity),
-        "roc_auc": roc,
+        "balanced_accuracy": _finite_mean(recall[present]),
+        "macro_precision": _finite_mean(precision[present]),
+        "macro_recall": _finite_mean(recall[present]),
+        "macro_f1": _finite_mean(f1[present]),
+        "macro_specificity": _finite_mean(specificity[present]),
+        "roc_auc": float(auc[1]) if n_classes == 2 else _finite_mean(auc),
         "confusion": np.rint(cm).astype(np.int64).tolist(),
         "per_class": {
             name: {
@@ -156,17 +151,6 @@ def _summarise(cm: np.ndarray, auc: np.ndarray, class_names: Sequence[str]) -> d
             for i, name in enumerate(class_names)
         },
     }
-
-
-def _check_inputs(
-    y_true: np.ndarray, scores: np.ndarray, n_classes: int, y_pred: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.ndim != 2 or scores.shape[1] != n_classes:
-        raise SignalError(f"scores must be [n, {n_classes}], got {scores.shape}")
-    pred = np.argmax(scores, axis=1) if y_pred is None else np.asarray(y_pred, dtype=np.int64)
-    y, s, p = _labelled(y_true, scores, pred)
-    return y, s, p
 
 
 def classification_metrics(
@@ -197,7 +181,11 @@ def classification_metrics(
         (class name -> support, precision, recall, f1, sensitivity, specificity, roc_auc).
     """
     n_classes = len(class_names)
-    y, s, p = _check_inputs(y_true, scores, n_classes, y_pred)
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2 or scores.shape[1] != n_classes:
+        raise SignalError(f"scores must be [n, {n_classes}], got {scores.shape}")
+    pred = np.argmax(scores, axis=1) if y_pred is None else np.asarray(y_pred, dtype=np.int64)
+    y, s, p = _labelled(y_true, scores, pred)
     cm = confusion_matrix(y, p, n_classes)
     auc = roc_auc_ovr(y, s) if y.size else np.full(n_classes, np.nan)
     return _summarise(cm, auc, class_names)
@@ -299,10 +287,8 @@ def bootstrap_ci(
     for key, values in draws.items():
         arr = np.asarray(values)
         arr = arr[np.isfinite(arr)]
-        if arr.size * 2 < n_boot:
-            out[key] = [float("nan"), float("nan")]
-        else:
-            out[key] = [float(np.quantile(arr, alpha)), float(np.quantile(arr, 1.0 - alpha))]
+        enough = arr.size * 2 >= n_boot
+        out[key] = [float(np.quantile(arr, q)) if enough else np.nan for q in (alpha, 1 - alpha)]
     return out
 
 

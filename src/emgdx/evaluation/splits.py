@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,10 +39,6 @@ class LeakyEvaluationWarning(UserWarning):
 
 class SubjectLeakError(EmgdxError, ValueError):
     """A subject appears in both the training and the test side of a split."""
-
-
-def _sklearn_model_selection() -> Any:
-    return require("sklearn.model_selection", "subject-wise k-fold")
 
 
 def _as_groups(groups: Sequence[object] | np.ndarray) -> np.ndarray:
@@ -145,7 +140,7 @@ def grouped_kfold(
     n_subjects = np.unique(g).size
     if k < 2 or k > n_subjects:
         raise ConfigError(f"grouped k-fold needs 2 <= k <= {n_subjects} subjects, got k={k}")
-    splitter = _sklearn_model_selection().StratifiedGroupKFold(
+    splitter = require("sklearn.model_selection", "subject-wise k-fold").StratifiedGroupKFold(
         n_splits=k, shuffle=True, random_state=seed
     )
     with warnings.catch_warnings():
@@ -246,7 +241,8 @@ def leaky_random_window_split(n: int, seed: int, *, n_splits: int = 5) -> list[S
     )
     if n < n_splits or n_splits < 2:
         raise ConfigError(f"cannot cut {n} windows into {n_splits} folds")
-    splitter = _sklearn_model_selection().KFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    model_selection = require("sklearn.model_selection", "subject-wise k-fold")
+    splitter = model_selection.KFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return [(np.asarray(tr), np.asarray(te)) for tr, te in splitter.split(np.zeros(n))]
 
 

@@ -10,6 +10,7 @@ deployment uses.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -132,22 +133,16 @@ def _stop(procs: list[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
     """SIGTERM each process group we started, then SIGKILL what is left after ``grace``."""
     for p in procs:
         if p.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
     end = time.monotonic() + grace
     for p in procs:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             p.wait(timeout=max(0.1, end - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
     for p in procs:
         # Children of the process (flwr-serverapp / flwr-clientapp) share its group.
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(p.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         if p.poll() is None:
             p.wait(timeout=5)
 
@@ -165,11 +160,9 @@ def _processes_of(home: Path) -> list[Any]:
     marker = str(home)
     found = []
     for proc in psutil.process_iter():
-        try:
+        with contextlib.suppress(psutil.Error, OSError):
             if proc.environ().get("FLWR_HOME") == marker:
                 found.append(proc)
-        except (psutil.Error, OSError):
-            continue
     return found
 
 
@@ -184,17 +177,13 @@ def _stop_strays(home: Path, grace: float = 10.0) -> list[str]:
         if not strays:
             break
         for proc in strays:
-            try:
+            with contextlib.suppress(psutil.Error):
                 names.append(" ".join(proc.cmdline()[:2]))
                 proc.terminate()
-            except psutil.Error:
-                continue
         _gone, alive = psutil.wait_procs(strays, timeout=grace)
         for proc in alive:
-            try:
+            with contextlib.suppress(psutil.Error):
                 proc.kill()
-            except psutil.Error:
-                continue
         psutil.wait_procs(alive, timeout=5)
     return names
 

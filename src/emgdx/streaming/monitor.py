@@ -210,15 +210,9 @@ class RingBuffer:
             skip = values.size - self.capacity
             self.total += skip
             values, ok = values[skip:], ok[skip:]
-        n = values.size
-        pos = self.total % self.capacity
-        first = min(n, self.capacity - pos)
-        self._data[pos : pos + first] = values[:first]
-        self._ok[pos : pos + first] = ok[:first]
-        if first < n:
-            self._data[: n - first] = values[first:]
-            self._ok[: n - first] = ok[first:]
-        self.total += n
+        at = (self.total + np.arange(values.size)) % self.capacity
+        self._data[at], self._ok[at] = values, ok
+        self.total += values.size
 
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Copies of samples and flags at absolute positions ``[start, stop)``."""

@@ -183,7 +183,6 @@ class LSLSource:
         self._inlet.open_stream(timeout=timeout_s)
         self._uid = info.uid()
         self.fs_hz = fs
-        self.n_channels = info.channel_count()
         return True
 
     def read(self, timeout_s: float) -> Chunk | None:
