@@ -381,10 +381,9 @@ def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
 
 def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = _param_groups(model, cfg)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer != "sgd":
+        adam = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        return adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(
         params,
         lr=cfg.lr,

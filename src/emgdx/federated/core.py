@@ -311,10 +311,8 @@ def split_sites(
             turn += 1
     sites = []
     for n in names:
-        subs = list(held[n])
+        subs = held[n]
         rng.shuffle(subs)
-        k = min(holdout_per_site, max(0, len(subs) - 1))
-        sites.append(
-            SiteSpec(n, str(data_dir), tuple(subs[: len(subs) - k]), tuple(subs[len(subs) - k :]))
-        )
+        cut = len(subs) - min(holdout_per_site, max(0, len(subs) - 1))
+        sites.append(SiteSpec(n, str(data_dir), tuple(subs[:cut]), tuple(subs[cut:])))
     return sites
