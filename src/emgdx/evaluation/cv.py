@@ -192,13 +192,6 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return list(json_ready(frame.to_dict(orient="records")))
 
 
-def _low_mask(index: pd.DataFrame) -> np.ndarray | None:
-    if "level" not in index.columns:
-        return None
-    mask = index["level"].astype(str).str.lower().eq("low").to_numpy()
-    return mask if mask.any() else None
-
-
 def evaluate_predictions(
     probs: np.ndarray,
     index: pd.DataFrame,
@@ -233,9 +226,10 @@ def evaluate_predictions(
     """
     names = task_class_names(task)
     subsets: dict[str, tuple[np.ndarray, pd.DataFrame]] = {"all": (probs, index)}
-    low = _low_mask(index)
-    if low is not None:
-        subsets["low"] = (probs[low], index.loc[low].reset_index(drop=True))
+    if "level" in index.columns:
+        low = index["level"].astype(str).str.lower().eq("low").to_numpy()
+        if low.any():
+            subsets["low"] = (probs[low], index.loc[low].reset_index(drop=True))
     tables: dict[str, Any] = {}
     evaluation: dict[str, Any] = {}
 

@@ -179,6 +179,10 @@ class MonitorEvent:
         return {"type": "event", **asdict(self)}
 
 
+#: What the monitor reports, in time order: judged windows and events.
+Item = WindowResult | MonitorEvent
+
+
 class RingBuffer:
     """Fixed-capacity buffer of float32 samples plus a usable flag per sample.
 
@@ -314,9 +318,7 @@ class LiveMonitor:
 
     # ---- input ---------------------------------------------------------------------------
 
-    def push(
-        self, samples: np.ndarray, timestamps: np.ndarray | None = None
-    ) -> list[WindowResult | MonitorEvent]:
+    def push(self, samples: np.ndarray, timestamps: np.ndarray | None = None) -> list[Item]:
         """Add a chunk; judge every window it completes.
 
         Parameters
@@ -331,7 +333,7 @@ class LiveMonitor:
         list
             :class:`WindowResult` and :class:`MonitorEvent` items, in time order.
         """
-        out: list[WindowResult | MonitorEvent] = []
+        out: list[Item] = []
         try:
             x = np.asarray(samples)
             if x.ndim != 1 or x.dtype.kind not in "fiu":
@@ -359,9 +361,7 @@ class LiveMonitor:
             self._restart(out, "after an error")
         return out
 
-    def _append(
-        self, x: np.ndarray, ts: np.ndarray | None, out: list[WindowResult | MonitorEvent]
-    ) -> None:
+    def _append(self, x: np.ndarray, ts: np.ndarray | None, out: list[Item]) -> None:
         pos = 0
         while pos < x.size:
             stop = x.size
@@ -392,7 +392,7 @@ class LiveMonitor:
             self._append_samples(x[pos:stop], out)
             pos = stop
 
-    def _append_samples(self, part: np.ndarray, out: list[WindowResult | MonitorEvent]) -> None:
+    def _append_samples(self, part: np.ndarray, out: list[Item]) -> None:
         ok = np.isfinite(part) & (np.abs(part) <= self.config.max_abs_uv)
         if not ok.all():
             n_bad = int(np.count_nonzero(~ok))
@@ -409,7 +409,7 @@ class LiveMonitor:
             part = np.where(ok, part, np.float32(0.0))
         self.buffer.append(part, ok)
 
-    def _gap(self, gap_s: float, out: list[WindowResult | MonitorEvent]) -> None:
+    def _gap(self, gap_s: float, out: list[Item]) -> None:
         if 0 < gap_s <= self.config.max_fill_s:
             n = round(gap_s * self.fs_hz)
             out.append(
@@ -424,9 +424,7 @@ class LiveMonitor:
         what = "time went backwards" if gap_s < 0 else f"{gap_s:.2f} s of samples missing"
         self._restart(out, f"({what})", skipped_s=max(0.0, gap_s))
 
-    def _restart(
-        self, out: list[WindowResult | MonitorEvent], why: str, skipped_s: float = 0.0
-    ) -> None:
+    def _restart(self, out: list[Item], why: str, skipped_s: float = 0.0) -> None:
         """Empty the buffer; stream time goes on from now (plus ``skipped_s`` not received)."""
         self._time_offset_s = self.now_s + skipped_s
         self._ts_ref = None
@@ -440,7 +438,7 @@ class LiveMonitor:
 
     # ---- judging -------------------------------------------------------------------------
 
-    def _judge_ready(self, out: list[WindowResult | MonitorEvent], final: bool = False) -> None:
+    def _judge_ready(self, out: list[Item], final: bool = False) -> None:
         while True:
             # Raw [start, stop) of the window's segment (window plus context).
             raw_start, raw_stop = self.front.segment(self._next_k * self.hop_out, self.context_out)
@@ -457,18 +455,18 @@ class LiveMonitor:
             out.extend(self._judge(self._next_k, raw_start, raw_stop))
             self._next_k += 1
 
-    def flush(self) -> list[WindowResult | MonitorEvent]:
+    def flush(self) -> list[Item]:
         """Judge the windows still waiting for their right context (at the end of a stream)."""
-        out: list[WindowResult | MonitorEvent] = []
+        out: list[Item] = []
         try:
             self._judge_ready(out, final=True)
         except (SignalError, ValueError) as exc:
             out.append(self._event("error", str(exc)))
         return out
 
-    def _judge(self, k: int, raw_start: int, raw_stop: int) -> list[WindowResult | MonitorEvent]:
+    def _judge(self, k: int, raw_start: int, raw_stop: int) -> list[Item]:
         t0 = time.perf_counter()
-        events: list[WindowResult | MonitorEvent] = []
+        events: list[Item] = []
         qc_start = max(self.buffer.oldest, min(raw_start, raw_stop - self.qc_n))
         raw, ok = self.buffer.read(qc_start, raw_stop)
         start_s = self._time_offset_s + k * self.hop_out / self.fs_out
@@ -548,7 +546,7 @@ class LiveMonitor:
             base=record,
         )
 
-    def _next_state(self, flags: tuple[str, ...], events: list[WindowResult | MonitorEvent]) -> str:
+    def _next_state(self, flags: tuple[str, ...], events: list[Item]) -> str:
         if any(f in _NO_SIGNAL_FLAGS for f in flags):
             proposal = "no signal"
             self.smoothed = None  # what came before the silence is stale

@@ -20,7 +20,7 @@ import numpy as np
 
 from emgdx.errors import ConfigError, EmgdxError, require
 from emgdx.recording import Recording
-from emgdx.streaming.monitor import EventKind, LiveMonitor, MonitorEvent, WindowResult
+from emgdx.streaming.monitor import EventKind, Item, LiveMonitor, MonitorEvent
 
 __all__ = [
     "Chunk",
@@ -227,9 +227,6 @@ def open_source(spec: str, *, speed: float = 1.0, channel: int = 0, **kwargs: An
     if kind == "file" and rest:
         return ReplaySource(Path(rest), speed=speed, channel=channel, **kwargs)
     raise ConfigError(f"source must be lsl:NAME or file:PATH, got {spec!r}")
-
-
-Item = WindowResult | MonitorEvent
 
 
 def run_monitor(
