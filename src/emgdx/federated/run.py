@@ -249,14 +249,13 @@ def deploy(
     env = dict(os.environ, FLWR_HOME=str(home), OMP_NUM_THREADS=str(settings.threads))
     procs: list[subprocess.Popen[bytes]] = []
     names: dict[int, str] = {}
-    handles = []
 
     def start(name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
-        fh = open(logs / f"{name}.log", "wb")
-        handles.append(fh)
-        p = subprocess.Popen(
-            cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=work, start_new_session=True
-        )
+        # The child writes to its own copy of the log's file descriptor; ours can close.
+        with open(logs / f"{name}.log", "wb") as fh:
+            p = subprocess.Popen(
+                cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=work, start_new_session=True
+            )
         procs.append(p)
         names[p.pid] = name
         return p
@@ -329,5 +328,3 @@ def deploy(
         strays = _stop_strays(home)
         if strays:
             say(f"stopped {len(strays)} Flower process(es) left behind: {strays}")
-        for fh in handles:
-            fh.close()
