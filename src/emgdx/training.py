@@ -514,10 +514,7 @@ def fit_torch(
 
         model.to(device)
         opt = _make_optimizer(model, cfg)
-        per_epoch = train_idx.size
-        if cfg.windows_per_epoch is not None:
-            per_epoch = min(per_epoch, cfg.windows_per_epoch)
-        steps_per_epoch = math.ceil(per_epoch / cfg.batch_size)
+        per_epoch = min(train_idx.size, cfg.windows_per_epoch or train_idx.size)
         scheduler: Any = None
         if cfg.schedule == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
@@ -530,7 +527,7 @@ def fit_torch(
                 opt,
                 max_lr=[g["lr"] for g in opt.param_groups],
                 epochs=cfg.epochs,
-                steps_per_epoch=steps_per_epoch,
+                steps_per_epoch=math.ceil(per_epoch / cfg.batch_size),
             )
 
         train_t = {key: v[torch.from_numpy(train_idx)] for key, v in tensors.items()}
