@@ -31,6 +31,8 @@ __all__ = [
 
 #: ``(train positions, test positions)`` into the windows.
 Split = tuple[np.ndarray, np.ndarray]
+#: One value per window (a subject id or a class): a sequence or a 1-D array.
+PerWindow = Sequence[object] | np.ndarray
 
 
 class LeakyEvaluationWarning(UserWarning):
@@ -41,7 +43,7 @@ class SubjectLeakError(EmgdxError, ValueError):
     """A subject appears in both the training and the test side of a split."""
 
 
-def _as_groups(groups: Sequence[object] | np.ndarray) -> np.ndarray:
+def _as_groups(groups: PerWindow) -> np.ndarray:
     arr = np.asarray(groups).astype(str)
     if arr.ndim != 1:
         raise ConfigError(f"groups must be 1-D (one subject id per window), got {arr.shape}")
@@ -50,9 +52,7 @@ def _as_groups(groups: Sequence[object] | np.ndarray) -> np.ndarray:
     return arr
 
 
-def subject_labels(
-    groups: Sequence[object] | np.ndarray, y: Sequence[object] | np.ndarray
-) -> pd.Series:
+def subject_labels(groups: PerWindow, y: PerWindow) -> pd.Series:
     """The class of every subject: the most frequent ``y`` among its windows.
 
     Parameters
@@ -76,7 +76,7 @@ def subject_labels(
     return frame.groupby("g")["y"].agg(lambda s: s.mode().iloc[0])
 
 
-def loso(groups: Sequence[object] | np.ndarray) -> list[Split]:
+def loso(groups: PerWindow) -> list[Split]:
     """Leave-one-subject-out: one fold per subject, that subject's windows are the test set.
 
     Parameters
@@ -102,12 +102,7 @@ def loso(groups: Sequence[object] | np.ndarray) -> list[Split]:
     return [(positions[g != s], positions[g == s]) for s in subjects]
 
 
-def grouped_kfold(
-    groups: Sequence[object] | np.ndarray,
-    y: Sequence[object] | np.ndarray,
-    k: int,
-    seed: int,
-) -> list[Split]:
+def grouped_kfold(groups: PerWindow, y: PerWindow, k: int, seed: int) -> list[Split]:
     """Subject-wise k-fold, stratified by the subjects' classes where the counts allow.
 
     Uses :class:`sklearn.model_selection.StratifiedGroupKFold` (shuffled with ``seed``), which
@@ -152,10 +147,7 @@ def grouped_kfold(
 
 
 def inner_validation_split(
-    groups: Sequence[object] | np.ndarray,
-    y: Sequence[object] | np.ndarray | None,
-    fraction: float,
-    seed: int,
+    groups: PerWindow, y: PerWindow | None, fraction: float, seed: int
 ) -> Split:
     """Hold out a fraction of the (training) subjects for early stopping or tuning.
 
@@ -246,9 +238,7 @@ def leaky_random_window_split(n: int, seed: int, *, n_splits: int = 5) -> list[S
     return [(np.asarray(tr), np.asarray(te)) for tr, te in splitter.split(np.zeros(n))]
 
 
-def assert_subject_disjoint(
-    train_groups: Sequence[object] | np.ndarray, test_groups: Sequence[object] | np.ndarray
-) -> None:
+def assert_subject_disjoint(train_groups: PerWindow, test_groups: PerWindow) -> None:
     """Raise if any subject is on both sides of a split.
 
     Raises
