@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Body, Depends, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
@@ -76,6 +77,7 @@ ClinicId = Annotated[str, Depends(clinic_of)]
 
 
 _VisitChild = TypeVar("_VisitChild", Analysis, Recording)
+_Out = TypeVar("_Out", bound=BaseModel)
 
 
 def _not_found(what: str) -> HTTPException:
@@ -139,15 +141,10 @@ def _latest_analysis(session: Session, visit_id: str) -> Analysis | None:
 # --------------------------------------------------------------------------- serialisers
 
 
-def _patient_out(p: Patient, n_visits: int) -> s.PatientOut:
-    return s.PatientOut(
-        id=p.id,
-        external_id=p.external_id,
-        name=p.name,
-        birth_year=p.birth_year,
-        sex=p.sex,
-        created_at=p.created_at,
-        n_visits=n_visits,
+def _out(schema: type[_Out], row: Any, **given: Any) -> _Out:
+    """``schema`` filled from ``row``'s attributes of the same names, and from ``given``."""
+    return schema(
+        **{name: getattr(row, name) for name in schema.model_fields if name not in given}, **given
     )
 
 
@@ -158,70 +155,37 @@ def _visit_out(session: Session, v: Visit) -> s.VisitOut:
         and v.recordings
         and all(r.created_at <= latest.created_at for r in v.recordings)
     )
-    return s.VisitOut(
-        id=v.id,
-        patient_id=v.patient_id,
+    return _out(
+        s.VisitOut,
+        v,
         date=v.visit_date,
-        notes=v.notes,
-        created_at=v.created_at,
         n_recordings=len(v.recordings),
         status="analysed" if covered else "new",
     )
 
 
 def _recording_out(r: Recording) -> s.RecordingOut:
-    return s.RecordingOut(
-        id=r.id,
-        visit_id=r.visit_id,
-        name=r.name,
-        format=r.format,
-        files=[
-            s.FileOut(filename=f.filename, size_bytes=f.size_bytes, sha256=f.sha256)
-            for f in sorted(r.files, key=lambda f: f.filename)
-        ],
-        channels=list(r.channels),
-        fs_hz=r.fs_hz,
-        duration_s=r.duration_s,
-        muscle=r.muscle,
-        qc_flags=list(r.qc_flags),
-        created_at=r.created_at,
-    )
+    files = sorted(r.files, key=lambda f: f.filename)
+    return _out(s.RecordingOut, r, files=[_out(s.FileOut, f) for f in files])
 
 
 def _analysis_out(a: Analysis) -> s.AnalysisOut:
     base = f"/api/v1/analyses/{a.id}"
-    return s.AnalysisOut(
-        id=a.id,
-        visit_id=a.visit_id,
-        created_at=a.created_at,
-        predicted=a.predicted,
-        summary=a.summary,
+    return _out(
+        s.AnalysisOut,
+        a,
         model={
             "name": a.model_name,
             "version": a.model_version,
             "weights_sha256": a.weights_sha256,
         },
-        probs=a.probs,
-        intervals=a.intervals,
-        measures=a.measures,
         records=[
-            s.RecordResultOut(
-                recording_id=r.recording_id,
-                channel=r.channel,
-                predicted=r.predicted,
-                probs=r.probs,
-                intervals=r.intervals,
-                qc_flags=r.qc_flags,
-                qc_messages=r.qc_messages,
-                usable_fraction=r.usable_fraction,
-                n_windows=r.n_windows,
-                note=r.note,
+            _out(
+                s.RecordResultOut,
+                r,
                 measures=[s.MeasureOut(**m) for m in r.measures],
                 figures=[
-                    s.FigureOut(
-                        id=f.id, title=f.title, caption=f.caption, url=f"/api/v1/figures/{f.id}.png"
-                    )
-                    for f in r.figures
+                    _out(s.FigureOut, f, url=f"/api/v1/figures/{f.id}.png") for f in r.figures
                 ],
             )
             for r in a.records
@@ -244,12 +208,7 @@ def health(request: Request) -> s.Health:
     model = (
         {**runner.model_info, "class_names": list(runner.pipeline.class_names)} if runner else None
     )
-    settings = state.settings
-    limits = s.Limits(
-        max_file_bytes=settings.max_file_bytes,
-        max_request_bytes=settings.max_request_bytes,
-        max_files_per_request=settings.max_files_per_request,
-    )
+    limits = _out(s.Limits, state.settings)
     return s.Health(status="ok", database=state.db.backend, model=model, limits=limits)
 
 
@@ -261,7 +220,7 @@ def me(request: Request, clinic_id: ClinicId) -> s.Me:
     with _state(request).db.session() as session:
         clinic = session.get(Clinic, clinic_id)
         assert clinic is not None
-        return s.Me(clinic=s.ClinicOut(id=clinic.id, name=clinic.name))
+        return s.Me(clinic=_out(s.ClinicOut, clinic))
 
 
 @router.post(
@@ -278,7 +237,7 @@ def create_patient(request: Request, clinic_id: ClinicId, body: s.PatientIn) -> 
             patient = Patient(clinic_id=clinic_id, **body.model_dump())
             session.add(patient)
             session.flush()
-            return _patient_out(patient, 0)
+            return _out(s.PatientOut, patient, n_visits=0)
     except IntegrityError:
         raise HTTPException(409, "a patient with this external_id exists already") from None
 
@@ -298,7 +257,7 @@ def list_patients(request: Request, clinic_id: ClinicId) -> s.PatientList:
             .where(Patient.clinic_id == clinic_id)
             .order_by(Patient.external_id)
         ).all()
-        return s.PatientList(patients=[_patient_out(p, int(n)) for p, n in rows])
+        return s.PatientList(patients=[_out(s.PatientOut, p, n_visits=int(n)) for p, n in rows])
 
 
 @router.get(
@@ -309,7 +268,7 @@ def get_patient(request: Request, clinic_id: ClinicId, patient_id: str) -> s.Pat
     with _state(request).db.session() as session:
         p = _patient(session, clinic_id, patient_id)
         visits = [_visit_out(session, v) for v in p.visits]
-        return s.PatientDetail(**_patient_out(p, len(visits)).model_dump(), visits=visits)
+        return _out(s.PatientDetail, p, n_visits=len(visits), visits=visits)
 
 
 @router.post(
@@ -522,18 +481,7 @@ def list_analyses(request: Request, clinic_id: ClinicId, visit_id: str) -> s.Ana
         rows = session.scalars(
             select(Analysis).where(Analysis.visit_id == v.id).order_by(Analysis.created_at.desc())
         ).all()
-        return s.AnalysisList(
-            analyses=[
-                s.AnalysisSummary(
-                    id=a.id,
-                    visit_id=a.visit_id,
-                    created_at=a.created_at,
-                    predicted=a.predicted,
-                    summary=a.summary,
-                )
-                for a in rows
-            ]
-        )
+        return s.AnalysisList(analyses=[_out(s.AnalysisSummary, a) for a in rows])
 
 
 @router.get(
