@@ -30,6 +30,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -279,22 +280,10 @@ class LiveSession:
             self._subscribers.discard(sub)
 
     def hello(self) -> str:
-        return json.dumps(
-            json_ready(
-                {
-                    "type": "hello",
-                    "session_id": self.id,
-                    "source": self.description,
-                    "kind": self.kind,
-                    "status": self.status,
-                    "class_names": list(self.monitor.class_names),
-                    "fs_hz": self.monitor.fs_hz,
-                    "hop_s": self.monitor.config.hop_s,
-                    "window_s": self.monitor.window_s,
-                }
-            ),
-            allow_nan=False,
-        )
+        """The first message to a client: what :meth:`describe` says, less model, time and URL."""
+        described = self.describe().model_dump(exclude={"id", "model", "created_at", "ws_url"})
+        message = {"type": "hello", "session_id": self.id, **described}
+        return json.dumps(json_ready(message), allow_nan=False)
 
     # ---- stopping ------------------------------------------------------------------------
 
@@ -540,29 +529,25 @@ def create_session(
         hub.check_room(clinic_id)  # before the (slow) opening of a stream
         if body.source is not None:
             name = body.source.removeprefix("lsl:")
-            channel = body.channel
-
-            def open_lsl() -> Source:
-                return LSLSource(name, channel=channel, resolve_timeout_s=LSL_RESOLVE_S)
-
             session = hub.create(
-                clinic_id, kind="lsl", description=body.source, open_source=open_lsl, name=name
+                clinic_id,
+                kind="lsl",
+                description=body.source,
+                open_source=partial(
+                    LSLSource, name, channel=body.channel, resolve_timeout_s=LSL_RESOLVE_S
+                ),
+                name=name,
             )
         else:
             assert body.recording_id is not None
             recording, rec_name = _stored_recording(
                 request.app.state.db, clinic_id, body.recording_id, body.channel
             )
-            speed = body.speed
-
-            def open_replay() -> Source:
-                return ReplaySource(recording, speed=speed)
-
             session = hub.create(
                 clinic_id,
                 kind="replay",
-                description=f"replay: {rec_name} at {speed:g}×",
-                open_source=open_replay,
+                description=f"replay: {rec_name} at {body.speed:g}×",
+                open_source=partial(ReplaySource, recording, speed=body.speed),
                 name=rec_name,
             )
     except TooManySessions:
