@@ -230,7 +230,10 @@ def monitor(
     show_live = live and sink is not sys.stdout and ui.err.is_terminal
     console = ui.plain_console(stderr=True)
 
+    last_drawn = 0.0
+
     def on_item(item: Any) -> None:
+        nonlocal last_drawn
         view.on_item(item)
         if sink is not None:
             payload = item.to_dict(pipe.class_names) if hasattr(item, "probs") else item.to_dict()
@@ -238,26 +241,19 @@ def monitor(
             sink.flush()
         elif not show_live and not hasattr(item, "probs"):
             console.print(f"{item.t_s:8.2f} s  {item.kind:<9} {item.message}", highlight=False)
+        # The live view redraws at most every 0.1 s; without it, events print as they come.
+        if show_live and time.monotonic() - last_drawn > 0.1:
+            last_drawn = time.monotonic()
+            live_view.update(view.render())
 
     started = time.monotonic()
     try:
-        # The live view redraws at most every 0.1 s; without it, events print as they come.
         live_view = Live(view.render(), console=console, refresh_per_second=8)
         with live_view if show_live else contextlib.nullcontext():
-            last = 0.0
-
-            def on_each(item: Any) -> None:
-                nonlocal last
-                on_item(item)
-                now = time.monotonic()
-                if show_live and now - last > 0.1:
-                    last = now
-                    live_view.update(view.render())
-
             run_monitor(
                 src,
                 mon,
-                on_each,
+                on_item,
                 duration_s=duration_s,
                 on_chunk=lambda c, _t: view.on_chunk(c.samples),
             )

@@ -19,6 +19,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from emgdx import __version__
 from emgdx.clinic.analysis import AnalysisRunner
 from emgdx.clinic.api import router
 from emgdx.clinic.db import Database
@@ -104,7 +105,7 @@ def create_app(
     app = FastAPI(
         lifespan=lifespan,
         title="emgdx clinic service",
-        version=_version(),
+        version=__version__,
         description=DESCRIPTION,
         openapi_tags=[
             {"name": "patients", "description": "Patients and their course over time."},
@@ -164,9 +165,3 @@ def create_app(
 
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_request_bytes)
     return app
-
-
-def _version() -> str:
-    from emgdx import __version__
-
-    return str(__version__)
