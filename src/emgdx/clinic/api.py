@@ -198,7 +198,7 @@ def _analysis_out(a: Analysis) -> s.AnalysisOut:
 # --------------------------------------------------------------------------- routes
 
 
-@router.get("/health", response_model=s.Health, tags=["service"])
+@router.get("/health", tags=["service"])
 def health(request: Request) -> s.Health:
     """Liveness: the database answers; which model is loaded; upload limits (no token needed)."""
     state = _state(request)
@@ -212,7 +212,7 @@ def health(request: Request) -> s.Health:
     return s.Health(status="ok", database=state.db.backend, model=model, limits=limits)
 
 
-@router.get("/me", response_model=s.Me, responses=ERRORS, tags=["service"])
+@router.get("/me", responses=ERRORS, tags=["service"])
 def me(request: Request, clinic_id: ClinicId) -> s.Me:
     """The clinic this token belongs to."""
     from emgdx.clinic.models import Clinic
@@ -226,7 +226,6 @@ def me(request: Request, clinic_id: ClinicId) -> s.Me:
 @router.post(
     "/patients",
     status_code=201,
-    response_model=s.PatientOut,
     responses={**ERRORS, 409: {"model": s.Error}},
     tags=["patients"],
 )
@@ -242,7 +241,7 @@ def create_patient(request: Request, clinic_id: ClinicId, body: s.PatientIn) -> 
         raise HTTPException(409, "a patient with this external_id exists already") from None
 
 
-@router.get("/patients", response_model=s.PatientList, responses=ERRORS, tags=["patients"])
+@router.get("/patients", responses=ERRORS, tags=["patients"])
 def list_patients(request: Request, clinic_id: ClinicId) -> s.PatientList:
     """The clinic's patients, by external id."""
     with _state(request).db.session() as session:
@@ -260,9 +259,7 @@ def list_patients(request: Request, clinic_id: ClinicId) -> s.PatientList:
         return s.PatientList(patients=[_out(s.PatientOut, p, n_visits=int(n)) for p, n in rows])
 
 
-@router.get(
-    "/patients/{patient_id}", response_model=s.PatientDetail, responses=ERRORS, tags=["patients"]
-)
+@router.get("/patients/{patient_id}", responses=ERRORS, tags=["patients"])
 def get_patient(request: Request, clinic_id: ClinicId, patient_id: str) -> s.PatientDetail:
     """A patient with its visits (oldest first)."""
     with _state(request).db.session() as session:
@@ -271,13 +268,7 @@ def get_patient(request: Request, clinic_id: ClinicId, patient_id: str) -> s.Pat
         return _out(s.PatientDetail, p, n_visits=len(visits), visits=visits)
 
 
-@router.post(
-    "/patients/{patient_id}/visits",
-    status_code=201,
-    response_model=s.VisitOut,
-    responses=ERRORS,
-    tags=["visits"],
-)
+@router.post("/patients/{patient_id}/visits", status_code=201, responses=ERRORS, tags=["visits"])
 def create_visit(
     request: Request, clinic_id: ClinicId, patient_id: str, body: s.VisitIn
 ) -> s.VisitOut:
@@ -290,9 +281,7 @@ def create_visit(
         return _visit_out(session, visit)
 
 
-@router.get(
-    "/patients/{patient_id}/visits", response_model=s.VisitList, responses=ERRORS, tags=["visits"]
-)
+@router.get("/patients/{patient_id}/visits", responses=ERRORS, tags=["visits"])
 def list_visits(request: Request, clinic_id: ClinicId, patient_id: str) -> s.VisitList:
     """The patient's visits, oldest first."""
     with _state(request).db.session() as session:
@@ -300,7 +289,7 @@ def list_visits(request: Request, clinic_id: ClinicId, patient_id: str) -> s.Vis
         return s.VisitList(visits=[_visit_out(session, v) for v in p.visits])
 
 
-@router.get("/visits/{visit_id}", response_model=s.VisitDetail, responses=ERRORS, tags=["visits"])
+@router.get("/visits/{visit_id}", responses=ERRORS, tags=["visits"])
 def get_visit(request: Request, clinic_id: ClinicId, visit_id: str) -> s.VisitDetail:
     """A visit with its recordings and its latest analysis."""
     with _state(request).db.session() as session:
@@ -316,7 +305,6 @@ def get_visit(request: Request, clinic_id: ClinicId, visit_id: str) -> s.VisitDe
 @router.post(
     "/visits/{visit_id}/recordings",
     status_code=201,
-    response_model=s.RecordingList,
     responses={**ERRORS, 413: {"model": s.Error}, 422: {"model": s.Error}},
     tags=["recordings"],
 )
@@ -398,12 +386,7 @@ def upload_recordings(
         return s.RecordingList(recordings=[_recording_out(r) for r in rows])
 
 
-@router.get(
-    "/visits/{visit_id}/recordings",
-    response_model=s.RecordingList,
-    responses=ERRORS,
-    tags=["recordings"],
-)
+@router.get("/visits/{visit_id}/recordings", responses=ERRORS, tags=["recordings"])
 def list_recordings(request: Request, clinic_id: ClinicId, visit_id: str) -> s.RecordingList:
     """The visit's recordings (without their content)."""
     with _state(request).db.session() as session:
@@ -414,7 +397,6 @@ def list_recordings(request: Request, clinic_id: ClinicId, visit_id: str) -> s.R
 @router.post(
     "/visits/{visit_id}/analysis",
     status_code=201,
-    response_model=s.AnalysisOut,
     responses={**ERRORS, 409: {"model": s.Error}, 422: {"model": s.Error}, 503: {"model": s.Error}},
     tags=["analyses"],
 )
@@ -455,9 +437,7 @@ def analyse_visit(
         return _analysis_out(analysis)
 
 
-@router.get(
-    "/visits/{visit_id}/analysis", response_model=s.AnalysisOut, responses=ERRORS, tags=["analyses"]
-)
+@router.get("/visits/{visit_id}/analysis", responses=ERRORS, tags=["analyses"])
 def latest_analysis(request: Request, clinic_id: ClinicId, visit_id: str) -> s.AnalysisOut:
     """The visit's most recent analysis."""
     with _state(request).db.session() as session:
@@ -468,12 +448,7 @@ def latest_analysis(request: Request, clinic_id: ClinicId, visit_id: str) -> s.A
         return _analysis_out(latest)
 
 
-@router.get(
-    "/visits/{visit_id}/analyses",
-    response_model=s.AnalysisList,
-    responses=ERRORS,
-    tags=["analyses"],
-)
+@router.get("/visits/{visit_id}/analyses", responses=ERRORS, tags=["analyses"])
 def list_analyses(request: Request, clinic_id: ClinicId, visit_id: str) -> s.AnalysisList:
     """Every analysis of the visit, newest first."""
     with _state(request).db.session() as session:
@@ -484,9 +459,7 @@ def list_analyses(request: Request, clinic_id: ClinicId, visit_id: str) -> s.Ana
         return s.AnalysisList(analyses=[_out(s.AnalysisSummary, a) for a in rows])
 
 
-@router.get(
-    "/analyses/{analysis_id}", response_model=s.AnalysisOut, responses=ERRORS, tags=["analyses"]
-)
+@router.get("/analyses/{analysis_id}", responses=ERRORS, tags=["analyses"])
 def get_analysis(request: Request, clinic_id: ClinicId, analysis_id: str) -> s.AnalysisOut:
     """One analysis."""
     with _state(request).db.session() as session:
@@ -581,12 +554,7 @@ def _labelled(quantity: str) -> str:
     return f"{label} ({unit})" if unit else label
 
 
-@router.get(
-    "/patients/{patient_id}/timeline",
-    response_model=s.TimelineOut,
-    responses=ERRORS,
-    tags=["patients"],
-)
+@router.get("/patients/{patient_id}/timeline", responses=ERRORS, tags=["patients"])
 def timeline(request: Request, clinic_id: ClinicId, patient_id: str) -> s.TimelineOut:
     """The patient's analysed visits over time, the trend of each quantity and the alerts."""
     with _state(request).db.session() as session:

@@ -460,11 +460,7 @@ def _not_found() -> HTTPException:
     return HTTPException(404, "no such live session")
 
 
-@router.get(
-    "/streams",
-    response_model=s.LiveStreamList,
-    responses={**ERRORS, 503: {"model": s.Error}},
-)
+@router.get("/streams", responses={**ERRORS, 503: {"model": s.Error}})
 def list_streams(clinic_id: ClinicId) -> s.LiveStreamList:
     """Lab Streaming Layer streams visible from the server now (looks for 1 s)."""
     try:
@@ -506,7 +502,6 @@ def _stored_recording(
 @router.post(
     "/sessions",
     status_code=201,
-    response_model=s.LiveSessionOut,
     responses={
         **ERRORS,
         422: {"model": s.Error, "description": "The stream cannot be opened or judged."},
@@ -557,13 +552,13 @@ def create_session(
     return session.describe()
 
 
-@router.get("/sessions", response_model=s.LiveSessionList, responses=ERRORS)
+@router.get("/sessions", responses=ERRORS)
 def list_sessions(request: Request, clinic_id: ClinicId) -> s.LiveSessionList:
     """The clinic's live sessions (running, and ended ones not yet deleted)."""
     return s.LiveSessionList(sessions=[x.describe() for x in _hub(request).sessions_of(clinic_id)])
 
 
-@router.get("/sessions/{session_id}", response_model=s.LiveSessionOut, responses=ERRORS)
+@router.get("/sessions/{session_id}", responses=ERRORS)
 def get_session(request: Request, clinic_id: ClinicId, session_id: str) -> s.LiveSessionOut:
     """One live session."""
     session = _hub(request).get(clinic_id, session_id)
