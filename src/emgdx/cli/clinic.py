@@ -5,11 +5,14 @@ SQLAlchemy and Alembic (the ``serve`` extra) are imported only when a command ru
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from emgdx.cli import console as ui
+
+if TYPE_CHECKING:
+    from emgdx.clinic.settings import ClinicSettings
 
 __all__ = ["DatabaseUrl", "app", "settings_or_exit"]
 
@@ -31,18 +34,10 @@ DatabaseUrl = Annotated[
 ]
 
 
-def settings_or_exit(database_url: str | None, **kw: object):
-    try:
-        from emgdx.clinic.settings import ClinicSettings
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        ui.err.print(
-            ui.labelled(
-                "error:",
-                "bold red",
-                f"the clinic service needs `pip install 'emgdx[serve]'` ({exc})",
-            )
-        )
-        raise typer.Exit(2) from exc
+def settings_or_exit(database_url: str | None, **kw: object) -> ClinicSettings:
+    """The service's settings: ``EMGDX_*`` variables, then the options given (not None)."""
+    from emgdx.clinic.settings import ClinicSettings
+
     return ClinicSettings.from_env(database_url=database_url, **kw)
 
 
@@ -66,12 +61,9 @@ def create(
 ) -> None:
     """Register a clinic (its data is invisible to every other clinic)."""
     from emgdx.clinic.admin import create_clinic
-    from emgdx.errors import EmgdxError
 
-    try:
+    with ui.failing():
         clinic_id = create_clinic(_database(database_url), name)
-    except EmgdxError as exc:
-        raise ui.fail(exc) from exc
     ui.out.print(f"created clinic {name!r} ({clinic_id})")
 
 
@@ -85,12 +77,9 @@ def token(
 ) -> None:
     """Create an API token. It is printed once and stored only as a hash: keep it safe."""
     from emgdx.clinic.admin import create_token
-    from emgdx.errors import EmgdxError
 
-    try:
+    with ui.failing():
         secret = create_token(_database(database_url), name, label=label)
-    except EmgdxError as exc:
-        raise ui.fail(exc) from exc
     ui.err.print(f"token for {name!r} (shown once; only its hash is stored):")
     print(secret)  # plain stdout, so that scripts can capture it
 
@@ -102,12 +91,9 @@ def revoke(
 ) -> None:
     """Revoke a token."""
     from emgdx.clinic.admin import revoke_token
-    from emgdx.errors import EmgdxError
 
-    try:
+    with ui.failing():
         n = revoke_token(_database(database_url), prefix)
-    except EmgdxError as exc:
-        raise ui.fail(exc) from exc
     if n == 0:
         raise ui.fail(ValueError("no live token starts with that prefix"))
     ui.out.print(f"revoked {n} token(s)")

@@ -37,7 +37,7 @@ from rich.table import Table
 from rich.text import Text
 
 from emgdx.config import ProgressCallback, json_ready
-from emgdx.errors import EmgdxError
+from emgdx.errors import EXTRA_OF_MODULE, EmgdxError
 
 if TYPE_CHECKING:
     from emgdx.evaluation import CVResult
@@ -111,30 +111,6 @@ def _ignore(done: int, total: int) -> None:
     """A progress callback that draws nothing."""
 
 
-EXTRA_OF_MODULE = {
-    "torch": "ml",
-    "sklearn": "ml",
-    "pywt": "ml",
-    "safetensors": "ml",
-    "matplotlib": "plots",
-    "captum": "explain",
-    "jinja2": "report",
-    "reportlab": "report",
-    "fastapi": "serve",
-    "uvicorn": "serve",
-    "multipart": "serve",
-    "sqlalchemy": "serve",
-    "alembic": "serve",
-    "websockets": "serve",
-    "psycopg": "postgres",
-    "flwr": "federated",
-    "onnx": "onnx",
-    "onnxruntime": "onnx",
-    "onnxscript": "onnx",
-    "pylsl": "stream",
-}
-
-
 def missing_extra_message(exc: ModuleNotFoundError) -> str | None:
     """A one-line install hint when ``exc`` is an optional package we know, else ``None``."""
     top = (exc.name or "").split(".")[0]
@@ -153,20 +129,36 @@ def fail(exc: Exception) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def json_default(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
+@contextmanager
+def failing(*also: type[Exception]) -> Iterator[None]:
+    """End the command with :func:`fail`'s error line on an :class:`EmgdxError` (or one of
+    ``also``) raised in the block."""
+    caught: tuple[type[Exception], ...] = (EmgdxError, *also)
+    try:
+        yield
+    except caught as exc:
+        raise fail(exc) from exc
+
+
+def warn(message: str, label: str = "warning:") -> None:
+    err.print(labelled(label, "bold yellow", message))
+
+
+def demo_model_dir() -> Path:
+    """The small model trained on simulated data (trained first when missing), with a warning."""
+    from emgdx.clinic.settings import default_data_dir
+    from emgdx.demo import train_demo_model
+
+    model_dir = default_data_dir() / "demo-model"
+    if not (model_dir / "pipeline.json").exists():
+        err.print(f"training a demo model on simulated data into {model_dir} (about a minute)…")
+        train_demo_model(model_dir)
+    warn("the demo model is trained on simulated EMG; it is not for patients")
+    return model_dir
 
 
 def print_json(payload: Any) -> None:
-    sys.stdout.write(
-        json.dumps(json_ready(payload), indent=2, allow_nan=False, default=json_default) + "\n"
-    )
+    sys.stdout.write(json.dumps(json_ready(payload), indent=2, allow_nan=False) + "\n")
 
 
 def print_table(table: Table) -> None:
@@ -264,10 +256,8 @@ def read_folder(data: Path, fs_hz: float | None, on_progress: ProgressCallback) 
 def load_pipeline(model_dir: Path, backend: str = "torch") -> Pipeline:
     from emgdx.pipeline import Pipeline
 
-    try:
+    with failing():
         return Pipeline.load(model_dir, backend=backend)
-    except EmgdxError as exc:
-        raise fail(exc) from exc
 
 
 def read_records(files: list[Path], fs_hz: float | None) -> tuple[list[Recording], list[str]]:
@@ -284,7 +274,6 @@ def read_records(files: list[Path], fs_hz: float | None) -> tuple[list[Recording
     return records, problems
 
 
-_EVAL_LEVELS = ("window", "record", "subject")
 _EVAL_METRICS = {
     "balanced_accuracy": "balanced acc.",
     "macro_f1": "macro F1",
@@ -319,8 +308,7 @@ def evaluation_table(result: CVResult, title: str) -> Table:
     for subset, name in (("all", "all"), ("low", "low contraction")):
         if subset not in result.evaluation:
             continue
-        for level in _EVAL_LEVELS:
-            ev = result.evaluation[subset]["mean"][level]
+        for level, ev in result.evaluation[subset]["mean"].items():
             table.add_row(
                 name,
                 level,
@@ -332,11 +320,10 @@ def evaluation_table(result: CVResult, title: str) -> Table:
 
 
 def evaluation_summary(result: CVResult) -> list[dict[str, Any]]:
-    """The rows of :func:`_evaluation_table` as JSON-ready dicts."""
+    """The rows of :func:`evaluation_table` as JSON-ready dicts."""
     rows = []
     for subset, by_method in result.evaluation.items():
-        for level in _EVAL_LEVELS:
-            ev = by_method["mean"][level]
+        for level, ev in by_method["mean"].items():
             row: dict[str, Any] = {
                 "subset": subset,
                 "level": level,

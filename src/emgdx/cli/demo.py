@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from emgdx.cli import console as ui
-from emgdx.errors import EmgdxError
-
-if TYPE_CHECKING:
-    pass
+from emgdx.config import json_ready
 
 app = typer.Typer(add_completion=False)
 
@@ -42,25 +39,22 @@ def demo(
 
     show = not as_json
     steps = ("simulate", "prepare", "folds", "epochs")
-    with ui.progress_bars(*steps, enabled=show) as hooks:
-        try:
-            result = run_demo(
-                seed=seed,
-                out_dir=out_dir / "records",
-                report_dir=out_dir,
-                evaluate=evaluate,
-                model=model or DEMO_MODEL,
-                epochs=epochs or DEMO_EPOCHS,
-                cv=cv or DEMO_CV,
-                on_progress=hooks,
-            )
-        except EmgdxError as exc:
-            raise ui.fail(exc) from exc
+    with ui.progress_bars(*steps, enabled=show) as hooks, ui.failing():
+        result = run_demo(
+            seed=seed,
+            out_dir=out_dir / "records",
+            report_dir=out_dir,
+            evaluate=evaluate,
+            model=model or DEMO_MODEL,
+            epochs=epochs or DEMO_EPOCHS,
+            cv=cv or DEMO_CV,
+            on_progress=hooks,
+        )
 
-    if as_json:
-        ui.print_json(result.to_dict())
-        return
     summary = result.to_dict()
+    if as_json:
+        ui.print_json(summary)
+        return
     table = Table(title="emgdx demo — simulated cohort")
     columns = ("label", "subjects", "records", "duration_s", "qc_flagged", "windows")
     for col in columns:
@@ -81,7 +75,7 @@ def demo(
         f"windows: {summary['n_windows']} x {summary['window_samples']} samples "
         f"at {summary['window_fs_hz']:g} Hz"
     )
-    ui.out.print("preprocessing: " + json.dumps(summary["preprocess"], default=ui.json_default))
+    ui.out.print("preprocessing: " + json.dumps(json_ready(summary["preprocess"])))
     if result.evaluation is not None:
         ev = summary["evaluation"]
         ui.print_table(
@@ -100,6 +94,3 @@ def demo(
             f"report: {result.report['html']}  (results: {result.report['json']})",
             soft_wrap=True,
         )
-
-
-# ---- train / evaluate / predict ------------------------------------------------------------

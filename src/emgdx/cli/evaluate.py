@@ -10,7 +10,7 @@ import typer
 from rich.text import Text
 
 from emgdx.cli import console as ui
-from emgdx.errors import EmgdxError
+from emgdx.errors import ConfigError
 
 if TYPE_CHECKING:
     from emgdx.pipeline import Pipeline
@@ -49,18 +49,13 @@ def evaluate(
     from emgdx.evaluation import CV_SCHEMES, LeakyEvaluationWarning, cross_validate, write_report
 
     if cv not in CV_SCHEMES:
-        ui.err.print(
-            ui.labelled(
-                "error:", "bold red", f"--cv must be one of {', '.join(CV_SCHEMES)}, got {cv!r}"
-            )
-        )
-        raise typer.Exit(code=2)
+        raise ui.fail(ConfigError(f"--cv must be one of {', '.join(CV_SCHEMES)}, got {cv!r}"))
     show = not as_json
     ui.set_threads(threads)
     leaky = cv == "leaky"
     if leaky:
         ui.err.print(Text(ui.LEAKY_WARNING, "bold red"))
-    try:
+    with ui.failing():
         # Built once up front so a bad --model / --task fails before any reading.
         probe = ui.make_pipeline(model, task, epochs, seed, representation)
         with ui.progress_bars("reading", "preparing", "folds", "epochs", enabled=show) as hooks:
@@ -96,8 +91,6 @@ def evaluate(
         if leaky:
             title += " (LEAKY DEMONSTRATION)"
         paths = write_report(result, out_dir, title=title)
-    except EmgdxError as exc:
-        raise ui.fail(exc) from exc
 
     if as_json:
         ui.print_json(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.text import Text
@@ -12,9 +12,6 @@ from rich.text import Text
 from emgdx.cli import console as ui
 from emgdx.config import json_ready
 from emgdx.errors import EmgdxError
-
-if TYPE_CHECKING:
-    pass
 
 app = typer.Typer(add_completion=False)
 
@@ -48,7 +45,7 @@ def explain(
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
     results: list[dict[str, Any]] = []
-    try:
+    with ui.failing():
         if pipe.model_ is not None and pipe.model_.explanation == "feature_importance":
             importance = feature_importance(pipe, method="model")
             fig_path = out_dir / "feature_importance.png"
@@ -84,8 +81,6 @@ def explain(
                     "figures": {k: str(v) for k, v in paths.items()},
                 }
             )
-    except EmgdxError as exc:
-        raise ui.fail(exc) from exc
     summary = {"model": pipe.model_name, "file": str(file), "records": results}
     (out_dir / "explanation.json").write_text(json.dumps(json_ready(summary), indent=2) + "\n")
     if as_json:

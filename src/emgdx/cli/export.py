@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from emgdx.cli import console as ui
-from emgdx.errors import ConfigError, EmgdxError
-
-if TYPE_CHECKING:
-    pass
+from emgdx.errors import ConfigError
 
 app = typer.Typer(add_completion=False)
 
@@ -31,10 +28,8 @@ def export_model(
     if not onnx:
         raise ui.fail(ConfigError("choose a format: --onnx (the only one so far)"))
     pipe = ui.load_pipeline(model_dir)
-    try:
+    with ui.failing(ImportError):
         result = export_pipeline(pipe, model_dir, int8=int8)
-    except (EmgdxError, ImportError) as exc:
-        raise ui.fail(exc) from exc
     if as_json:
         ui.print_json(result.to_dict())
         return

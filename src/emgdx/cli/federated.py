@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from emgdx.cli.console import fail, out, print_json
+from emgdx.cli.console import failing, out, print_json
 
 app = typer.Typer(
     add_completion=False,
@@ -27,11 +27,10 @@ Sites = Annotated[
 
 
 def _run(mode: str, **kw: Any) -> None:
-    from emgdx.errors import EmgdxError
     from emgdx.federated.core import FedSettings, SiteSpec, split_sites
     from emgdx.pipeline import Pipeline, PreprocessConfig, TrainConfig
 
-    try:
+    with failing(ImportError):
         if kw["sites"] is not None:
             raw = json.loads(Path(kw["sites"]).read_text())
             sites = [
@@ -74,8 +73,6 @@ def _run(mode: str, **kw: Any) -> None:
             result = run.simulate(settings)
         else:
             result = run.deploy(settings, workdir=Path(kw["out"]) / "deploy", log=out.print)
-    except (EmgdxError, ImportError) as exc:
-        raise fail(exc) from exc
     if kw["as_json"]:
         print_json(result)
         return

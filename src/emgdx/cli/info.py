@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich import box
@@ -15,10 +15,7 @@ from rich.text import Text
 
 from emgdx.cli import console as ui
 from emgdx.config import json_ready
-from emgdx.errors import EmgdxError, SamplingRateError
-
-if TYPE_CHECKING:
-    pass
+from emgdx.errors import SamplingRateError
 
 app = typer.Typer(add_completion=False)
 
@@ -41,10 +38,7 @@ def info(
     path: Annotated[Path, typer.Argument(help="A record file or a folder of records.")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     qc: Annotated[bool, typer.Option("--qc/--no-qc", help="Run quality control.")] = True,
-    fs_hz: Annotated[
-        float | None,
-        typer.Option("--fs-hz", help="Sampling rate for formats that do not store one."),
-    ] = None,
+    fs_hz: ui.FsHz = None,
 ) -> None:
     """Show rate, duration, label, subject and QC flags of a record or a whole folder."""
     from emgdx.io import UnreadableFileWarning, read, read_cohort
@@ -52,7 +46,7 @@ def info(
     from emgdx.recording import Cohort
 
     show = not as_json
-    try:
+    with ui.failing():
         if path.is_dir():
             with ui.progress_bar("reading", enabled=show) as cb, warnings.catch_warnings():
                 # unreadable files are listed below (and in the JSON), not as Python warnings
@@ -63,16 +57,13 @@ def info(
         if qc:
             with ui.progress_bar("quality control", enabled=show) as cb:
                 assess_cohort(cohort, on_progress=cb)
-    except EmgdxError as exc:
-        raise ui.fail(exc) from exc
 
     manifest = cohort.manifest
     columns = [c for c in INFO_COLUMNS if c in manifest.columns]
     rows = [{c: json_ready(row[c]) for c in columns} for _, row in manifest.iterrows()]
     errors = [{"path": getattr(e, "path", None), "problem": str(e)} for e in cohort.errors]
     if as_json:
-        payload = {"records": rows, "unreadable": errors}
-        sys.stdout.write(json.dumps(payload, indent=2, default=ui.json_default) + "\n")
+        ui.print_json({"records": rows, "unreadable": errors})
         return
 
     table = Table(
@@ -88,8 +79,6 @@ def info(
         )
     for row in rows:
         table.add_row(*(_format_cell(c, row[c]) for c in columns))
-    # A pipe or file gets the whole table (rich would squeeze it to 80 columns); a terminal
-    # gets what fits its width.
     ui.print_table(table)
     if qc:
         flagged = manifest[manifest["qc_flags"] != ""]
@@ -117,17 +106,14 @@ INFO_HEADERS = {
 _RIGHT_ALIGNED = {"fs_hz", "duration_s", "usable_fraction", "line_freq_hz"}
 
 
+_CELL_FORMATS: dict[str, Callable[[Any], str]] = {
+    "fs_hz": "{:g}".format,
+    "duration_s": "{:.2f}".format,
+    "usable_fraction": lambda v: f"{100 * v:.1f}%",
+    "qc_flags": lambda v: v or "ok",
+    "line_freq_hz": "{:g}".format,
+}
+
+
 def _format_cell(column: str, value: Any) -> str:
-    if value is None:
-        return "-"
-    if column == "fs_hz":
-        return f"{value:g}"
-    if column == "duration_s":
-        return f"{value:.2f}"
-    if column == "usable_fraction":
-        return f"{100 * value:.1f}%"
-    if column == "qc_flags":
-        return value or "ok"
-    if column == "line_freq_hz":
-        return f"{value:g}"
-    return str(value)
+    return "-" if value is None else _CELL_FORMATS.get(column, str)(value)

@@ -20,7 +20,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from emgdx.cli.console import labelled, plain_console
+from emgdx.cli import console as ui
 from emgdx.config import json_ready
 
 __all__ = ["app"]
@@ -198,32 +198,16 @@ def monitor(
     ] = False,
 ) -> None:
     """Judge a live EMG stream window by window, with the same pipeline as offline."""
-    import torch
-
-    from emgdx.errors import EmgdxError
-    from emgdx.pipeline import Pipeline
+    from emgdx.errors import ConfigError
     from emgdx.streaming import LiveMonitor, MonitorConfig, open_source, run_monitor
 
-    err = plain_console(stderr=True, soft_wrap=True)
-    torch.set_num_threads(threads)
+    ui.set_threads(threads)
     if model_dir is None and demo_model:
-        from emgdx.clinic.settings import default_data_dir
-        from emgdx.demo import train_demo_model
-
-        model_dir = default_data_dir() / "demo-model"
-        if not (model_dir / "pipeline.json").exists():
-            err.print(f"training a demo model on simulated data into {model_dir} (a minute)…")
-            train_demo_model(model_dir)
-        err.print(labelled("warning:", "bold yellow", "the demo model is trained on simulated EMG"))
+        model_dir = ui.demo_model_dir()
     if model_dir is None:
-        err.print(
-            labelled(
-                "error:", "bold red", "give a model folder (or EMGDX_MODEL_DIR, or --demo-model)"
-            )
-        )
-        raise typer.Exit(code=2)
-    try:
-        pipe = Pipeline.load(model_dir, backend=backend)
+        raise ui.fail(ConfigError("give a model folder (or EMGDX_MODEL_DIR, or --demo-model)"))
+    with ui.failing(OSError):
+        pipe = ui.load_pipeline(model_dir, backend)
         kwargs: dict[str, Any] = (
             {"uv_per_unit": uv_per_unit} if source.startswith("lsl:") else {"fs_hz": fs_hz}
         )
@@ -238,18 +222,18 @@ def monitor(
             ),
             name=src.name,
         )
-    except (EmgdxError, OSError) as exc:
-        err.print(labelled("error:", "bold red", str(exc)))
-        raise typer.Exit(code=2) from exc
 
     sink: IO[str] | None = None
     if jsonl is not None:
         sink = sys.stdout if str(jsonl) == "-" else jsonl.open("w", encoding="utf-8")
     view = _View(source, src.fs_hz, list(pipe.class_names))
-    show_live = live and sink is not sys.stdout and err.is_terminal
-    console = plain_console(stderr=True)
+    show_live = live and sink is not sys.stdout and ui.err.is_terminal
+    console = ui.plain_console(stderr=True)
+
+    last_drawn = 0.0
 
     def on_item(item: Any) -> None:
+        nonlocal last_drawn
         view.on_item(item)
         if sink is not None:
             payload = item.to_dict(pipe.class_names) if hasattr(item, "probs") else item.to_dict()
@@ -257,26 +241,19 @@ def monitor(
             sink.flush()
         elif not show_live and not hasattr(item, "probs"):
             console.print(f"{item.t_s:8.2f} s  {item.kind:<9} {item.message}", highlight=False)
+        # The live view redraws at most every 0.1 s; without it, events print as they come.
+        if show_live and time.monotonic() - last_drawn > 0.1:
+            last_drawn = time.monotonic()
+            live_view.update(view.render())
 
     started = time.monotonic()
     try:
-        # The live view redraws at most every 0.1 s; without it, events print as they come.
         live_view = Live(view.render(), console=console, refresh_per_second=8)
         with live_view if show_live else contextlib.nullcontext():
-            last = 0.0
-
-            def on_each(item: Any) -> None:
-                nonlocal last
-                on_item(item)
-                now = time.monotonic()
-                if show_live and now - last > 0.1:
-                    last = now
-                    live_view.update(view.render())
-
             run_monitor(
                 src,
                 mon,
-                on_each,
+                on_item,
                 duration_s=duration_s,
                 on_chunk=lambda c, _t: view.on_chunk(c.samples),
             )

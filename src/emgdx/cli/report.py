@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from emgdx.cli import console as ui
 from emgdx.errors import ConfigError, EmgdxError
-
-if TYPE_CHECKING:
-    pass
 
 app = typer.Typer(add_completion=False)
 
@@ -44,7 +41,7 @@ def report(
         ui.err.print(ui.labelled("skipped:", "bold red", str(problem)))
     if not records:
         raise ui.fail(EmgdxError("no readable recording to report on"))
-    try:
+    with ui.failing():
         rep = build_report(
             pipe,
             records,
@@ -54,8 +51,6 @@ def report(
             n_figures=figures,
         )
         path = write_report(rep, out_file)
-    except EmgdxError as exc:
-        raise ui.fail(exc) from exc
     ui.out.print(f"{rep.summary_line}\nreport: {path}")
     if problems:
         raise typer.Exit(code=1)

@@ -71,32 +71,13 @@ def serve(
     import uvicorn
 
     from emgdx.clinic.app import UVICORN_OPTIONS, create_app
-    from emgdx.clinic.settings import default_data_dir
-    from emgdx.demo import train_demo_model
-    from emgdx.errors import EmgdxError
 
     _configure_logging()
     if model is None and demo_model:
-        model = default_data_dir() / "demo-model"
-        if not (model / "pipeline.json").exists():
-            ui.err.print(f"training a demo model on simulated data into {model} (about a minute)…")
-            train_demo_model(model)
-        ui.err.print(
-            ui.labelled(
-                "warning:",
-                "bold yellow",
-                "the demo model is trained on simulated EMG; it is not for patients",
-            )
-        )
+        model = ui.demo_model_dir()
     if model is None:
-        ui.err.print(
-            ui.labelled(
-                "warning:",
-                "bold yellow",
-                "no model (--model or EMGDX_MODEL_DIR): analyses answer 503",
-            )
-        )
-    try:
+        ui.warn("no model (--model or EMGDX_MODEL_DIR): analyses answer 503")
+    with ui.failing():
         settings = settings_or_exit(
             database_url,
             model_dir=model,
@@ -105,16 +86,8 @@ def serve(
             backend=backend,
         )
         application = create_app(settings)
-    except EmgdxError as exc:
-        raise ui.fail(exc) from exc
     if host not in ("127.0.0.1", "localhost", "::1"):
-        ui.err.print(
-            ui.labelled(
-                "note:",
-                "bold yellow",
-                "listening beyond loopback: put a TLS reverse proxy in front",
-            )
-        )
+        ui.warn("listening beyond loopback: put a TLS reverse proxy in front", "note:")
     ui.err.print(
         f"emgdx clinic service on http://{host}:{port}/ (API docs at /docs), "
         f"database {settings.database_url.split('@')[-1]}"

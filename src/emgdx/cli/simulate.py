@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from emgdx.cli import console as ui
-from emgdx.errors import EmgdxError
-
-if TYPE_CHECKING:
-    pass
 
 app = typer.Typer(add_completion=False)
 
@@ -28,7 +24,7 @@ def simulate(
     """Write a simulated cohort (WFDB records, manifest.csv, ground truth per record)."""
     from emgdx.simulate import simulate_cohort, write_cohort
 
-    try:
+    with ui.failing():
         with ui.progress_bar("simulating") as cb:
             sim = simulate_cohort(
                 n_subjects_per_class=subjects_per_class,
@@ -39,8 +35,6 @@ def simulate(
                 on_progress=cb,
             )
         write_cohort(sim, out_dir)
-    except EmgdxError as exc:
-        raise ui.fail(exc) from exc
     ui.out.print(
         f"wrote {len(sim.cohort)} records of {len(sim.cohort.subjects)} subjects to {out_dir}"
     )

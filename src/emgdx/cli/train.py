@@ -9,7 +9,7 @@ import typer
 from rich.text import Text
 
 from emgdx.cli import console as ui
-from emgdx.errors import ConfigError, EmgdxError
+from emgdx.errors import ConfigError
 
 if TYPE_CHECKING:
     from emgdx.pipeline import Pipeline
@@ -67,7 +67,7 @@ def train(
 
     show = not as_json
     ui.set_threads(threads)
-    try:
+    with ui.failing():
         pipe = ui.make_pipeline(model, task, epochs, seed, representation)
         if freeze != "none" and init_from is None:
             raise ConfigError("--freeze needs --init-from (a pretrained model to freeze)")
@@ -84,8 +84,6 @@ def train(
             pipe.fit(windows, on_progress=hooks["training"], init_from=pretrained)
             train_s = time.perf_counter() - t0
         saved = pipe.save(out_dir, overwrite=overwrite)
-    except EmgdxError as exc:
-        raise ui.fail(exc) from exc
 
     counts = _class_counts(windows, pipe)
     result = pipe.train_result_

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,6 +51,16 @@ def _measure_rows(frame: Any) -> list[dict[str, Any]]:
         }
         for _, row in frame.iterrows()
     ]
+
+
+def _probs_and_intervals(
+    names: Sequence[str], probs: Mapping[str, Any], intervals: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Each class's probability and interval as stored (NaN as None)."""
+    return {
+        "probs": {n: finite(probs.get(n)) for n in names},
+        "intervals": {n: [finite(b) for b in intervals.get(n, (math.nan,) * 2)] for n in names},
+    }
 
 
 def visit_measures(report: ClinicalReport) -> dict[str, float | None]:
@@ -122,21 +132,13 @@ class AnalysisRunner:
 
         names = report.class_names
         verdict = report.diagnosis.visit  # one analysed record: the visit is that record
-        probs, intervals, predicted = verdict.probs, verdict.interval, verdict.predicted
         analysis = Analysis(
             visit_id=visit_id,
             model_name=self.model_info["name"],
             model_version=self.model_info["version"],
             weights_sha256=self.model_info["weights_sha256"],
-            predicted=predicted,
-            probs={n: finite(probs.get(n)) for n in names},
-            intervals={
-                n: [
-                    finite(intervals.get(n, (math.nan,) * 2)[0]),
-                    finite(intervals.get(n, (math.nan,) * 2)[1]),
-                ]
-                for n in names
-            },
+            predicted=verdict.predicted,
+            **_probs_and_intervals(names, verdict.probs, verdict.interval),
             summary=report.summary_line,
             measures=visit_measures(report),
             report_html=render_html(report),
@@ -150,11 +152,7 @@ class AnalysisRunner:
                 position=position,
                 channel=channel,
                 predicted=section.predicted,
-                probs={n: finite(section.probs.get(n)) for n in names},
-                intervals={
-                    n: [finite(b) for b in section.intervals.get(n, (math.nan, math.nan))]
-                    for n in names
-                },
+                **_probs_and_intervals(names, section.probs, section.intervals),
                 qc_flags=list(section.qc_flags),
                 qc_messages=list(section.qc_messages),
                 usable_fraction=float(section.usable_fraction),

@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Body, Depends, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
@@ -76,6 +77,7 @@ ClinicId = Annotated[str, Depends(clinic_of)]
 
 
 _VisitChild = TypeVar("_VisitChild", Analysis, Recording)
+_Out = TypeVar("_Out", bound=BaseModel)
 
 
 def _not_found(what: str) -> HTTPException:
@@ -139,15 +141,10 @@ def _latest_analysis(session: Session, visit_id: str) -> Analysis | None:
 # --------------------------------------------------------------------------- serialisers
 
 
-def _patient_out(p: Patient, n_visits: int) -> s.PatientOut:
-    return s.PatientOut(
-        id=p.id,
-        external_id=p.external_id,
-        name=p.name,
-        birth_year=p.birth_year,
-        sex=p.sex,
-        created_at=p.created_at,
-        n_visits=n_visits,
+def _out(schema: type[_Out], row: Any, **given: Any) -> _Out:
+    """``schema`` filled from ``row``'s attributes of the same names, and from ``given``."""
+    return schema(
+        **{name: getattr(row, name) for name in schema.model_fields if name not in given}, **given
     )
 
 
@@ -158,70 +155,37 @@ def _visit_out(session: Session, v: Visit) -> s.VisitOut:
         and v.recordings
         and all(r.created_at <= latest.created_at for r in v.recordings)
     )
-    return s.VisitOut(
-        id=v.id,
-        patient_id=v.patient_id,
+    return _out(
+        s.VisitOut,
+        v,
         date=v.visit_date,
-        notes=v.notes,
-        created_at=v.created_at,
         n_recordings=len(v.recordings),
         status="analysed" if covered else "new",
     )
 
 
 def _recording_out(r: Recording) -> s.RecordingOut:
-    return s.RecordingOut(
-        id=r.id,
-        visit_id=r.visit_id,
-        name=r.name,
-        format=r.format,
-        files=[
-            s.FileOut(filename=f.filename, size_bytes=f.size_bytes, sha256=f.sha256)
-            for f in sorted(r.files, key=lambda f: f.filename)
-        ],
-        channels=list(r.channels),
-        fs_hz=r.fs_hz,
-        duration_s=r.duration_s,
-        muscle=r.muscle,
-        qc_flags=list(r.qc_flags),
-        created_at=r.created_at,
-    )
+    files = sorted(r.files, key=lambda f: f.filename)
+    return _out(s.RecordingOut, r, files=[_out(s.FileOut, f) for f in files])
 
 
 def _analysis_out(a: Analysis) -> s.AnalysisOut:
     base = f"/api/v1/analyses/{a.id}"
-    return s.AnalysisOut(
-        id=a.id,
-        visit_id=a.visit_id,
-        created_at=a.created_at,
-        predicted=a.predicted,
-        summary=a.summary,
+    return _out(
+        s.AnalysisOut,
+        a,
         model={
             "name": a.model_name,
             "version": a.model_version,
             "weights_sha256": a.weights_sha256,
         },
-        probs=a.probs,
-        intervals=a.intervals,
-        measures=a.measures,
         records=[
-            s.RecordResultOut(
-                recording_id=r.recording_id,
-                channel=r.channel,
-                predicted=r.predicted,
-                probs=r.probs,
-                intervals=r.intervals,
-                qc_flags=r.qc_flags,
-                qc_messages=r.qc_messages,
-                usable_fraction=r.usable_fraction,
-                n_windows=r.n_windows,
-                note=r.note,
+            _out(
+                s.RecordResultOut,
+                r,
                 measures=[s.MeasureOut(**m) for m in r.measures],
                 figures=[
-                    s.FigureOut(
-                        id=f.id, title=f.title, caption=f.caption, url=f"/api/v1/figures/{f.id}.png"
-                    )
-                    for f in r.figures
+                    _out(s.FigureOut, f, url=f"/api/v1/figures/{f.id}.png") for f in r.figures
                 ],
             )
             for r in a.records
@@ -234,7 +198,7 @@ def _analysis_out(a: Analysis) -> s.AnalysisOut:
 # --------------------------------------------------------------------------- routes
 
 
-@router.get("/health", response_model=s.Health, tags=["service"])
+@router.get("/health", tags=["service"])
 def health(request: Request) -> s.Health:
     """Liveness: the database answers; which model is loaded; upload limits (no token needed)."""
     state = _state(request)
@@ -244,16 +208,11 @@ def health(request: Request) -> s.Health:
     model = (
         {**runner.model_info, "class_names": list(runner.pipeline.class_names)} if runner else None
     )
-    settings = state.settings
-    limits = s.Limits(
-        max_file_bytes=settings.max_file_bytes,
-        max_request_bytes=settings.max_request_bytes,
-        max_files_per_request=settings.max_files_per_request,
-    )
+    limits = _out(s.Limits, state.settings)
     return s.Health(status="ok", database=state.db.backend, model=model, limits=limits)
 
 
-@router.get("/me", response_model=s.Me, responses=ERRORS, tags=["service"])
+@router.get("/me", responses=ERRORS, tags=["service"])
 def me(request: Request, clinic_id: ClinicId) -> s.Me:
     """The clinic this token belongs to."""
     from emgdx.clinic.models import Clinic
@@ -261,13 +220,12 @@ def me(request: Request, clinic_id: ClinicId) -> s.Me:
     with _state(request).db.session() as session:
         clinic = session.get(Clinic, clinic_id)
         assert clinic is not None
-        return s.Me(clinic=s.ClinicOut(id=clinic.id, name=clinic.name))
+        return s.Me(clinic=_out(s.ClinicOut, clinic))
 
 
 @router.post(
     "/patients",
     status_code=201,
-    response_model=s.PatientOut,
     responses={**ERRORS, 409: {"model": s.Error}},
     tags=["patients"],
 )
@@ -278,12 +236,12 @@ def create_patient(request: Request, clinic_id: ClinicId, body: s.PatientIn) -> 
             patient = Patient(clinic_id=clinic_id, **body.model_dump())
             session.add(patient)
             session.flush()
-            return _patient_out(patient, 0)
+            return _out(s.PatientOut, patient, n_visits=0)
     except IntegrityError:
         raise HTTPException(409, "a patient with this external_id exists already") from None
 
 
-@router.get("/patients", response_model=s.PatientList, responses=ERRORS, tags=["patients"])
+@router.get("/patients", responses=ERRORS, tags=["patients"])
 def list_patients(request: Request, clinic_id: ClinicId) -> s.PatientList:
     """The clinic's patients, by external id."""
     with _state(request).db.session() as session:
@@ -298,27 +256,19 @@ def list_patients(request: Request, clinic_id: ClinicId) -> s.PatientList:
             .where(Patient.clinic_id == clinic_id)
             .order_by(Patient.external_id)
         ).all()
-        return s.PatientList(patients=[_patient_out(p, int(n)) for p, n in rows])
+        return s.PatientList(patients=[_out(s.PatientOut, p, n_visits=int(n)) for p, n in rows])
 
 
-@router.get(
-    "/patients/{patient_id}", response_model=s.PatientDetail, responses=ERRORS, tags=["patients"]
-)
+@router.get("/patients/{patient_id}", responses=ERRORS, tags=["patients"])
 def get_patient(request: Request, clinic_id: ClinicId, patient_id: str) -> s.PatientDetail:
     """A patient with its visits (oldest first)."""
     with _state(request).db.session() as session:
         p = _patient(session, clinic_id, patient_id)
         visits = [_visit_out(session, v) for v in p.visits]
-        return s.PatientDetail(**_patient_out(p, len(visits)).model_dump(), visits=visits)
+        return _out(s.PatientDetail, p, n_visits=len(visits), visits=visits)
 
 
-@router.post(
-    "/patients/{patient_id}/visits",
-    status_code=201,
-    response_model=s.VisitOut,
-    responses=ERRORS,
-    tags=["visits"],
-)
+@router.post("/patients/{patient_id}/visits", status_code=201, responses=ERRORS, tags=["visits"])
 def create_visit(
     request: Request, clinic_id: ClinicId, patient_id: str, body: s.VisitIn
 ) -> s.VisitOut:
@@ -331,9 +281,7 @@ def create_visit(
         return _visit_out(session, visit)
 
 
-@router.get(
-    "/patients/{patient_id}/visits", response_model=s.VisitList, responses=ERRORS, tags=["visits"]
-)
+@router.get("/patients/{patient_id}/visits", responses=ERRORS, tags=["visits"])
 def list_visits(request: Request, clinic_id: ClinicId, patient_id: str) -> s.VisitList:
     """The patient's visits, oldest first."""
     with _state(request).db.session() as session:
@@ -341,7 +289,7 @@ def list_visits(request: Request, clinic_id: ClinicId, patient_id: str) -> s.Vis
         return s.VisitList(visits=[_visit_out(session, v) for v in p.visits])
 
 
-@router.get("/visits/{visit_id}", response_model=s.VisitDetail, responses=ERRORS, tags=["visits"])
+@router.get("/visits/{visit_id}", responses=ERRORS, tags=["visits"])
 def get_visit(request: Request, clinic_id: ClinicId, visit_id: str) -> s.VisitDetail:
     """A visit with its recordings and its latest analysis."""
     with _state(request).db.session() as session:
@@ -357,7 +305,6 @@ def get_visit(request: Request, clinic_id: ClinicId, visit_id: str) -> s.VisitDe
 @router.post(
     "/visits/{visit_id}/recordings",
     status_code=201,
-    response_model=s.RecordingList,
     responses={**ERRORS, 413: {"model": s.Error}, 422: {"model": s.Error}},
     tags=["recordings"],
 )
@@ -439,12 +386,7 @@ def upload_recordings(
         return s.RecordingList(recordings=[_recording_out(r) for r in rows])
 
 
-@router.get(
-    "/visits/{visit_id}/recordings",
-    response_model=s.RecordingList,
-    responses=ERRORS,
-    tags=["recordings"],
-)
+@router.get("/visits/{visit_id}/recordings", responses=ERRORS, tags=["recordings"])
 def list_recordings(request: Request, clinic_id: ClinicId, visit_id: str) -> s.RecordingList:
     """The visit's recordings (without their content)."""
     with _state(request).db.session() as session:
@@ -455,7 +397,6 @@ def list_recordings(request: Request, clinic_id: ClinicId, visit_id: str) -> s.R
 @router.post(
     "/visits/{visit_id}/analysis",
     status_code=201,
-    response_model=s.AnalysisOut,
     responses={**ERRORS, 409: {"model": s.Error}, 422: {"model": s.Error}, 503: {"model": s.Error}},
     tags=["analyses"],
 )
@@ -496,9 +437,7 @@ def analyse_visit(
         return _analysis_out(analysis)
 
 
-@router.get(
-    "/visits/{visit_id}/analysis", response_model=s.AnalysisOut, responses=ERRORS, tags=["analyses"]
-)
+@router.get("/visits/{visit_id}/analysis", responses=ERRORS, tags=["analyses"])
 def latest_analysis(request: Request, clinic_id: ClinicId, visit_id: str) -> s.AnalysisOut:
     """The visit's most recent analysis."""
     with _state(request).db.session() as session:
@@ -509,12 +448,7 @@ def latest_analysis(request: Request, clinic_id: ClinicId, visit_id: str) -> s.A
         return _analysis_out(latest)
 
 
-@router.get(
-    "/visits/{visit_id}/analyses",
-    response_model=s.AnalysisList,
-    responses=ERRORS,
-    tags=["analyses"],
-)
+@router.get("/visits/{visit_id}/analyses", responses=ERRORS, tags=["analyses"])
 def list_analyses(request: Request, clinic_id: ClinicId, visit_id: str) -> s.AnalysisList:
     """Every analysis of the visit, newest first."""
     with _state(request).db.session() as session:
@@ -522,23 +456,10 @@ def list_analyses(request: Request, clinic_id: ClinicId, visit_id: str) -> s.Ana
         rows = session.scalars(
             select(Analysis).where(Analysis.visit_id == v.id).order_by(Analysis.created_at.desc())
         ).all()
-        return s.AnalysisList(
-            analyses=[
-                s.AnalysisSummary(
-                    id=a.id,
-                    visit_id=a.visit_id,
-                    created_at=a.created_at,
-                    predicted=a.predicted,
-                    summary=a.summary,
-                )
-                for a in rows
-            ]
-        )
+        return s.AnalysisList(analyses=[_out(s.AnalysisSummary, a) for a in rows])
 
 
-@router.get(
-    "/analyses/{analysis_id}", response_model=s.AnalysisOut, responses=ERRORS, tags=["analyses"]
-)
+@router.get("/analyses/{analysis_id}", responses=ERRORS, tags=["analyses"])
 def get_analysis(request: Request, clinic_id: ClinicId, analysis_id: str) -> s.AnalysisOut:
     """One analysis."""
     with _state(request).db.session() as session:
@@ -633,12 +554,7 @@ def _labelled(quantity: str) -> str:
     return f"{label} ({unit})" if unit else label
 
 
-@router.get(
-    "/patients/{patient_id}/timeline",
-    response_model=s.TimelineOut,
-    responses=ERRORS,
-    tags=["patients"],
-)
+@router.get("/patients/{patient_id}/timeline", responses=ERRORS, tags=["patients"])
 def timeline(request: Request, clinic_id: ClinicId, patient_id: str) -> s.TimelineOut:
     """The patient's analysed visits over time, the trend of each quantity and the alerts."""
     with _state(request).db.session() as session:

@@ -19,10 +19,10 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from emgdx import __version__
 from emgdx.clinic.analysis import AnalysisRunner
 from emgdx.clinic.api import router
 from emgdx.clinic.db import Database
-from emgdx.clinic.ingest import UploadError
 from emgdx.clinic.live import LiveHub
 from emgdx.clinic.live import router as live_router
 from emgdx.clinic.middleware import RequestGuard
@@ -65,8 +65,14 @@ def web_dir() -> Path:
     return Path(str(resources.files("emgdx.clinic") / "web"))
 
 
-def _request_id(request: Request) -> str:
-    return str(getattr(request.state, "request_id", ""))
+def _error(
+    request: Request, detail: Any, status: int, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The API's error body: ``detail`` and the request's id (see :class:`RequestGuard`)."""
+    request_id = str(getattr(request.state, "request_id", ""))
+    return JSONResponse(
+        {"detail": detail, "request_id": request_id}, status_code=status, headers=headers
+    )
 
 
 def create_app(
@@ -99,7 +105,7 @@ def create_app(
     app = FastAPI(
         lifespan=lifespan,
         title="emgdx clinic service",
-        version=_version(),
+        version=__version__,
         description=DESCRIPTION,
         openapi_tags=[
             {"name": "patients", "description": "Patients and their course over time."},
@@ -124,24 +130,13 @@ def create_app(
     # Starlette's own HTTPException (e.g. an unparseable multipart body) as well as FastAPI's.
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(
-            {"detail": exc.detail, "request_id": _request_id(request)},
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
-        )
+        return _error(request, exc.detail, exc.status_code, getattr(exc, "headers", None))
 
-    @app.exception_handler(UploadError)
-    async def upload_error(request: Request, exc: UploadError) -> JSONResponse:
-        return JSONResponse(
-            {"detail": str(exc), "request_id": _request_id(request)}, status_code=422
-        )
-
+    # (an upload's UploadError is an EmgdxError)
     @app.exception_handler(EmgdxError)
     async def emgdx_error(request: Request, exc: EmgdxError) -> JSONResponse:
         # Our own errors name the problem (and at most a file's name), never a server path.
-        return JSONResponse(
-            {"detail": str(exc), "request_id": _request_id(request)}, status_code=422
-        )
+        return _error(request, str(exc), 422)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -155,7 +150,7 @@ def create_app(
             }
             for e in exc.errors()
         ]
-        return JSONResponse({"detail": errors, "request_id": _request_id(request)}, status_code=422)
+        return _error(request, errors, 422)
 
     static = web_dir()
     if static.is_dir():
@@ -170,9 +165,3 @@ def create_app(
 
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_request_bytes)
     return app
-
-
-def _version() -> str:
-    from emgdx import __version__
-
-    return str(__version__)

@@ -66,7 +66,7 @@ def safe_filename(raw: str | None) -> str:
     if not raw:
         raise UploadError("an uploaded file has no name")
     name = re.split(r"[\\/]", raw)[-1].strip()
-    if name in ("", ".", "..") or not SAFE_NAME.match(name):
+    if not SAFE_NAME.match(name):  # also "", "." and ".."
         shown = name[:60].encode("ascii", "replace").decode()
         raise UploadError(
             f"{shown!r}: file names may only hold letters, digits, spaces and ._+-() "
@@ -103,12 +103,7 @@ def _group(files: Sequence[UploadedFile]) -> list[list[UploadedFile]]:
             continue
         members = [f]
         for target in dict.fromkeys(targets):
-            if (
-                "/" in target
-                or "\\" in target
-                or target in (".", "..")
-                or not SAFE_NAME.match(target)
-            ):
+            if not SAFE_NAME.match(target):  # also a path, "." or ".."
                 raise UploadError(
                     f"{f.filename}: the header names the signal file {target[:60]!r}, which is "
                     "not a plain file name"
@@ -128,6 +123,18 @@ def _group(files: Sequence[UploadedFile]) -> list[list[UploadedFile]]:
 
 
 @contextmanager
+def _reworded(filename: str, folder: Path) -> Iterator[None]:
+    """An EmgdxError in the block becomes an UploadError naming the uploaded file only: the
+    temporary path is the server's business."""
+    try:
+        yield
+    except ReadError as exc:
+        raise UploadError(f"{filename}: {exc.problem}") from None
+    except EmgdxError as exc:
+        raise UploadError(f"{filename}: {str(exc).replace(f'{folder}/', '')}") from None
+
+
+@contextmanager
 def _materialised(files: Sequence[UploadedFile]) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="emgdx-upload-") as tmp:
         folder = Path(tmp)
@@ -142,15 +149,9 @@ def _read_group(
     from emgdx.io import read
 
     main = group[0]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. declared-vs-given fs: recorded in meta
-            return read(folder / main.filename, **options)  # type: ignore[arg-type]
-    except ReadError as exc:
-        # Re-word with the uploaded name only: the temporary path is the server's business.
-        raise UploadError(f"{main.filename}: {exc.problem}") from None
-    except EmgdxError as exc:
-        raise UploadError(f"{main.filename}: {str(exc).replace(str(folder) + '/', '')}") from None
+    with _reworded(main.filename, folder), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. declared-vs-given fs: recorded in meta
+        return read(folder / main.filename, **options)  # type: ignore[arg-type]
 
 
 def parse_upload(
@@ -189,14 +190,12 @@ def parse_upload(
             flags: list[str] = []
             if check is not None:
                 for rec in recordings:
-                    try:
-                        with warnings.catch_warnings(record=True) as caught:
-                            warnings.simplefilter("always")
-                            check(rec)
-                    except ReadError as exc:
-                        raise UploadError(f"{group[0].filename}: {exc.problem}") from None
-                    except EmgdxError as exc:
-                        raise UploadError(f"{group[0].filename}: {exc}") from None
+                    with (
+                        _reworded(group[0].filename, folder),
+                        warnings.catch_warnings(record=True) as caught,
+                    ):
+                        warnings.simplefilter("always")
+                        check(rec)
                     if caught and "reduced_band" not in flags:
                         flags.append("reduced_band")  # judged, but without the band's top
             first = recordings[0]

@@ -30,6 +30,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -279,22 +280,10 @@ class LiveSession:
             self._subscribers.discard(sub)
 
     def hello(self) -> str:
-        return json.dumps(
-            json_ready(
-                {
-                    "type": "hello",
-                    "session_id": self.id,
-                    "source": self.description,
-                    "kind": self.kind,
-                    "status": self.status,
-                    "class_names": list(self.monitor.class_names),
-                    "fs_hz": self.monitor.fs_hz,
-                    "hop_s": self.monitor.config.hop_s,
-                    "window_s": self.monitor.window_s,
-                }
-            ),
-            allow_nan=False,
-        )
+        """The first message to a client: what :meth:`describe` says, less model, time and URL."""
+        described = self.describe().model_dump(exclude={"id", "model", "created_at", "ws_url"})
+        message = {"type": "hello", "session_id": self.id, **described}
+        return json.dumps(json_ready(message), allow_nan=False)
 
     # ---- stopping ------------------------------------------------------------------------
 
@@ -471,11 +460,7 @@ def _not_found() -> HTTPException:
     return HTTPException(404, "no such live session")
 
 
-@router.get(
-    "/streams",
-    response_model=s.LiveStreamList,
-    responses={**ERRORS, 503: {"model": s.Error}},
-)
+@router.get("/streams", responses={**ERRORS, 503: {"model": s.Error}})
 def list_streams(clinic_id: ClinicId) -> s.LiveStreamList:
     """Lab Streaming Layer streams visible from the server now (looks for 1 s)."""
     try:
@@ -517,7 +502,6 @@ def _stored_recording(
 @router.post(
     "/sessions",
     status_code=201,
-    response_model=s.LiveSessionOut,
     responses={
         **ERRORS,
         422: {"model": s.Error, "description": "The stream cannot be opened or judged."},
@@ -540,29 +524,25 @@ def create_session(
         hub.check_room(clinic_id)  # before the (slow) opening of a stream
         if body.source is not None:
             name = body.source.removeprefix("lsl:")
-            channel = body.channel
-
-            def open_lsl() -> Source:
-                return LSLSource(name, channel=channel, resolve_timeout_s=LSL_RESOLVE_S)
-
             session = hub.create(
-                clinic_id, kind="lsl", description=body.source, open_source=open_lsl, name=name
+                clinic_id,
+                kind="lsl",
+                description=body.source,
+                open_source=partial(
+                    LSLSource, name, channel=body.channel, resolve_timeout_s=LSL_RESOLVE_S
+                ),
+                name=name,
             )
         else:
             assert body.recording_id is not None
             recording, rec_name = _stored_recording(
                 request.app.state.db, clinic_id, body.recording_id, body.channel
             )
-            speed = body.speed
-
-            def open_replay() -> Source:
-                return ReplaySource(recording, speed=speed)
-
             session = hub.create(
                 clinic_id,
                 kind="replay",
-                description=f"replay: {rec_name} at {speed:g}×",
-                open_source=open_replay,
+                description=f"replay: {rec_name} at {body.speed:g}×",
+                open_source=partial(ReplaySource, recording, speed=body.speed),
                 name=rec_name,
             )
     except TooManySessions:
@@ -572,13 +552,13 @@ def create_session(
     return session.describe()
 
 
-@router.get("/sessions", response_model=s.LiveSessionList, responses=ERRORS)
+@router.get("/sessions", responses=ERRORS)
 def list_sessions(request: Request, clinic_id: ClinicId) -> s.LiveSessionList:
     """The clinic's live sessions (running, and ended ones not yet deleted)."""
     return s.LiveSessionList(sessions=[x.describe() for x in _hub(request).sessions_of(clinic_id)])
 
 
-@router.get("/sessions/{session_id}", response_model=s.LiveSessionOut, responses=ERRORS)
+@router.get("/sessions/{session_id}", responses=ERRORS)
 def get_session(request: Request, clinic_id: ClinicId, session_id: str) -> s.LiveSessionOut:
     """One live session."""
     session = _hub(request).get(clinic_id, session_id)

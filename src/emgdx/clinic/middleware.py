@@ -30,8 +30,8 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
 ]
 
 
-async def _send_json(send: Any, status: int, body: dict[str, Any], request_id: str) -> None:
-    payload = json.dumps(body).encode()
+async def _send_error(send: Any, status: int, detail: str, request_id: str) -> None:
+    payload = json.dumps({"detail": detail, "request_id": request_id}).encode()
     await send(
         {
             "type": "http.response.start",
@@ -81,16 +81,11 @@ class RequestGuard:
             except ValueError:
                 length = -1
             if length < 0:
-                await _send_json(
-                    send,
-                    400,
-                    {"detail": "invalid Content-Length", "request_id": request_id},
-                    request_id,
-                )
+                await _send_error(send, 400, "invalid Content-Length", request_id)
                 self._log(scope, 400, started, request_id)
                 return
             if length > self.max_body_bytes:
-                await _send_json(send, 413, self._too_large(request_id), request_id)
+                await _send_error(send, 413, self._too_large(), request_id)
                 self._log(scope, 413, started, request_id)
                 return
 
@@ -124,30 +119,22 @@ class RequestGuard:
             await self.app(scope, limited_receive, guarded_send)
         except _BodyTooLarge:
             if not status["started"]:
-                await _send_json(send, 413, self._too_large(request_id), request_id)
+                await _send_error(send, 413, self._too_large(), request_id)
                 status["code"] = 413
         except Exception:
             log.exception("unhandled error (request %s)", request_id)
             if not status["started"]:
-                await _send_json(
+                await _send_error(
                     send,
                     500,
-                    {
-                        "detail": "internal error; the administrator can find it in the log "
-                        "under the request id",
-                        "request_id": request_id,
-                    },
+                    "internal error; the administrator can find it in the log under the request id",
                     request_id,
                 )
                 status["code"] = 500
         self._log(scope, status["code"], started, request_id)
 
-    def _too_large(self, request_id: str) -> dict[str, Any]:
-        mib = self.max_body_bytes / 2**20
-        return {
-            "detail": f"request body larger than the limit of {mib:g} MiB",
-            "request_id": request_id,
-        }
+    def _too_large(self) -> str:
+        return f"request body larger than the limit of {self.max_body_bytes / 2**20:g} MiB"
 
     @staticmethod
     def _log(scope: Scope, status: int, started: float, request_id: str) -> None:

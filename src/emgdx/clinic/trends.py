@@ -23,7 +23,7 @@ import datetime as dt
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -71,15 +71,7 @@ class Trend:
     direction: str  # "rising", "falling", "stable" or "unknown" (fewer than two visits)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "quantity": self.quantity,
-            "label": self.label,
-            "unit": self.unit,
-            "slope_per_year": self.slope_per_year,
-            "ci95": list(self.ci95) if self.ci95 else None,
-            "n_visits": self.n_visits,
-            "direction": self.direction,
-        }
+        return {**asdict(self), "ci95": list(self.ci95) if self.ci95 else None}
 
 
 def _years(dates: Sequence[dt.date]) -> np.ndarray:
@@ -114,15 +106,8 @@ def trend(
     fit = stats.linregress(x, y)
     slope = float(fit.slope)
     if n < 3:  # two points: a slope but no uncertainty
-        return Trend(
-            quantity,
-            label,
-            unit,
-            slope,
-            None,
-            n,
-            "rising" if slope > 0 else "falling" if slope < 0 else "stable",
-        )
+        direction = "rising" if slope > 0 else "falling" if slope < 0 else "stable"
+        return Trend(quantity, label, unit, slope, None, n, direction)
     half = float(stats.t.ppf(0.975, n - 2) * fit.stderr)
     lo, hi = slope - half, slope + half
     direction = "rising" if lo > 0 else "falling" if hi < 0 else "stable"
@@ -147,6 +132,10 @@ def trends(points: Sequence[TimelinePoint], class_names: Sequence[str]) -> list[
 def alerts(points: Sequence[TimelinePoint], found: Sequence[Trend]) -> list[dict[str, str]]:
     """The alerts of :data:`RULES` for this course (most important first)."""
     out: list[dict[str, str]] = []
+
+    def add(quantity: str, severity: str, message: str) -> None:
+        out.append({"quantity": quantity, "severity": severity, "message": message})
+
     by_name = {t.quantity: t for t in found}
     for name in DISEASE_CLASSES:
         t = by_name.get(f"p_{name}")
@@ -156,41 +145,29 @@ def alerts(points: Sequence[TimelinePoint], found: Sequence[Trend]) -> list[dict
             and t.ci95[0] > 0
             and (t.slope_per_year or 0) >= RULES["min_slope_per_year"]
         ):
-            out.append(
-                {
-                    "quantity": t.quantity,
-                    "severity": "warning",
-                    "message": (
-                        f"{name.capitalize()} probability rising: {t.slope_per_year:+.2f} per year "
-                        f"(95% CI {t.ci95[0]:+.2f} to {t.ci95[1]:+.2f}) over {t.n_visits} visits."
-                    ),
-                }
+            add(
+                t.quantity,
+                "warning",
+                f"{name.capitalize()} probability rising: {t.slope_per_year:+.2f} per year "
+                f"(95% CI {t.ci95[0]:+.2f} to {t.ci95[1]:+.2f}) over {t.n_visits} visits.",
             )
     if len(points) >= 2:
         prev, last = points[-2], points[-1]
         for name in DISEASE_CLASSES:
             a, b = prev.probs.get(name), last.probs.get(name)
             if a is not None and b is not None and b - a >= RULES["min_jump"]:
-                out.append(
-                    {
-                        "quantity": f"p_{name}",
-                        "severity": "warning",
-                        "message": (
-                            f"{name.capitalize()} probability rose from {a:.2f} ({prev.date}) to "
-                            f"{b:.2f} ({last.date})."
-                        ),
-                    }
+                add(
+                    f"p_{name}",
+                    "warning",
+                    f"{name.capitalize()} probability rose from {a:.2f} ({prev.date}) to "
+                    f"{b:.2f} ({last.date}).",
                 )
         if prev.predicted and last.predicted and prev.predicted != last.predicted:
-            out.append(
-                {
-                    "quantity": "predicted",
-                    "severity": "warning" if last.predicted in DISEASE_CLASSES else "info",
-                    "message": (
-                        f"Predicted class changed from {prev.predicted} ({prev.date}) to "
-                        f"{last.predicted} ({last.date})."
-                    ),
-                }
+            add(
+                "predicted",
+                "warning" if last.predicted in DISEASE_CLASSES else "info",
+                f"Predicted class changed from {prev.predicted} ({prev.date}) to "
+                f"{last.predicted} ({last.date}).",
             )
     from emgdx.reference import MEASURES
 
@@ -198,15 +175,11 @@ def alerts(points: Sequence[TimelinePoint], found: Sequence[Trend]) -> list[dict
         t = by_name.get(measure)
         if t and t.ci95 and t.direction in ("rising", "falling"):
             label, unit = MEASURES[measure]
-            out.append(
-                {
-                    "quantity": measure,
-                    "severity": "info",
-                    "message": (
-                        f"{label} {t.direction}: {t.slope_per_year:+.3g} {unit} per year "
-                        f"(95% CI {t.ci95[0]:+.3g} to {t.ci95[1]:+.3g})."
-                    ),
-                }
+            add(
+                measure,
+                "info",
+                f"{label} {t.direction}: {t.slope_per_year:+.3g} {unit} per year "
+                f"(95% CI {t.ci95[0]:+.3g} to {t.ci95[1]:+.3g}).",
             )
     return out
 
@@ -229,21 +202,10 @@ def timeline_plot(
     by_name = {t.quantity: t for t in found}
     for name in class_names:
         c = colours.get(name)
-        ys = np.array([np.nan if p.probs.get(name) is None else p.probs[name] for p in points])
-        lo = np.array(
-            [
-                np.nan if (p.intervals.get(name) or [None])[0] is None else p.intervals[name][0]
-                for p in points
-            ]
-        )
-        hi = np.array(
-            [
-                np.nan
-                if (p.intervals.get(name) or [None, None])[1] is None
-                else p.intervals[name][1]
-                for p in points
-            ]
-        )
+        # dtype float: a missing value (None) becomes NaN
+        ys = np.array([p.probs.get(name) for p in points], dtype=float)
+        bounds = [(p.intervals.get(name) or [None, None])[:2] for p in points]
+        lo, hi = np.array(bounds, dtype=float).reshape(-1, 2).T
         err = np.vstack([ys - lo, hi - ys])
         err = np.where(np.isfinite(err), err, 0.0)
         ax_p.errorbar(dates, ys, yerr=err, marker="o", capsize=3, color=c, label=name)
@@ -263,9 +225,7 @@ def timeline_plot(
     )
     for ax, measure in ((ax_a, "spike_p2p_uv"), (ax_d, "spike_duration_ms")):
         label, unit = MEASURES[measure]
-        ys = np.array(
-            [np.nan if p.measures.get(measure) is None else p.measures[measure] for p in points]
-        )
+        ys = np.array([p.measures.get(measure) for p in points], dtype=float)
         ax.plot(dates, ys, marker="s", color="#495057")
         ax.set_ylabel(f"{unit}", fontsize=8)
         ax.set_title(label, fontsize=9)
