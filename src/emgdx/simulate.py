@@ -106,11 +106,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.fft
-import scipy.signal
 import scipy.special
 from scipy.spatial import cKDTree
 
-from emgdx.config import JsonConfig, check_fields
+from emgdx.config import JsonConfig, check_fields, json_ready
 from emgdx.errors import ConfigError, ReadError
 from emgdx.recording import LABELS, Cohort, Label, Recording
 
@@ -303,13 +302,8 @@ def _resolve_config(
         return SimulationConfig(
             fs_hz=fs_hz, duration_s=duration_s, level="low" if level is None else level
         )
-    changes: dict[str, Any] = {}
-    if fs_hz is not None:
-        changes["fs_hz"] = fs_hz
-    if duration_s is not None:
-        changes["duration_s"] = duration_s
-    if level is not None:
-        changes["level"] = level
+    given: dict[str, Any] = {"fs_hz": fs_hz, "duration_s": duration_s, "level": level}
+    changes = {key: value for key, value in given.items() if value is not None}
     return replace(config, **changes) if changes else config
 
 
@@ -423,10 +417,8 @@ def draw_subject(
         Fix the severity (0..1) instead of drawing it (ignored for healthy subjects).
     """
     lab = _check_label(label)
-    noise_uv, line_uv, wander_uv, line_hz, pink = 2.5, 2.0, 5.0, 50.0, 0.3
-    if config is not None:
-        noise_uv, line_uv, wander_uv = config.noise_uv, config.line_uv, config.wander_uv
-        line_hz, pink = config.line_hz, config.pink_fraction
+    # Only the recording-chain levels of the config are used; rate and length do not matter.
+    chain = config if config is not None else SimulationConfig(fs_hz=10_000.0, duration_s=1.0)
     sev = 0.0
     if lab != "healthy":
         sev = float(rng.uniform(0.35, 0.9)) if severity is None else float(severity)
@@ -442,11 +434,11 @@ def draw_subject(
         "amplitude_scale": float(np.exp(0.2 * rng.standard_normal())),
         "width_scale": float(np.exp(0.08 * rng.standard_normal())),
         "electrode_gap_mm": float(0.02 + 0.04 * u[2]),
-        "noise_uv": float(noise_uv * np.exp(0.25 * rng.standard_normal())),
-        "pink_fraction": float(pink),
-        "line_uv": float(line_uv * np.exp(0.5 * rng.standard_normal())),
-        "line_hz": float(line_hz),
-        "wander_uv": float(wander_uv * np.exp(0.3 * rng.standard_normal())),
+        "noise_uv": float(chain.noise_uv * np.exp(0.25 * rng.standard_normal())),
+        "pink_fraction": float(chain.pink_fraction),
+        "line_uv": float(chain.line_uv * np.exp(0.5 * rng.standard_normal())),
+        "line_hz": float(chain.line_hz),
+        "wander_uv": float(chain.wander_uv * np.exp(0.3 * rng.standard_normal())),
         "min_rate_hz": float(6.0 + 2.0 * u[3]),
         "rate_gain_hz": float(40.0 + 10.0 * u[4]),
         "isi_cv": float(0.1 + 0.1 * u[5]),
@@ -468,11 +460,11 @@ def draw_subject(
         "pool_seed": int(rng.integers(2**62)),
     }
     if lab == "neurogenic":
+        # ALS: half to four fifths of the units gone; sprouting capacity runs out late in
+        # the disease.
         common.update(
-            unit_loss=_NEURO_LOSS[0]
-            + _NEURO_LOSS[1] * sev,  # ALS: half to four fifths of the units gone
-            reinnervation=_NEURO_ADOPT[0]
-            - _NEURO_ADOPT[1] * sev,  # sprouting capacity runs out late in the disease
+            unit_loss=_NEURO_LOSS[0] + _NEURO_LOSS[1] * sev,
+            reinnervation=_NEURO_ADOPT[0] - _NEURO_ADOPT[1] * sev,
             sprout_delay_ms=_NEURO_SPROUT[0] + _NEURO_SPROUT[1] * sev,
             satellite_fraction=0.03 + 0.07 * sev,
             # reduced recruitment: the few units left fire fast already at recruitment
@@ -589,7 +581,7 @@ def _build_pool(sp: SubjectParams) -> _Pool:
         endplate, delay, adopted = endplate[keep], delay[keep], adopted[keep]
         n_left = np.bincount(owner, minlength=n)
         unit_loss = 1.0 - n_left / n_fib
-    segment = np.ones(owner.size)
+    split = np.zeros(owner.size, dtype=bool)
     if sp.split_fraction > 0:
         # Fibre splitting: a parent becomes 2-3 thin daughters side by side (cross-section
         # conserved). Thin fibres keep their spikes but lose far field, and conduct slower.
@@ -597,26 +589,24 @@ def _build_pool(sp: SubjectParams) -> _Pool:
         k = rng.integers(2, 4, size=parents.size)
         src = np.repeat(parents, k - 1)
         diam[parents] /= np.sqrt(k)
+        split = np.ones(owner.size + src.size, dtype=bool)  # split fibres are short branches
+        split[: owner.size] = False
+        split[parents] = True
         owner = np.concatenate([owner, owner[src]])
         xy = np.concatenate([xy, xy[src] + 0.02 * rng.standard_normal((src.size, 2))])
         diam = np.concatenate([diam, diam[src] * np.exp(0.1 * rng.standard_normal(src.size))])
         endplate = np.concatenate([endplate, endplate[src]])
         delay = np.concatenate([delay, delay[src]])
         adopted = np.concatenate([adopted, adopted[src]])
-        segment = np.ones(owner.size)
-        segment[parents] = 0.0  # marked: split fibres are short branches (below)
-        if src.size:
-            segment[-src.size :] = 0.0
+    segment = np.ones(owner.size)
     if sp.segment_fraction > 0:
         # Segmental necrosis, regeneration and splitting leave fibres that conduct only over a
         # short segment: their potential starts and stops near the needle, so its far field
         # (the MUAP's slow initial and terminal phases) is shorter and weaker.
-        short = (segment == 0.0) | (rng.uniform(size=owner.size) < sp.segment_fraction)
+        short = split | (rng.uniform(size=owner.size) < sp.segment_fraction)
         segment = np.where(
             short, np.round(rng.uniform(_SEG_RANGE[0], _SEG_RANGE[1], size=owner.size), 1), 1.0
         )
-    else:
-        segment = np.ones(owner.size)
     n_now = np.bincount(owner[owner >= 0], minlength=n)
     return _Pool(
         centre_mm=centre,
@@ -884,39 +874,31 @@ def muap_measures(
     gap = max(1, round(gap_ms * 1e-3 * fs_hz))
     for v in tmpl:
         peak = int(np.argmax(np.abs(v)))
-        amp = float(v.max() - v.min())
         above = np.abs(v) >= onset_uv
-        if not above[peak]:
-            rows.append(
-                dict(
-                    amplitude_uv=amp,
-                    duration_ms=0.0,
-                    phases=0,
-                    turns=0,
-                    satellites=0,
-                    peak_index=peak,
-                    onset_index=peak,
-                    end_index=peak,
-                )
-            )
-            continue
-        idx = np.flatnonzero(above)
-        # Split the supra-threshold samples into clusters separated by > gap samples.
-        breaks = np.flatnonzero(np.diff(idx) > gap)
-        starts = np.concatenate([[idx[0]], idx[breaks + 1]])
-        ends = np.concatenate([idx[breaks], [idx[-1]]])
-        k = int(np.searchsorted(starts, peak, side="right") - 1)
-        on, off = int(starts[k]), int(ends[k])
-        seg = v[on : off + 1]
-        sig = np.sign(seg[np.abs(seg) >= onset_uv / 2])
-        phases = int(np.count_nonzero(np.diff(sig))) + 1 if sig.size else 0
+        on = off = peak
+        duration_ms = 0.0
+        phases = turns = satellites = 0
+        if above[peak]:
+            idx = np.flatnonzero(above)
+            # Split the supra-threshold samples into clusters separated by > gap samples.
+            breaks = np.flatnonzero(np.diff(idx) > gap)
+            starts = np.concatenate([[idx[0]], idx[breaks + 1]])
+            ends = np.concatenate([idx[breaks], [idx[-1]]])
+            k = int(np.searchsorted(starts, peak, side="right") - 1)
+            on, off = int(starts[k]), int(ends[k])
+            seg = v[on : off + 1]
+            sig = np.sign(seg[np.abs(seg) >= onset_uv / 2])
+            duration_ms = (off - on + 1) / fs_hz * 1e3
+            phases = int(np.count_nonzero(np.diff(sig))) + 1 if sig.size else 0
+            turns = _count_turns(seg, turn_uv)
+            satellites = len(starts) - 1
         rows.append(
             dict(
-                amplitude_uv=amp,
-                duration_ms=(off - on + 1) / fs_hz * 1e3,
+                amplitude_uv=float(v.max() - v.min()),
+                duration_ms=duration_ms,
                 phases=phases,
-                turns=_count_turns(seg, turn_uv),
-                satellites=len(starts) - 1,
+                turns=turns,
+                satellites=satellites,
                 peak_index=peak,
                 onset_index=on,
                 end_index=off,
@@ -950,45 +932,34 @@ def _count_turns(seg: np.ndarray, turn_uv: float) -> int:
 # ground truth
 # ---------------------------------------------------------------------------------------------
 
-_UNIT_COLUMNS: tuple[str, ...] = (
-    "unit_id",
-    "kind",
-    "active",
-    "fasciculating",
-    "threshold",
-    "rate_hz",
-    "n_discharges",
-    "distance_mm",
-    "n_fibres",
-    "n_fibres_orig",
-    "n_fibres_near",
-    "fibre_loss",
-    "amplitude_uv",
-    "duration_ms",
-    "phases",
-    "turns",
-    "satellites",
-    "onset_offset",
-    "end_offset",
-    "reinnervated",
-    "myopathic",
-    "disease_signature",
-)
+#: The MUAP measures of :func:`muap_measures` the unit table holds as they are.
+_MEASURE_COLUMNS = ("amplitude_uv", "duration_ms", "phases", "turns", "satellites")
 
-
-_BOOL_COLUMNS = ("active", "fasciculating", "reinnervated", "myopathic", "disease_signature")
-_INT_COLUMNS = (
-    "unit_id",
-    "n_discharges",
-    "n_fibres",
-    "n_fibres_orig",
-    "n_fibres_near",
-    "phases",
-    "turns",
-    "satellites",
-    "onset_offset",
-    "end_offset",
-)
+#: The columns of :attr:`GroundTruth.units` and their types (JSON keeps neither order nor type).
+_UNIT_DTYPES: dict[str, Any] = {
+    "unit_id": np.int64,
+    "kind": str,
+    "active": bool,
+    "fasciculating": bool,
+    "threshold": float,
+    "rate_hz": float,
+    "n_discharges": np.int64,
+    "distance_mm": float,
+    "n_fibres": np.int64,
+    "n_fibres_orig": np.int64,
+    "n_fibres_near": np.int64,
+    "fibre_loss": float,
+    "amplitude_uv": float,
+    "duration_ms": float,
+    "phases": np.int64,
+    "turns": np.int64,
+    "satellites": np.int64,
+    "onset_offset": np.int64,
+    "end_offset": np.int64,
+    "reinnervated": bool,
+    "myopathic": bool,
+    "disease_signature": bool,
+}
 
 
 @dataclass
@@ -1092,13 +1063,9 @@ class GroundTruth:
         """Inverse of :meth:`to_dict`."""
         events = pd.DataFrame(data["events"], columns=["sample", "unit_id", "kind"])
         events = events.astype({"sample": np.int64, "unit_id": np.int64, "kind": str})
-        units = pd.DataFrame(list(data["units"]), columns=list(_UNIT_COLUMNS))
         # JSON has no NaN or dtypes: restore them (null -> NaN, 0/1 -> bool, ...).
-        units = units.astype(
-            {c: (bool if c in _BOOL_COLUMNS else float) for c in _UNIT_COLUMNS if c != "kind"}
-        )
-        for c in _INT_COLUMNS:
-            units[c] = units[c].astype(np.int64)
+        units = pd.DataFrame(list(data["units"]), columns=list(_UNIT_DTYPES))
+        units = units.astype({c: t for c, t in _UNIT_DTYPES.items() if c != "kind"})
         return cls(
             record_id=str(data["record_id"]),
             subject_id=str(data["subject_id"]),
@@ -1114,17 +1081,9 @@ class GroundTruth:
         """Write :meth:`to_dict` as JSON (atomically: temp file, then rename)."""
         out = Path(path)
         tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), default=_json_default))
+        tmp.write_text(json.dumps(json_ready(self.to_dict())))
         os.replace(tmp, out)
         return out
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def load_truth(path: str | os.PathLike[str]) -> GroundTruth:
@@ -1329,12 +1288,11 @@ def _simulate_with_pool(
         clean += np.bincount(idx[ok], weights=np.broadcast_to(w, idx.shape)[ok], minlength=n)
 
     # --- truth
-    meas_mu = muap_measures(templates, fs)
-    src_meas = [muap_measures(w[None, :], fs).iloc[0] for w in src_templates]
-    ids = list(units.astype(int)) + [10_000 + j for j in range(len(src_templates))]
-    ev_sample: list[np.ndarray] = []
-    ev_unit: list[np.ndarray] = []
-    ev_kind: list[np.ndarray] = []
+    n_src = len(src_templates)
+    ids = np.r_[units, 10_000 + np.arange(n_src)].astype(np.int64)
+    ev_sample: list[np.ndarray] = [np.empty(0, np.int64)]
+    ev_unit: list[np.ndarray] = [np.empty(0, np.int64)]
+    ev_kind: list[np.ndarray] = [np.empty(0, str)]
     kind_names = np.array(EVENT_KINDS)
     for k, (g, tt, pk) in enumerate(zip(all_g0, all_times, peak_of, strict=True)):
         if tt.size == 0:
@@ -1348,23 +1306,14 @@ def _simulate_with_pool(
         ev_sample.append(s[keep])
         ev_unit.append(np.full(int(keep.sum()), ids[k], dtype=np.int64))
         ev_kind.append(kind_k[keep])
-    if ev_sample:
-        events = pd.DataFrame(
-            {
-                "sample": np.concatenate(ev_sample),
-                "unit_id": np.concatenate(ev_unit),
-                "kind": np.concatenate(ev_kind).astype(str),
-            }
-        )
-        events = events.sort_values(["sample", "unit_id"], kind="stable").reset_index(drop=True)
-    else:
-        events = pd.DataFrame(
-            {
-                "sample": np.empty(0, np.int64),
-                "unit_id": np.empty(0, np.int64),
-                "kind": np.empty(0, str),
-            }
-        )
+    events = pd.DataFrame(
+        {
+            "sample": np.concatenate(ev_sample),
+            "unit_id": np.concatenate(ev_unit),
+            "kind": np.concatenate(ev_kind).astype(str),
+        }
+    )
+    events = events.sort_values(["sample", "unit_id"], kind="stable").reset_index(drop=True)
     counts = events["unit_id"].value_counts()
 
     owner_f = pool.fibre_owner[fibres]
@@ -1374,70 +1323,33 @@ def _simulate_with_pool(
     enlarge = pool.n_fibres[units] / np.maximum(pool.n_fibres_orig[units], 1)
     reinn = (sp.unit_loss > 0) & (enlarge >= 1.25)
     myo = pool.unit_fibre_loss[units] >= 0.25
-    unit_rows = pd.DataFrame(
-        {
-            "unit_id": units.astype(np.int64),
-            "kind": "motor_unit",
-            "active": active,
-            "fasciculating": fasc,
-            "threshold": thr,
-            "rate_hz": rate,
-            "n_discharges": [int(counts.get(int(u), 0)) for u in units],
-            "distance_mm": nearest,
-            "n_fibres": pool.n_fibres[units],
-            "n_fibres_orig": pool.n_fibres_orig[units],
-            "n_fibres_near": near_count,
-            "fibre_loss": pool.unit_fibre_loss[units],
-            "amplitude_uv": meas_mu["amplitude_uv"].to_numpy(),
-            "duration_ms": meas_mu["duration_ms"].to_numpy(),
-            "phases": meas_mu["phases"].to_numpy(),
-            "turns": meas_mu["turns"].to_numpy(),
-            "satellites": meas_mu["satellites"].to_numpy(),
-            "onset_offset": (meas_mu["onset_index"] - meas_mu["peak_index"]).to_numpy(),
-            "end_offset": (meas_mu["end_index"] - meas_mu["peak_index"]).to_numpy(),
-            "reinnervated": reinn,
-            "myopathic": myo,
-            "disease_signature": reinn | myo,
-        }
+    # Motor units first, then the spontaneous single-fibre sources (one fibre each, always
+    # active, always a disease signature).
+    meas = pd.concat(
+        [muap_measures(w, fs) for w in [templates, *(w[None, :] for w in src_templates)]],
+        ignore_index=True,
     )
-    src_rows = pd.DataFrame(
-        [
-            {
-                "unit_id": 10_000 + j,
-                "kind": src_kind[j],
-                "active": True,
-                "fasciculating": False,
-                "threshold": 0.0,
-                "rate_hz": float(src_times[j].size / dur),
-                "n_discharges": int(counts.get(10_000 + j, 0)),
-                "distance_mm": float("nan"),
-                "n_fibres": 1,
-                "n_fibres_orig": 1,
-                "n_fibres_near": 1,
-                "fibre_loss": 0.0,
-                "amplitude_uv": float(m["amplitude_uv"]),
-                "duration_ms": float(m["duration_ms"]),
-                "phases": int(m["phases"]),
-                "turns": int(m["turns"]),
-                "satellites": int(m["satellites"]),
-                "onset_offset": int(m["onset_index"] - m["peak_index"]),
-                "end_offset": int(m["end_index"] - m["peak_index"]),
-                "reinnervated": False,
-                "myopathic": False,
-                "disease_signature": True,
-            }
-            for j, m in enumerate(src_meas)
-        ],
-        columns=list(_UNIT_COLUMNS),
-    )
-    unit_table = pd.concat([unit_rows, src_rows], ignore_index=True) if len(src_rows) else unit_rows
-    unit_table = unit_table.astype(
+    one, yes, no = np.ones(n_src, np.int64), np.ones(n_src, bool), np.zeros(n_src, bool)
+    unit_table = pd.DataFrame(
         {
-            "active": bool,
-            "fasciculating": bool,
-            "reinnervated": bool,
-            "myopathic": bool,
-            "disease_signature": bool,
+            "unit_id": ids,
+            "kind": ["motor_unit"] * units.size + src_kind,
+            "active": np.r_[active, yes],
+            "fasciculating": np.r_[fasc, no],
+            "threshold": np.r_[thr, np.zeros(n_src)],
+            "rate_hz": np.r_[rate, [t.size / dur for t in src_times]],
+            "n_discharges": [int(counts.get(i, 0)) for i in ids],
+            "distance_mm": np.r_[nearest, np.full(n_src, np.nan)],
+            "n_fibres": np.r_[pool.n_fibres[units], one],
+            "n_fibres_orig": np.r_[pool.n_fibres_orig[units], one],
+            "n_fibres_near": np.r_[near_count, one],
+            "fibre_loss": np.r_[pool.unit_fibre_loss[units], np.zeros(n_src)],
+            **{c: meas[c].to_numpy() for c in _MEASURE_COLUMNS},
+            "onset_offset": (meas["onset_index"] - meas["peak_index"]).to_numpy(),
+            "end_offset": (meas["end_index"] - meas["peak_index"]).to_numpy(),
+            "reinnervated": np.r_[reinn, no],
+            "myopathic": np.r_[myo, no],
+            "disease_signature": np.r_[reinn | myo, yes],
         }
     )
 
@@ -1587,16 +1499,30 @@ def simulate_recording(
     ('neurogenic', 10000.0)
     """
     cfg = _resolve_config(config, fs_hz, duration_s, level)
-    lab = _check_label(label)
-    seq = _seed_sequence(seed, rng)
-    subj_seq, rec_seq = seq.spawn(2)
-    if subject is None:
-        subject = draw_subject(lab, rng=np.random.default_rng(subj_seq), config=cfg)
-    elif subject.label != lab:
-        raise ConfigError(f"{subject.subject_id} is {subject.label}, not {lab}")
-    pool = _build_pool(subject)
+    subject, pool, (rec_seq,) = _subject_pool(label, 1, seed, rng, subject, None, cfg)
     rid = record_id or f"{subject.subject_id}-R01"
     return _simulate_with_pool(subject, pool, cfg, rec_seq, rid, keep_clean)
+
+
+def _subject_pool(
+    label: str,
+    n_records: int,
+    seed: int | np.random.SeedSequence | None,
+    rng: np.random.Generator | None,
+    subject: SubjectParams | None,
+    subject_id: str | None,
+    cfg: SimulationConfig,
+) -> tuple[SubjectParams, _Pool, list[np.random.SeedSequence]]:
+    """The subject (drawn unless given), its motor-unit pool and one seed per record."""
+    lab = _check_label(label)
+    subj_seq, *rec_seqs = _seed_sequence(seed, rng).spawn(1 + n_records)
+    if subject is None:
+        subject = draw_subject(
+            lab, rng=np.random.default_rng(subj_seq), subject_id=subject_id, config=cfg
+        )
+    elif subject.label != lab:
+        raise ConfigError(f"{subject.subject_id} is {subject.label}, not {lab}")
+    return subject, _build_pool(subject), rec_seqs
 
 
 def simulate_subject(
@@ -1643,21 +1569,12 @@ def simulate_subject(
     cfg = _resolve_config(config, fs_hz, duration_s, None)
     if n_records < 1:
         raise ConfigError(f"n_records must be >= 1, got {n_records}")
-    lab = _check_label(label)
-    seq = _seed_sequence(seed, rng)
-    subj_seq, *rec_seqs = seq.spawn(1 + n_records)
-    if subject is None:
-        subject = draw_subject(
-            lab, rng=np.random.default_rng(subj_seq), subject_id=subject_id, config=cfg
-        )
-    elif subject.label != lab:
-        raise ConfigError(f"{subject.subject_id} is {subject.label}, not {lab}")
+    subject, pool, rec_seqs = _subject_pool(label, n_records, seed, rng, subject, subject_id, cfg)
     lv = list(levels) if levels is not None else [cfg.level]
     if not lv:
         raise ConfigError("levels is empty")
     for value in lv:
         _excitation(value)
-    pool = _build_pool(subject)
     out = []
     for i, rs in enumerate(rec_seqs):
         rcfg = replace(cfg, level=lv[i % len(lv)])
