@@ -769,13 +769,8 @@ def _unit_templates(
     # sum their delayed impulses per unit (split linearly between samples) and multiply by
     # the shape's spectrum once per length.
     segment = pool.fibre_segment[fibres]
-    slow_amp = (
-        _SLOW_UV
-        * sp.amplitude_scale
-        * diam**_SLOW_DIAM_EXP
-        * segment
-        * np.exp(-dist_mm / _SLOW_LAMBDA_MM)
-    )
+    slow_amp = _SLOW_UV * sp.amplitude_scale * diam**_SLOW_DIAM_EXP * segment
+    slow_amp *= np.exp(-dist_mm / _SLOW_LAMBDA_MM)
     pos_f = tau / dt_ms
     lo = np.floor(pos_f).astype(int)
     frac = pos_f - lo
@@ -798,12 +793,8 @@ def _unit_templates(
         # Time scale such that a close fibre's main phase lasts 2 * _SPIKE_HALF_MS.
         u0 = math.tan(np.pi / (2 * _SPIKE_ORDER + 2))
         w = _SPIKE_HALF_MS / u0 * sp.width_scale * (1.0 + d / _SPIKE_WIDEN_MM)
-        amp = (
-            _SPIKE_UV
-            * sp.amplitude_scale
-            * diam[near] ** _SPIKE_DIAM_EXP
-            * np.exp(-d / _SPIKE_LAMBDA_MM)
-        )
+        amp = _SPIKE_UV * sp.amplitude_scale * diam[near] ** _SPIKE_DIAM_EXP
+        amp *= np.exp(-d / _SPIKE_LAMBDA_MM)
         # Only frequencies where the widest spike still has content matter; above that the
         # exponential spectrum is < 1e-9 of its peak.
         k_max = int(np.searchsorted(omega, 40.0 / float(w.min()))) + 1
@@ -1024,7 +1015,6 @@ class GroundTruth:
             ``bool`` array of length :attr:`n_samples`; each selected discharge marks
             ``[sample + onset_offset, sample + end_offset]``.
         """
-        mask = np.zeros(self.n_samples, dtype=bool)
         ev = self.events
         if kinds is not None:
             bad = sorted(set(kinds) - set(EVENT_KINDS))
@@ -1035,8 +1025,6 @@ class GroundTruth:
         if disease_only:
             flagged = units.index[units["disease_signature"].to_numpy(bool)]
             ev = ev[ev["unit_id"].isin(flagged)]
-        if ev.empty:
-            return mask
         on = ev["sample"].to_numpy() + units.loc[ev["unit_id"], "onset_offset"].to_numpy()
         off = ev["sample"].to_numpy() + units.loc[ev["unit_id"], "end_offset"].to_numpy() + 1
         # Difference array: +1 at each start, -1 after each end, cumulative sum > 0 = covered.
@@ -1166,17 +1154,13 @@ def _simulate_with_pool(
     # Independent streams: geometry/firing never depend on fs_hz or on how many noise samples
     # were drawn, so the same seed gives the same MUAPs and discharges at every rate.
     geo_seq, fire_seq, spont_seq, noise_seq = seq.spawn(4)
-    geo_rng, fire_rng, spont_rng = (
-        np.random.default_rng(s) for s in (geo_seq, fire_seq, spont_seq)
-    )
+    geo_rng, fire_rng, spont_rng = map(np.random.default_rng, (geo_seq, fire_seq, spont_seq))
 
     # --- needle position and what it sees
     rn = _NEEDLE_SPREAD_MM * math.sqrt(geo_rng.uniform())
     phi = geo_rng.uniform(0, 2 * np.pi)
     needle = np.array([rn * math.cos(phi), rn * math.sin(phi)])
-    depth_mm = float(
-        geo_rng.uniform(_DEPTH_MM[0], _DEPTH_MM[1])
-    )  # needle distance from the end-plate zone
+    depth_mm = float(geo_rng.uniform(_DEPTH_MM[0], _DEPTH_MM[1]))  # from the end-plate zone
     live = pool.fibre_owner >= 0
     r = np.hypot(*(pool.fibre_xy - needle).T)
     dist = np.sqrt(r**2 + sp.electrode_gap_mm**2)
@@ -1272,40 +1256,34 @@ def _simulate_with_pool(
         src_g0.append(g)
         src_times.append(tr)
         src_kind.append("fibrillation" if is_fib else "positive_sharp_wave")
+        kinds.append(np.full(tr.size, EVENT_KINDS.index(src_kind[-1]), dtype=np.int8))
 
-    # --- put every discharge into the signal
+    # --- put every discharge into the signal, and note where its peak lands
+    n_src = len(src_templates)
+    ids = np.r_[units, 10_000 + np.arange(n_src)].astype(np.int64)
     clean = np.zeros(n)
     all_tmpl: list[np.ndarray] = [templates[i] for i in range(units.size)] + src_templates
     all_g0 = [g0] * units.size + src_g0
     all_times = times + src_times
     peak_of = [int(np.argmax(np.abs(w))) for w in all_tmpl]
-    for w, g, tt in zip(all_tmpl, all_g0, all_times, strict=True):
+    ev_sample: list[np.ndarray] = [np.empty(0, np.int64)]
+    ev_unit: list[np.ndarray] = [np.empty(0, np.int64)]
+    ev_kind: list[np.ndarray] = [np.empty(0, str)]
+    kind_names = np.array(EVENT_KINDS)
+    for k, (w, g, tt, pk) in enumerate(zip(all_tmpl, all_g0, all_times, peak_of, strict=True)):
         if tt.size == 0:
             continue
         start = np.rint(tt * fs).astype(np.int64) + g
         idx = start[:, None] + np.arange(w.size)[None, :]
         ok = (idx >= 0) & (idx < n)
         clean += np.bincount(idx[ok], weights=np.broadcast_to(w, idx.shape)[ok], minlength=n)
+        peak = start + pk
+        keep = (peak >= 0) & (peak < n)
+        ev_sample.append(peak[keep])
+        ev_unit.append(np.full(int(keep.sum()), ids[k], dtype=np.int64))
+        ev_kind.append(kind_names[kinds[k]][keep])
 
     # --- truth
-    n_src = len(src_templates)
-    ids = np.r_[units, 10_000 + np.arange(n_src)].astype(np.int64)
-    ev_sample: list[np.ndarray] = [np.empty(0, np.int64)]
-    ev_unit: list[np.ndarray] = [np.empty(0, np.int64)]
-    ev_kind: list[np.ndarray] = [np.empty(0, str)]
-    kind_names = np.array(EVENT_KINDS)
-    for k, (g, tt, pk) in enumerate(zip(all_g0, all_times, peak_of, strict=True)):
-        if tt.size == 0:
-            continue
-        s = np.rint(tt * fs).astype(np.int64) + g + pk
-        if k < units.size:
-            kind_k = kind_names[kinds[k]]
-        else:
-            kind_k = np.full(tt.size, src_kind[k - units.size])
-        keep = (s >= 0) & (s < n)
-        ev_sample.append(s[keep])
-        ev_unit.append(np.full(int(keep.sum()), ids[k], dtype=np.int64))
-        ev_kind.append(kind_k[keep])
     events = pd.DataFrame(
         {
             "sample": np.concatenate(ev_sample),
