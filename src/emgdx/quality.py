@@ -116,7 +116,7 @@ from scipy.signal import get_window
 
 from emgdx.config import JsonConfig, ProgressCallback, check_fields
 from emgdx.errors import ConfigError, SignalError
-from emgdx.preprocess import design_filter
+from emgdx.preprocess import _runs, design_filter
 from emgdx.recording import Cohort, Recording
 
 __all__ = ["QC_FLAGS", "QCConfig", "QualityReport", "assess", "assess_cohort"]
@@ -303,17 +303,6 @@ class QualityReport:
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Starts (inclusive) and stops (exclusive) of the ``True`` runs of a boolean array."""
-    if mask.size == 0:
-        empty = np.zeros(0, dtype=np.intp)
-        return empty, empty
-    change = np.flatnonzero(mask[1:] != mask[:-1]) + 1
-    edges = np.concatenate(([0], change, [mask.size]))
-    values = mask[edges[:-1]]
-    return edges[:-1][values], edges[1:][values]
 
 
 def _intervals_mask(n: int, starts: np.ndarray, stops: np.ndarray, margin: int) -> np.ndarray:
@@ -568,9 +557,7 @@ def _assess(recording: Recording, config: QCConfig, repeated_tail: int) -> Quali
         "line_power_ratio": nan,
         "line_snr_db": nan,
         "signal_floor_uv": nan,
-        "usable_s": 0.0,
-        "usable_fraction": 0.0,
-    }
+    }  # _report adds usable_s and usable_fraction
     if n == 0:
         flags.update(("empty", "too_short"))
         return _report(recording, flags, np.zeros(0, dtype=bool), metrics, None)
@@ -631,14 +618,15 @@ def _assess(recording: Recording, config: QCConfig, repeated_tail: int) -> Quali
     else:
         lo_rail = hi_rail = None
         full_range = 0.0
-    at_rail = np.zeros(body.size, dtype=bool)
     tol = config.clip_tolerance * full_range
     if lo_rail is not None:
         metrics["rail_lo_uv"] = lo_rail
-        at_rail |= body <= lo_rail + tol
     if hi_rail is not None:
         metrics["rail_hi_uv"] = hi_rail
-        at_rail |= body >= hi_rail - tol
+    # A side without a rail has its edge at infinity: no (finite) sample is near it.
+    lo_edge = -math.inf if lo_rail is None else lo_rail + tol
+    hi_edge = math.inf if hi_rail is None else hi_rail - tol
+    at_rail = (body <= lo_edge) | (body >= hi_edge)
     clip_starts, clip_stops = _runs(at_rail)
     n_clipped = int(np.count_nonzero(at_rail))
     metrics["clipped_fraction"] = n_clipped / n
@@ -647,13 +635,8 @@ def _assess(recording: Recording, config: QCConfig, repeated_tail: int) -> Quali
         flags.add("clipping")
 
     # --- flat stretches not at a rail (those are clipping)
-    if flat_starts.size and (lo_rail is not None or hi_rail is not None):
-        value = x[flat_starts]
-        on_rail = np.zeros(flat_starts.size, dtype=bool)
-        if lo_rail is not None:
-            on_rail |= value <= lo_rail + tol
-        if hi_rail is not None:
-            on_rail |= value >= hi_rail - tol
+    if flat_starts.size:
+        on_rail = (x[flat_starts] <= lo_edge) | (x[flat_starts] >= hi_edge)
         flat_starts, flat_stops = flat_starts[~on_rail], flat_stops[~on_rail]
     flat_n = int((flat_stops - flat_starts).sum())
     metrics["flat_fraction"] = flat_n / n
@@ -689,8 +672,6 @@ def _assess(recording: Recording, config: QCConfig, repeated_tail: int) -> Quali
         return _report(recording, flags, np.zeros(n, dtype=bool), metrics, line_freq)
 
     # --- too short
-    metrics["usable_s"] = n_usable / fs
-    metrics["usable_fraction"] = n_usable / n
     if n_usable / fs < config.min_usable_s:
         flags.add("too_short")
     return _report(recording, flags, usable, metrics, line_freq)
