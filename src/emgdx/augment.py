@@ -129,7 +129,8 @@ class Augmentation:
     needs_fs: ClassVar[bool] = False
     #: ``(min, max)`` fields, checked by :func:`_check_range`: name -> lowest allowed min.
     ranges: ClassVar[dict[str, float]] = {}
-    #: Other fields checked by :func:`~emgdx.config.check_fields`: rule -> names.
+    #: Other fields checked by :func:`~emgdx.config.check_fields`: rule -> names, and
+    #: ``choices``: field -> allowed values.
     rules: ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
@@ -218,15 +219,10 @@ class TimeShift(Augmentation):
     mode: Literal["circular", "crop_pad"] = "circular"
     name: ClassVar[str] = "shift"
     domains: ClassVar[tuple[Domain, ...]] = ("waveform", "image")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0.0 <= float(self.max_shift_fraction) <= 1.0:
-            raise ConfigError(
-                f"shift: max_shift_fraction must be in [0, 1], got {self.max_shift_fraction!r}"
-            )
-        if self.mode not in ("circular", "crop_pad"):
-            raise ConfigError(f"shift: mode must be 'circular' or 'crop_pad', got {self.mode!r}")
+    rules: ClassVar[dict[str, Any]] = {
+        "unit_interval": "max_shift_fraction",
+        "choices": {"mode": ("circular", "crop_pad")},
+    }
 
     def transform(
         self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
@@ -260,13 +256,12 @@ class AmplitudeScale(Augmentation):
     target: Literal["x", "aux", "both"] = "aux"
     name: ClassVar[str] = "scale"
     ranges: ClassVar[dict[str, float]] = {"gain": 0.0}
+    rules: ClassVar[dict[str, Any]] = {"choices": {"target": ("x", "aux", "both")}}
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.gain[0] <= 0:
             raise ConfigError(f"scale: gain must be positive, got {self.gain!r}")
-        if self.target not in ("x", "aux", "both"):
-            raise ConfigError(f"scale: target must be 'x', 'aux' or 'both', got {self.target!r}")
 
     def transform(
         self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
@@ -435,12 +430,10 @@ class SegmentMask(Augmentation):
     n_segments: int = 1
     name: ClassVar[str] = "mask"
     domains: ClassVar[tuple[Domain, ...]] = ("waveform", "image")
-    rules: ClassVar[dict[str, str]] = {"positive_int": "n_segments"}
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0.0 <= float(self.max_fraction) <= 1.0:
-            raise ConfigError(f"mask: max_fraction must be in [0, 1], got {self.max_fraction!r}")
+    rules: ClassVar[dict[str, Any]] = {
+        "positive_int": "n_segments",
+        "unit_interval": "max_fraction",
+    }
 
     def transform(
         self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator

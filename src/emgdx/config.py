@@ -46,6 +46,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str, bool]] = {
     "positive": (lambda v: is_number(v) and v > 0, "a positive number", True),
     "non_negative": (lambda v: is_number(v) and v >= 0, "a number >= 0", True),
     "fraction": (lambda v: is_number(v) and 0 < v <= 1, "in (0, 1]", True),
+    "unit_interval": (lambda v: is_number(v) and 0 <= v <= 1, "in [0, 1]", True),
     "positive_int": (lambda v: _integer(v) and v >= 1, "a positive integer", False),
     "non_negative_int": (lambda v: _integer(v) and v >= 0, "an integer >= 0", False),
 }
@@ -60,10 +61,11 @@ def check_fields(
 ) -> list[str]:
     """Problems with fields of the frozen config ``obj``, one message per bad field, naming it.
 
-    ``rules`` maps a rule (``positive``, ``non_negative``, ``fraction``, ``positive_int``,
-    ``non_negative_int``) to field names separated by spaces; a field in ``optional`` may also
-    be ``None``; ``choices`` maps a field to the values it may take. Numbers that pass a
-    real-valued rule are stored as float, so a config equals its JSON round trip.
+    ``rules`` maps a rule (``positive``, ``non_negative``, ``fraction``, ``unit_interval``,
+    ``positive_int``, ``non_negative_int``) to field names separated by spaces; a field in
+    ``optional`` may also be ``None``; ``choices`` maps a field to the values it may take.
+    Numbers that pass a real-valued rule are stored as float, so a config equals its JSON
+    round trip.
     """
     problems = [
         f"{name} must be one of {tuple(allowed)}, got {getattr(obj, name)!r}"
