@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
+from torch import Generator, Tensor
 
 from emgdx.config import check_fields, config_from_dict, config_to_dict
 from emgdx.errors import ConfigError
@@ -64,7 +65,10 @@ __all__ = [
     "make_augmentation",
 ]
 
-Batch = dict[str, torch.Tensor]
+Batch = dict[str, Tensor]
+#: The optional ``aux`` input of a batch, and the ``(x, aux)`` an augmentation returns.
+Aux = Tensor | None
+Transformed = tuple[Tensor, Aux]
 Domain = Literal["waveform", "image"]
 
 # Keeps power ratios finite on an all-zero window.
@@ -89,21 +93,19 @@ def _check_range(
     return a, b
 
 
-def _uniform(
-    n: int, bounds: tuple[float, float], gen: torch.Generator, device: torch.device
-) -> torch.Tensor:
+def _uniform(n: int, bounds: tuple[float, float], gen: Generator, device: torch.device) -> Tensor:
     """``n`` draws uniform in ``bounds`` from the CPU generator, moved to ``device``."""
     lo, hi = bounds
     return (lo + (hi - lo) * torch.rand(n, generator=gen)).to(device)
 
 
-def _per_window(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def _per_window(values: Tensor, x: Tensor) -> Tensor:
     """``values`` of every window (``[n]``, or ``[n, T]`` along time) viewed to broadcast over
     ``x`` (``[n, 1, ...]``, or ``[n, 1, ..., T]``)."""
     return values.view((x.shape[0],) + (1,) * (x.ndim - values.ndim) + values.shape[1:])
 
 
-def _power(x: torch.Tensor) -> torch.Tensor:
+def _power(x: Tensor) -> Tensor:
     """Mean power of every window (all axes but the first), broadcastable over ``x``."""
     dims = tuple(range(1, x.ndim))
     return x.pow(2).mean(dim=dims, keepdim=True)
@@ -145,15 +147,11 @@ class Augmentation:
         if problems:
             raise ConfigError(f"{self.name}: " + "; ".join(problems))
 
-    def transform(
-        self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def transform(self, x: Tensor, aux: Aux, fs_hz: float | None, gen: Generator) -> Transformed:
         """Augment *every* window of the batch (the caller keeps a random subset)."""
         raise NotImplementedError
 
-    def __call__(
-        self, batch: Mapping[str, torch.Tensor], fs_hz: float | None, gen: torch.Generator
-    ) -> Batch:
+    def __call__(self, batch: Mapping[str, Tensor], fs_hz: float | None, gen: Generator) -> Batch:
         """Augment a random subset of the windows in ``batch`` (a new dict; inputs untouched).
 
         Parameters
@@ -196,9 +194,7 @@ class GaussianNoise(Augmentation):
     name: ClassVar[str] = "noise"
     ranges: ClassVar[dict[str, float]] = {"snr_db": -math.inf}
 
-    def transform(
-        self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def transform(self, x: Tensor, aux: Aux, fs_hz: float | None, gen: Generator) -> Transformed:
         snr = _per_window(_uniform(x.shape[0], self.snr_db, gen, x.device), x)
         sigma = torch.sqrt(_power(x) / 10.0 ** (snr / 10.0))
         noise = torch.randn(x.shape, generator=gen).to(device=x.device, dtype=x.dtype)
@@ -224,9 +220,7 @@ class TimeShift(Augmentation):
         "choices": {"mode": ("circular", "crop_pad")},
     }
 
-    def transform(
-        self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def transform(self, x: Tensor, aux: Aux, fs_hz: float | None, gen: Generator) -> Transformed:
         n, t = x.shape[0], x.shape[-1]
         max_shift = round(self.max_shift_fraction * t)
         shifts = torch.randint(-max_shift, max_shift + 1, (n,), generator=gen).to(x.device)
@@ -263,9 +257,7 @@ class AmplitudeScale(Augmentation):
         if self.gain[0] <= 0:
             raise ConfigError(f"scale: gain must be positive, got {self.gain!r}")
 
-    def transform(
-        self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def transform(self, x: Tensor, aux: Aux, fs_hz: float | None, gen: Generator) -> Transformed:
         bounds = (math.log10(self.gain[0]), math.log10(self.gain[1]))
         log_gain = _uniform(x.shape[0], bounds, gen, x.device)
         new_x = x
@@ -285,9 +277,7 @@ class PolarityInversion(Augmentation):
 
     name: ClassVar[str] = "polarity"
 
-    def transform(
-        self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def transform(self, x: Tensor, aux: Aux, fs_hz: float | None, gen: Generator) -> Transformed:
         return -x, aux
 
 
@@ -300,9 +290,7 @@ class TimeReversal(Augmentation):
 
     name: ClassVar[str] = "reverse"
 
-    def transform(
-        self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def transform(self, x: Tensor, aux: Aux, fs_hz: float | None, gen: Generator) -> Transformed:
         return torch.flip(x, dims=(-1,)), aux
 
 
@@ -331,9 +319,7 @@ class RandomBandFilter(Augmentation):
                 "(a band, not a stop)"
             )
 
-    def transform(
-        self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def transform(self, x: Tensor, aux: Aux, fs_hz: float | None, gen: Generator) -> Transformed:
         assert fs_hz is not None  # checked in __call__
         n, t = x.shape[0], x.shape[-1]
         freqs = torch.fft.rfftfreq(t, d=1.0 / fs_hz).to(x.device)  # [F]
@@ -361,9 +347,7 @@ class BaselineWander(Augmentation):
     needs_fs: ClassVar[bool] = True
     ranges: ClassVar[dict[str, float]] = {"freq_hz": 0.0, "amplitude_rel": 0.0}
 
-    def transform(
-        self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def transform(self, x: Tensor, aux: Aux, fs_hz: float | None, gen: Generator) -> Transformed:
         assert fs_hz is not None
         n, t = x.shape[0], x.shape[-1]
         time_s = torch.arange(t, device=x.device, dtype=torch.float32) / fs_hz
@@ -398,9 +382,7 @@ class LineHum(Augmentation):
             raise ConfigError(f"hum: line_hz must be positive frequencies, got {self.line_hz!r}")
         object.__setattr__(self, "line_hz", lines)
 
-    def transform(
-        self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def transform(self, x: Tensor, aux: Aux, fs_hz: float | None, gen: Generator) -> Transformed:
         assert fs_hz is not None
         n, t = x.shape[0], x.shape[-1]
         choice = torch.randint(0, len(self.line_hz), (n,), generator=gen)
@@ -435,9 +417,7 @@ class SegmentMask(Augmentation):
         "unit_interval": "max_fraction",
     }
 
-    def transform(
-        self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def transform(self, x: Tensor, aux: Aux, fs_hz: float | None, gen: Generator) -> Transformed:
         n, t = x.shape[0], x.shape[-1]
         pos = torch.arange(t).unsqueeze(0)  # [1, T]
         keep = torch.ones(n, t, dtype=torch.bool)
@@ -547,7 +527,7 @@ class Augmenter:
             if aug.needs_fs and self.fs_hz is None:
                 raise ConfigError(f"augmentation {aug.name!r} needs fs_hz")
 
-    def __call__(self, batch: Mapping[str, torch.Tensor]) -> Batch:
+    def __call__(self, batch: Mapping[str, Tensor]) -> Batch:
         """Apply every augmentation in turn; returns a new dict."""
         out = dict(batch)
         for aug in self.augmentations:

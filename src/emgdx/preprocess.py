@@ -368,15 +368,12 @@ def _extend_with_hum(
     if pad + 1 < 8 * n_params:
         return data, 0
     flat = np.asarray(data, dtype=np.float64).reshape(-1, n)
-    t_in = np.arange(pad + 1) / fs_hz
-    t_out = -np.arange(1, pad + 1) / fs_hz
-    basis_in = [np.ones_like(t_in)]
-    basis_out = [np.ones_like(t_out)]
-    for f in line_hz:
-        w = 2.0 * np.pi * f
-        basis_in += [np.cos(w * t_in), np.sin(w * t_in)]
-        basis_out += [np.cos(w * t_out), np.sin(w * t_out)]
-    a_in, a_out = np.stack(basis_in, axis=1), np.stack(basis_out, axis=1)
+
+    def basis(t: np.ndarray) -> np.ndarray:
+        waves = [wave(2.0 * np.pi * f * t) for f in line_hz for wave in (np.cos, np.sin)]
+        return np.stack([np.ones_like(t), *waves], axis=1)
+
+    a_in, a_out = basis(np.arange(pad + 1) / fs_hz), basis(-np.arange(1, pad + 1) / fs_hz)
 
     def continuation(edge: np.ndarray) -> np.ndarray:
         # edge: (rows, pad + 1) samples from the end inwards; returns (rows, pad) beyond it
@@ -962,11 +959,7 @@ def preprocess_recording(
     try:
         plan = resample_plan(fs_in, fs_in if config.target_fs_hz is None else config.target_fs_hz)
         x, fs_out = resample(x, fs_in, plan.fs_to_hz, offset=offset)
-    except SignalError as exc:
-        raise SignalError(f"{rid}: {exc}") from exc
-
-    line_hz, notch_source = _line_hz(config, qc)
-    try:
+        line_hz, notch_source = _line_hz(config, qc)
         design = design_filter(
             fs_out,
             config.band_hz,

@@ -271,7 +271,8 @@ class SimulationConfig(JsonConfig):
         problems = check_fields(
             self,
             positive="fs_hz duration_s line_hz",
-            non_negative="line_uv noise_uv wander_uv pink_fraction",
+            non_negative="line_uv noise_uv wander_uv",
+            unit_interval="pink_fraction",
             non_negative_int="line_harmonics",
         )
         if problems:
@@ -281,8 +282,6 @@ class SimulationConfig(JsonConfig):
         _excitation(self.level)
         if self.line_hz >= self.fs_hz / 2:
             raise ConfigError(f"line_hz must lie in (0, fs_hz/2), got {self.line_hz}")
-        if self.pink_fraction > 1.0:
-            raise ConfigError(f"pink_fraction must be in [0, 1], got {self.pink_fraction}")
 
     @property
     def n_samples(self) -> int:
@@ -1161,11 +1160,9 @@ def _simulate_with_pool(
     phi = geo_rng.uniform(0, 2 * np.pi)
     needle = np.array([rn * math.cos(phi), rn * math.sin(phi)])
     depth_mm = float(geo_rng.uniform(_DEPTH_MM[0], _DEPTH_MM[1]))  # from the end-plate zone
-    live = pool.fibre_owner >= 0
     r = np.hypot(*(pool.fibre_xy - needle).T)
     dist = np.sqrt(r**2 + sp.electrode_gap_mm**2)
-    in_view = live & (dist < _VIEW_MM)
-    fibres = np.flatnonzero(in_view)
+    fibres = np.flatnonzero((pool.fibre_owner >= 0) & (dist < _VIEW_MM))  # innervated, in view
     units = np.unique(pool.fibre_owner[fibres])
     d_f = dist[fibres]
     cv = _CV_OFFSET + _CV_PER_UM * _FIBRE_UM * pool.fibre_diam[fibres]
