@@ -323,16 +323,16 @@ class FrontEnd:
 
     def check_windows(self, windows: Windows) -> None:
         """Refuse windows at another rate or length than this front end makes."""
+        if not len(windows):
+            return
+        rec = windows.index["record_id"].iloc[0]
         target = self.fs_hz or self.config.target_fs_hz
-        wrong_rate = target is not None and not math.isclose(windows.fs_hz, target, rel_tol=1e-9)
-        if len(windows) and wrong_rate:
-            rec = windows.index["record_id"].iloc[0]
+        if target is not None and not math.isclose(windows.fs_hz, target, rel_tol=1e-9):
             raise SignalError(
                 f"{rec}: windows at {windows.fs_hz:g} Hz, but this pipeline works at {target:g} Hz"
             )
         expected = self.n_times or round(self.config.window_s * windows.fs_hz)
-        if len(windows) and windows.n_samples != expected:
-            rec = windows.index["record_id"].iloc[0]
+        if windows.n_samples != expected:
             raise SignalError(
                 f"{rec}: windows of {windows.n_samples} samples, but this pipeline uses "
                 f"{expected} ({self.config.window_s:g} s at {windows.fs_hz:g} Hz)"

@@ -92,7 +92,6 @@ IEEE Trans. Biomed. Eng. 52:171-183, 2005.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -680,9 +679,9 @@ def _psw_shape(t_ms: np.ndarray, tau1_ms: float, tau2_ms: float, neg: float) -> 
 
 
 def _render_lowpassed(
-    shape: Callable[[np.ndarray], np.ndarray], t0_ms: float, t1_ms: float, fs_hz: float
+    shape: Callable[..., np.ndarray], t0_ms: float, t1_ms: float, fs_hz: float, **params: float
 ) -> tuple[np.ndarray, int]:
-    """Sample a shape that is not Gaussian-derived through the anti-alias Gaussian.
+    """Sample ``shape(t_ms, **params)``, not Gaussian-derived, through the anti-alias Gaussian.
 
     Evaluates on a grid k times finer than ``fs_hz`` (at least 200 kHz), convolves with the
     Gaussian low-pass and keeps every k-th sample. Returns the samples and the index of t = 0.
@@ -694,7 +693,7 @@ def _render_lowpassed(
     i0 = math.floor(t0_ms * 1e-3 * fs_hz)
     i1 = math.ceil(t1_ms * 1e-3 * fs_hz)
     fine_idx = np.arange(i0 * k, i1 * k + 1)
-    values = shape(fine_idx / fine_fs * 1e3)
+    values = shape(fine_idx / fine_fs * 1e3, **params)
     half = max(1, math.ceil(4 * aa))
     kern = np.exp(-0.5 * (np.arange(-half, half + 1) / aa) ** 2)
     smooth = np.convolve(values, kern / kern.sum(), mode="same")
@@ -1239,12 +1238,8 @@ def _simulate_with_pool(
             tau1 = float(spont_rng.uniform(1.0, 2.5))
             tau2 = float(spont_rng.uniform(3.0, 6.0))
             neg = float(spont_rng.uniform(0.15, 0.35))
-            w, zero = _render_lowpassed(
-                functools.partial(_psw_shape, tau1_ms=tau1, tau2_ms=tau2, neg=neg),
-                -1.0,
-                6 * tau2,
-                fs,
-            )
+            shape = {"tau1_ms": tau1, "tau2_ms": tau2, "neg": neg}
+            w, zero = _render_lowpassed(_psw_shape, -1.0, 6 * tau2, fs, **shape)
             w = w * amp_uv / max(float(w.max()), 1e-9)
             g = -zero
             rate_src, cv_src = float(spont_rng.uniform(0.5, 10.0)), 0.03
@@ -1778,6 +1773,15 @@ def write_cohort(
         raise ConfigError(f"{out}: folder is not empty (pass overwrite=True to replace files)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    manifest_columns = (
+        "record_id",
+        "subject_id",
+        "label",
+        "level",
+        "muscle",
+        "fs_hz",
+        "duration_s",
+    )
     try:
         rows = []
         for rec in sim.cohort.recordings:
@@ -1806,18 +1810,8 @@ def write_cohort(
                 write_dir=str(tmp),
             )
             sim.truth[rec.record_id].save(tmp / f"{rec.record_id}.truth.json")
-            rows.append(
-                {
-                    "record_id": rec.record_id,
-                    "subject_id": rec.subject_id,
-                    "label": rec.label,
-                    "level": rec.meta.get("level"),
-                    "muscle": rec.muscle,
-                    "fs_hz": rec.fs_hz,
-                    "duration_s": rec.duration_s,
-                    "severity": rec.meta.get("severity", 0.0),
-                }
-            )
+            row = {column: getattr(rec, column) for column in manifest_columns}
+            rows.append({**row, "severity": rec.meta.get("severity", 0.0)})
         pd.DataFrame(rows).to_csv(tmp / "manifest.csv", index=False)
         if not out.exists() or not any(out.iterdir()):
             if out.exists():
