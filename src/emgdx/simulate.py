@@ -504,9 +504,7 @@ class _Pool:
     """A subject's motor units and fibres after disease remodelling (mm, ms)."""
 
     centre_mm: np.ndarray  # (N, 2)
-    radius_mm: np.ndarray  # (N,)
     threshold: np.ndarray  # (N,) excitation at recruitment
-    alive: np.ndarray  # (N,) bool
     n_fibres_orig: np.ndarray  # (N,)
     n_fibres: np.ndarray  # (N,)
     unit_fibre_loss: np.ndarray  # (N,) realised myopathic loss fraction
@@ -515,7 +513,6 @@ class _Pool:
     fibre_diam: np.ndarray  # (F,)
     fibre_endplate_mm: np.ndarray  # (F,)
     fibre_delay_ms: np.ndarray  # (F,) extra delay through immature sprouts
-    fibre_adopted: np.ndarray  # (F,) bool
     fibre_segment: np.ndarray  # (F,) functional length (1 = whole fibre conducts)
 
 
@@ -542,8 +539,6 @@ def _build_pool(sp: SubjectParams) -> _Pool:
     diam = np.exp(sp.diameter_cv * rng.standard_normal(owner.size)) * sp.diameter_mean
     endplate = _ENDPLATE_SD_MM * rng.standard_normal(owner.size)
     delay = np.zeros(owner.size)
-    adopted = np.zeros(owner.size, dtype=bool)
-    alive = np.ones(n, dtype=bool)
     unit_loss = np.zeros(n)
 
     if sp.unit_loss > 0:
@@ -554,16 +549,12 @@ def _build_pool(sp: SubjectParams) -> _Pool:
             alive[rng.integers(n)] = True
         survivors = np.flatnonzero(alive)
         orphan = ~alive[owner]
-        tree = cKDTree(centre[survivors])
-        dist, nearest = tree.query(xy[orphan])
+        dist, nearest = cKDTree(centre[survivors]).query(xy[orphan])
         host = survivors[nearest]
         reach = dist <= 1.2 * radius[host]
         take = reach & (rng.uniform(size=host.size) < sp.reinnervation)
-        new_owner = np.where(take, host, -1)
         idx = np.flatnonzero(orphan)
-        owner = owner.copy()
-        owner[idx] = new_owner
-        adopted[idx[take]] = True
+        owner[idx] = np.where(take, host, -1)
         # Immature sprouts conduct slowly: extra delay; a few become late satellites.
         n_take = int(take.sum())
         extra = rng.exponential(sp.sprout_delay_ms, size=n_take)
@@ -576,7 +567,7 @@ def _build_pool(sp: SubjectParams) -> _Pool:
         unit_loss = rng.beta(sp.fibre_loss * conc, (1 - sp.fibre_loss) * conc, size=n)
         keep = rng.uniform(size=owner.size) >= unit_loss[owner]
         owner, xy, diam = owner[keep], xy[keep], diam[keep]
-        endplate, delay, adopted = endplate[keep], delay[keep], adopted[keep]
+        endplate, delay = endplate[keep], delay[keep]
         n_left = np.bincount(owner, minlength=n)
         unit_loss = 1.0 - n_left / n_fib
     split = np.zeros(owner.size, dtype=bool)
@@ -595,7 +586,6 @@ def _build_pool(sp: SubjectParams) -> _Pool:
         diam = np.concatenate([diam, diam[src] * np.exp(0.1 * rng.standard_normal(src.size))])
         endplate = np.concatenate([endplate, endplate[src]])
         delay = np.concatenate([delay, delay[src]])
-        adopted = np.concatenate([adopted, adopted[src]])
     segment = np.ones(owner.size)
     if sp.segment_fraction > 0:
         # Segmental necrosis, regeneration and splitting leave fibres that conduct only over a
@@ -608,9 +598,7 @@ def _build_pool(sp: SubjectParams) -> _Pool:
     n_now = np.bincount(owner[owner >= 0], minlength=n)
     return _Pool(
         centre_mm=centre,
-        radius_mm=radius,
         threshold=threshold,
-        alive=alive,
         n_fibres_orig=n_fib,
         n_fibres=n_now,
         unit_fibre_loss=unit_loss,
@@ -619,7 +607,6 @@ def _build_pool(sp: SubjectParams) -> _Pool:
         fibre_diam=diam,
         fibre_endplate_mm=endplate,
         fibre_delay_ms=delay,
-        fibre_adopted=adopted,
         fibre_segment=segment,
     )
 
