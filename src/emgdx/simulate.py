@@ -1181,10 +1181,9 @@ def _simulate_with_pool(
     # Discharges up to _LEAD_S before t = 0 still show their tails. A fixed physical lead (not
     # one in samples) keeps the discharge times identical at every fs_hz.
     trains = _spike_trains(rate[active], sp.isi_cv, dur, _LEAD_S, fire_rng)
-    times: list[np.ndarray] = [np.empty(0)] * units.size
-    for i, tr in zip(np.flatnonzero(active), trains, strict=True):
-        times[i] = tr
-    kinds: list[np.ndarray] = [np.full(t.size, 0, dtype=np.int8) for t in times]
+    train_of = dict(zip(np.flatnonzero(active).tolist(), trains, strict=True))
+    times = [train_of.get(i, np.empty(0)) for i in range(units.size)]
+    kinds = [np.zeros(t.size, dtype=np.int8) for t in times]  # EVENT_KINDS[0]: "muap"
 
     # --- fasciculations: irregular discharges of whole surviving units
     fasc = np.zeros(units.size, dtype=bool)
@@ -1624,7 +1623,6 @@ def simulate_cohort(
     root = np.random.SeedSequence(seed)
     class_seqs = root.spawn(len(LABELS))
     total = len(labs) * n_subjects_per_class
-    done = 0
     recs: list[Recording] = []
     truth: dict[str, GroundTruth] = {}
     subjects: dict[str, SubjectParams] = {}
@@ -1646,9 +1644,8 @@ def simulate_cohort(
             for s in sims:
                 recs.append(s.recording)
                 truth[s.recording.record_id] = s.truth
-            done += 1
             if on_progress is not None:
-                on_progress(done, total)
+                on_progress(len(subjects), total)
     cohort = Cohort.from_recordings(recs)
     cohort.manifest["severity"] = [subjects[r.subject_id].severity for r in recs]
     cohort.manifest["simulated"] = True
