@@ -465,14 +465,10 @@ def make_augmentation(spec: str | Mapping[str, Any] | Augmentation) -> Augmentat
     """
     if isinstance(spec, Augmentation):
         return spec
-    if isinstance(spec, str):
-        params: dict[str, Any] = {}
-        name = spec
-    elif isinstance(spec, Mapping):
-        params = dict(spec)
-        name = params.pop("name", None)
-    else:
+    if not isinstance(spec, str | Mapping):
         raise ConfigError(f"augmentation spec must be a name or a mapping, got {spec!r}")
+    params = {"name": spec} if isinstance(spec, str) else dict(spec)
+    name = params.pop("name", None)
     if name not in AUGMENTATIONS:
         raise ConfigError(f"unknown augmentation {name!r}; known: {sorted(AUGMENTATIONS)}")
     return config_from_dict(AUGMENTATIONS[name], params, what=f"augmentation {name!r}")

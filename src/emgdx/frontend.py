@@ -235,8 +235,7 @@ class FrontEnd:
             # A copy of the manifest: QC adds columns to it, and the caller's cohort is theirs.
             manifest = cohort.manifest.copy()
             reports = assess_cohort(Cohort(cohort.recordings, manifest, []), self.qc_config)
-            qc_table = manifest[list(QC_COLUMNS)].astype({"record_id": str})
-            qc_table = qc_table.reset_index(drop=True)
+            qc_table = manifest[list(QC_COLUMNS)].astype({"record_id": str}).reset_index(drop=True)
         done = self._preprocess(cohort.recordings, reports, on_progress, skip_failures)
         ok = [(rec, mask) for rec, mask in done.values() if rec is not None]
         if ok:

@@ -684,16 +684,11 @@ def _report(
     metrics: dict[str, float],
     line_freq: float | None,
 ) -> QualityReport:
-    n = usable.size
+    ordered = tuple(f for f in QC_FLAGS if f in flags)
+    report = QualityReport(recording.record_id, ordered, usable, metrics, line_freq)
     metrics["usable_s"] = float(np.count_nonzero(usable) / recording.fs_hz)
-    metrics["usable_fraction"] = float(np.count_nonzero(usable) / n) if n else 0.0
-    return QualityReport(
-        record_id=recording.record_id,
-        flags=tuple(f for f in QC_FLAGS if f in flags),
-        usable_mask=usable,
-        metrics=metrics,
-        line_freq_hz=line_freq,
-    )
+    metrics["usable_fraction"] = report.usable_fraction
+    return report
 
 
 def _common_suffix(a: np.ndarray, b: np.ndarray, limit: int) -> int:
@@ -723,8 +718,6 @@ def _repeated_tails(recordings: Sequence[Recording], config: QCConfig) -> dict[s
         groups.setdefault((rec.fs_hz, key.tobytes()), []).append(rec)
     out: dict[str, int] = {}
     for members in groups.values():
-        if len(members) < 2:
-            continue
         for i, a in enumerate(members):
             for b in members[i + 1 :]:
                 limit = min(a.signal.size, b.signal.size) // 2
