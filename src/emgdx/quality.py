@@ -451,8 +451,7 @@ def _line_noise(
     x: np.ndarray, fs_hz: float, config: QCConfig
 ) -> tuple[float | None, dict[str, float]]:
     """Detected mains frequency (or ``None``) and the hum metrics of a usable signal."""
-    nan = float("nan")
-    metrics = {"line_peak_db": nan, "line_power_ratio": nan, "line_snr_db": nan}
+    metrics = dict.fromkeys(("line_peak_db", "line_power_ratio", "line_snr_db"), math.nan)
     q = max(1, int(fs_hz // config.line_analysis_fs_hz))
     fs_d = fs_hz / q
     m = x.size // q

@@ -503,7 +503,6 @@ def _check_label(label: str) -> Label:
 class _Pool:
     """A subject's motor units and fibres after disease remodelling (mm, ms)."""
 
-    centre_mm: np.ndarray  # (N, 2)
     threshold: np.ndarray  # (N,) excitation at recruitment
     n_fibres_orig: np.ndarray  # (N,)
     n_fibres: np.ndarray  # (N,)
@@ -597,7 +596,6 @@ def _build_pool(sp: SubjectParams) -> _Pool:
         )
     n_now = np.bincount(owner[owner >= 0], minlength=n)
     return _Pool(
-        centre_mm=centre,
         threshold=threshold,
         n_fibres_orig=n_fib,
         n_fibres=n_now,
@@ -744,9 +742,7 @@ def _unit_templates(
     nfft = scipy.fft.next_fast_len(n_len, real=True)
     omega = 2 * np.pi * np.fft.rfftfreq(nfft, dt_ms)  # rad/ms
     lowpass = np.exp(-0.5 * (omega * aa) ** 2)
-    row_of = np.full(pool.centre_mm.shape[0], -1)
-    row_of[units] = np.arange(units.size)
-    rows = row_of[pool.fibre_owner[fibres]]
+    rows = np.searchsorted(units, pool.fibre_owner[fibres])  # units are sorted and unique
     diam = pool.fibre_diam[fibres]
     tau = arrival_ms - g0 * dt_ms  # delay from the grid's first sample
 
@@ -1069,8 +1065,7 @@ def load_truth(path: str | os.PathLike[str]) -> GroundTruth:
     """
     p = Path(path)
     try:
-        data = json.loads(p.read_text())
-        return GroundTruth.from_dict(data)
+        return GroundTruth.from_dict(json.loads(p.read_text()))
     except FileNotFoundError as exc:
         raise ReadError(p, "ground-truth file not found") from exc
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -1160,7 +1155,8 @@ def _simulate_with_pool(
     # phase per unit; fibres that conduct over a short segment only end near the needle, so
     # each has its own shape (irregular, polyphasic MUAPs in myopathy).
     unit_phase = geo_rng.uniform(-_SPIKE_PHASE_MAX, _SPIKE_PHASE_MAX, size=units.size)
-    phase = unit_phase[np.searchsorted(units, pool.fibre_owner[fibres])]
+    unit_of = np.searchsorted(units, pool.fibre_owner[fibres])  # each fibre's row in units
+    phase = unit_phase[unit_of]
     short = pool.fibre_segment[fibres] < 1.0
     phase[short] = geo_rng.uniform(-np.pi / 2, np.pi / 2, size=int(short.sum()))
     if units.size:
@@ -1272,10 +1268,9 @@ def _simulate_with_pool(
     events = events.sort_values(["sample", "unit_id"], kind="stable").reset_index(drop=True)
     counts = events["unit_id"].value_counts()
 
-    owner_f = pool.fibre_owner[fibres]
     nearest = np.full(units.size, np.inf)
-    np.minimum.at(nearest, np.searchsorted(units, owner_f), d_f)
-    near_count = np.bincount(np.searchsorted(units, owner_f[d_f < 0.5]), minlength=units.size)
+    np.minimum.at(nearest, unit_of, d_f)
+    near_count = np.bincount(unit_of[d_f < 0.5], minlength=units.size)
     enlarge = pool.n_fibres[units] / np.maximum(pool.n_fibres_orig[units], 1)
     reinn = (sp.unit_loss > 0) & (enlarge >= 1.25)
     myo = pool.unit_fibre_loss[units] >= 0.25
@@ -1343,8 +1338,8 @@ def _simulate_with_pool(
     # Template matrix of every row of the unit table, padded to one length for convenience.
     width = max(int(w.size) for w in all_tmpl) if all_tmpl else 0
     tm = np.zeros((len(all_tmpl), width), dtype=np.float32)
-    for row, tmpl in enumerate(all_tmpl):
-        tm[row, : tmpl.size] = tmpl
+    for i, tmpl in enumerate(all_tmpl):
+        tm[i, : tmpl.size] = tmpl
     truth = GroundTruth(
         record_id=record_id,
         subject_id=sp.subject_id,
