@@ -260,8 +260,7 @@ class AmplitudeScale(Augmentation):
     def transform(self, x: Tensor, aux: Aux, fs_hz: float | None, gen: Generator) -> Transformed:
         bounds = (math.log10(self.gain[0]), math.log10(self.gain[1]))
         log_gain = _uniform(x.shape[0], bounds, gen, x.device)
-        new_x = x
-        new_aux = aux
+        new_x, new_aux = x, aux
         if self.target in ("x", "both"):
             new_x = x * _per_window(10.0**log_gain, x).to(x.dtype)
         if self.target in ("aux", "both"):

@@ -564,9 +564,8 @@ def _assess(recording: Recording, config: QCConfig, repeated_tail: int) -> Quali
     # sample is (or values near 1e16 µV overflow it), and then the exact test decides.
     if not math.isfinite(float(np.dot(x, x))) and not bool(np.isfinite(x).all()):
         n_bad = int(np.count_nonzero(~np.isfinite(x)))
-        where = recording.record_id
-        if recording.source:
-            where = f"{recording.source} [{recording.record_id}]"
+        rid = recording.record_id
+        where = f"{recording.source} [{rid}]" if recording.source else rid
         raise SignalError(f"{where}: {n_bad} non-finite sample(s); cannot assess quality")
 
     margin = round(config.margin_s * fs)
@@ -770,17 +769,14 @@ def assess_cohort(
         if on_progress is not None:
             on_progress(done, total)
 
-    ids = list(reports)
+    ids, assessed = list(reports), list(reports.values())
     columns: dict[str, list[Any]] = {
-        "qc_flags": [";".join(reports[i].flags) for i in ids],
-        "qc_ok": [reports[i].ok for i in ids],
+        "qc_flags": [";".join(r.flags) for r in assessed],
+        "qc_ok": [r.ok for r in assessed],
+        **{f"qc_{flag}": [flag in r.flags for r in assessed] for flag in QC_FLAGS},
+        "usable_fraction": [r.usable_fraction for r in assessed],
+        "line_freq_hz": [np.nan if r.line_freq_hz is None else r.line_freq_hz for r in assessed],
     }
-    for flag in QC_FLAGS:
-        columns[f"qc_{flag}"] = [flag in reports[i].flags for i in ids]
-    columns["usable_fraction"] = [reports[i].usable_fraction for i in ids]
-    columns["line_freq_hz"] = [
-        np.nan if reports[i].line_freq_hz is None else reports[i].line_freq_hz for i in ids
-    ]
     man = cohort.manifest
     for name, values in columns.items():
         # Aligned on record_id, so a manifest in another order still gets the right rows.
