@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from emgdx.config import ProgressCallback
+from emgdx.config import ProgressCallback, is_number
 from emgdx.errors import ConfigError, EmgdxError, SamplingRateError, SignalError
 from emgdx.normalise import Normalisation, Normaliser
 from emgdx.preprocess import (
@@ -100,15 +100,6 @@ class Prepared:
     windows: Windows
     qc: pd.DataFrame | None = None
     problems: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class _QC:
-    """The two things preprocessing reads from a QC report, for a stretch of a stream."""
-
-    record_id: str
-    usable_mask: np.ndarray
-    line_freq_hz: float | None
 
 
 class FrontEnd:
@@ -393,7 +384,7 @@ class LiveFrontEnd:
                 "this pipeline normalises each record by its own statistics, which a live "
                 "stream does not have; use a model trained with window or fitted normalisation"
             )
-        if not (isinstance(fs_hz, int | float) and math.isfinite(fs_hz) and fs_hz > 0):
+        if not (is_number(fs_hz) and fs_hz > 0):
             raise ConfigError(f"{name}: sampling rate must be positive, got {fs_hz!r}")
         self.front, self.fs_hz, self.name, self.qc_config = front, float(fs_hz), name, qc_config
         if front.fitted:
@@ -447,10 +438,12 @@ class LiveFrontEnd:
             flags = (*flags, "garbage")
         usable = report.usable_mask[seg_start:] & ok[seg_start:]
         seg = Recording(raw[seg_start:], self.fs_hz, self.name, self.name)
+        # What preprocessing reads from QC, for the segment. Without QC: as offline, but samples
+        # that never arrived stay unusable.
         if self.front.qc:
-            qc = _QC(self.name, usable, report.line_freq_hz)
-        else:  # as offline without QC, but samples that never arrived stay unusable
-            qc = _QC(self.name, ok[seg_start:], None)
+            qc = QualityReport(self.name, report.flags, usable, line_freq_hz=report.line_freq_hz)
+        else:
+            qc = QualityReport(self.name, (), ok[seg_start:])
         processed, usable_out = preprocess_recording(seg, self.config, qc, offset=offset)
         a = out_start - processed.meta["preprocess"]["first_output"]
         data = processed.signal[a : a + self.n_win]

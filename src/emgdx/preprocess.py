@@ -46,7 +46,7 @@ from scipy import signal as sps
 from emgdx.config import JsonConfig, check_fields, is_number
 from emgdx.errors import ConfigError, SignalError
 from emgdx.normalise import Normalisation, NormaliseMethod, NormaliseScope
-from emgdx.recording import Recording, Windows
+from emgdx.recording import WINDOW_INDEX_COLUMNS, Recording, Windows
 
 __all__ = [
     "CONFIG_VERSION",
@@ -69,16 +69,7 @@ __all__ = [
 #: Version of the JSON form of :class:`PreprocessConfig` (bump when fields change meaning).
 CONFIG_VERSION = 1
 #: The index columns of the windows :func:`make_windows` cuts, in order.
-WINDOW_COLUMNS = (
-    "record_id",
-    "subject_id",
-    "label",
-    "start_s",
-    "start_sample",
-    "level",
-    "muscle",
-    "usable_fraction",
-)
+WINDOW_COLUMNS = (*WINDOW_INDEX_COLUMNS, "level", "muscle", "usable_fraction")
 
 # A low-pass edge this close to Nyquist would remove next to nothing (and the bilinear warping
 # squeezes its transition against Nyquist), so the band-pass degrades to a high-pass instead of
