@@ -997,9 +997,7 @@ def preprocess_recording(
 def _window_starts(
     usable: np.ndarray | None, n: int, n_win: int, hop: int, min_count: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    if n < n_win:
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
-    starts = np.arange(0, n - n_win + 1, hop, dtype=np.int64)
+    starts = np.arange(0, n - n_win + 1, hop, dtype=np.int64)  # empty when n < n_win
     if usable is None:
         return starts, np.ones(starts.size)
     good_before = np.concatenate(([0], np.cumsum(usable, dtype=np.int64)))

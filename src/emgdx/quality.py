@@ -318,12 +318,9 @@ def _intervals_mask(n: int, starts: np.ndarray, stops: np.ndarray, margin: int) 
 
 def _digital_range(recording: Recording) -> tuple[float, float] | None:
     """The reader's ADC range in µV from ``meta["digital_range_uv"]``, if it is usable."""
-    value = recording.meta.get("digital_range_uv")
-    if value is None:
-        return None
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
+    try:  # absent, None or not a pair of numbers: no range
+        lo, hi = (float(v) for v in recording.meta["digital_range_uv"])
+    except (KeyError, TypeError, ValueError):
         return None
     if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
         return None
