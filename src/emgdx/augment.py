@@ -45,7 +45,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Generator, Tensor
 
-from emgdx.config import check_fields, config_from_dict, config_to_dict
+from emgdx.config import check_fields, config_from_dict, config_to_dict, is_number
 from emgdx.errors import ConfigError
 
 __all__ = [
@@ -75,21 +75,13 @@ Domain = Literal["waveform", "image"]
 _EPS = 1e-12
 
 
-def _check_range(
-    name: str, value: Any, low: float, high: float | None = None
-) -> tuple[float, float]:
-    """Validate a ``(min, max)`` pair inside ``[low, high]`` and return it as floats."""
-    if (
-        not isinstance(value, list | tuple)
-        or len(value) != 2
-        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-    ):
-        raise ConfigError(f"{name} must be a pair of numbers (min, max), got {value!r}")
+def _check_range(name: str, value: Any, low: float) -> tuple[float, float]:
+    """Validate a ``(min, max)`` pair with ``low <= min <= max`` and return it as floats."""
+    if not isinstance(value, list | tuple) or len(value) != 2 or not all(map(is_number, value)):
+        raise ConfigError(f"{name} must be a pair of finite numbers (min, max), got {value!r}")
     a, b = float(value[0]), float(value[1])
-    if not (math.isfinite(a) and math.isfinite(b) and a <= b and a >= low):
+    if not low <= a <= b:
         raise ConfigError(f"{name} must satisfy {low} <= min <= max, got {value!r}")
-    if high is not None and b > high:
-        raise ConfigError(f"{name} must not exceed {high}, got {value!r}")
     return a, b
 
 
