@@ -43,8 +43,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
+from torch import Generator, Tensor
 
-from emgdx.config import check_fields, config_from_dict, config_to_dict
+from emgdx.config import check_fields, config_from_dict, config_to_dict, is_number
 from emgdx.errors import ConfigError
 
 __all__ = [
@@ -64,46 +65,39 @@ __all__ = [
     "make_augmentation",
 ]
 
-Batch = dict[str, torch.Tensor]
+Batch = dict[str, Tensor]
+#: The optional ``aux`` input of a batch, and the ``(x, aux)`` an augmentation returns.
+Aux = Tensor | None
+Transformed = tuple[Tensor, Aux]
 Domain = Literal["waveform", "image"]
 
 # Keeps power ratios finite on an all-zero window.
 _EPS = 1e-12
 
 
-def _check_range(
-    name: str, value: Any, low: float, high: float | None = None
-) -> tuple[float, float]:
-    """Validate a ``(min, max)`` pair inside ``[low, high]`` and return it as floats."""
-    if (
-        not isinstance(value, list | tuple)
-        or len(value) != 2
-        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-    ):
-        raise ConfigError(f"{name} must be a pair of numbers (min, max), got {value!r}")
+def _check_range(name: str, value: Any, low: float) -> tuple[float, float]:
+    """Validate a ``(min, max)`` pair with ``low <= min <= max`` and return it as floats."""
+    if not isinstance(value, list | tuple) or len(value) != 2 or not all(map(is_number, value)):
+        raise ConfigError(f"{name} must be a pair of finite numbers (min, max), got {value!r}")
     a, b = float(value[0]), float(value[1])
-    if not (math.isfinite(a) and math.isfinite(b) and a <= b and a >= low):
+    if not low <= a <= b:
         raise ConfigError(f"{name} must satisfy {low} <= min <= max, got {value!r}")
-    if high is not None and b > high:
-        raise ConfigError(f"{name} must not exceed {high}, got {value!r}")
     return a, b
 
 
-def _uniform(
-    n: int, bounds: tuple[float, float], gen: torch.Generator, device: torch.device
-) -> torch.Tensor:
+def _uniform(n: int, bounds: tuple[float, float], gen: Generator, device: torch.device) -> Tensor:
     """``n`` draws uniform in ``bounds`` from the CPU generator, moved to ``device``."""
     lo, hi = bounds
     return (lo + (hi - lo) * torch.rand(n, generator=gen)).to(device)
 
 
-def _per_window(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def _per_window(values: Tensor, x: Tensor) -> Tensor:
     """``values`` of every window (``[n]``, or ``[n, T]`` along time) viewed to broadcast over
     ``x`` (``[n, 1, ...]``, or ``[n, 1, ..., T]``)."""
     return values.view((x.shape[0],) + (1,) * (x.ndim - values.ndim) + values.shape[1:])
 
 
-def _power(x: torch.Tensor) -> torch.Tensor:
+def _power(x: Tensor) -> Tensor:
     """Mean power of every window (all axes but the first), broadcastable over ``x``."""
     dims = tuple(range(1, x.ndim))
     return x.pow(2).mean(dim=dims, keepdim=True)
@@ -129,7 +123,8 @@ class Augmentation:
     needs_fs: ClassVar[bool] = False
     #: ``(min, max)`` fields, checked by :func:`_check_range`: name -> lowest allowed min.
     ranges: ClassVar[dict[str, float]] = {}
-    #: Other fields checked by :func:`~emgdx.config.check_fields`: rule -> names.
+    #: Other fields checked by :func:`~emgdx.config.check_fields`: rule -> names, and
+    #: ``choices``: field -> allowed values.
     rules: ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
@@ -144,15 +139,11 @@ class Augmentation:
         if problems:
             raise ConfigError(f"{self.name}: " + "; ".join(problems))
 
-    def transform(
-        self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def transform(self, x: Tensor, aux: Aux, fs_hz: float | None, gen: Generator) -> Transformed:
         """Augment *every* window of the batch (the caller keeps a random subset)."""
         raise NotImplementedError
 
-    def __call__(
-        self, batch: Mapping[str, torch.Tensor], fs_hz: float | None, gen: torch.Generator
-    ) -> Batch:
+    def __call__(self, batch: Mapping[str, Tensor], fs_hz: float | None, gen: Generator) -> Batch:
         """Augment a random subset of the windows in ``batch`` (a new dict; inputs untouched).
 
         Parameters
@@ -195,9 +186,7 @@ class GaussianNoise(Augmentation):
     name: ClassVar[str] = "noise"
     ranges: ClassVar[dict[str, float]] = {"snr_db": -math.inf}
 
-    def transform(
-        self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def transform(self, x: Tensor, aux: Aux, fs_hz: float | None, gen: Generator) -> Transformed:
         snr = _per_window(_uniform(x.shape[0], self.snr_db, gen, x.device), x)
         sigma = torch.sqrt(_power(x) / 10.0 ** (snr / 10.0))
         noise = torch.randn(x.shape, generator=gen).to(device=x.device, dtype=x.dtype)
@@ -218,19 +207,12 @@ class TimeShift(Augmentation):
     mode: Literal["circular", "crop_pad"] = "circular"
     name: ClassVar[str] = "shift"
     domains: ClassVar[tuple[Domain, ...]] = ("waveform", "image")
+    rules: ClassVar[dict[str, Any]] = {
+        "unit_interval": "max_shift_fraction",
+        "choices": {"mode": ("circular", "crop_pad")},
+    }
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0.0 <= float(self.max_shift_fraction) <= 1.0:
-            raise ConfigError(
-                f"shift: max_shift_fraction must be in [0, 1], got {self.max_shift_fraction!r}"
-            )
-        if self.mode not in ("circular", "crop_pad"):
-            raise ConfigError(f"shift: mode must be 'circular' or 'crop_pad', got {self.mode!r}")
-
-    def transform(
-        self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def transform(self, x: Tensor, aux: Aux, fs_hz: float | None, gen: Generator) -> Transformed:
         n, t = x.shape[0], x.shape[-1]
         max_shift = round(self.max_shift_fraction * t)
         shifts = torch.randint(-max_shift, max_shift + 1, (n,), generator=gen).to(x.device)
@@ -260,21 +242,17 @@ class AmplitudeScale(Augmentation):
     target: Literal["x", "aux", "both"] = "aux"
     name: ClassVar[str] = "scale"
     ranges: ClassVar[dict[str, float]] = {"gain": 0.0}
+    rules: ClassVar[dict[str, Any]] = {"choices": {"target": ("x", "aux", "both")}}
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.gain[0] <= 0:
             raise ConfigError(f"scale: gain must be positive, got {self.gain!r}")
-        if self.target not in ("x", "aux", "both"):
-            raise ConfigError(f"scale: target must be 'x', 'aux' or 'both', got {self.target!r}")
 
-    def transform(
-        self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def transform(self, x: Tensor, aux: Aux, fs_hz: float | None, gen: Generator) -> Transformed:
         bounds = (math.log10(self.gain[0]), math.log10(self.gain[1]))
         log_gain = _uniform(x.shape[0], bounds, gen, x.device)
-        new_x = x
-        new_aux = aux
+        new_x, new_aux = x, aux
         if self.target in ("x", "both"):
             new_x = x * _per_window(10.0**log_gain, x).to(x.dtype)
         if self.target in ("aux", "both"):
@@ -290,9 +268,7 @@ class PolarityInversion(Augmentation):
 
     name: ClassVar[str] = "polarity"
 
-    def transform(
-        self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def transform(self, x: Tensor, aux: Aux, fs_hz: float | None, gen: Generator) -> Transformed:
         return -x, aux
 
 
@@ -305,9 +281,7 @@ class TimeReversal(Augmentation):
 
     name: ClassVar[str] = "reverse"
 
-    def transform(
-        self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def transform(self, x: Tensor, aux: Aux, fs_hz: float | None, gen: Generator) -> Transformed:
         return torch.flip(x, dims=(-1,)), aux
 
 
@@ -336,9 +310,7 @@ class RandomBandFilter(Augmentation):
                 "(a band, not a stop)"
             )
 
-    def transform(
-        self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def transform(self, x: Tensor, aux: Aux, fs_hz: float | None, gen: Generator) -> Transformed:
         assert fs_hz is not None  # checked in __call__
         n, t = x.shape[0], x.shape[-1]
         freqs = torch.fft.rfftfreq(t, d=1.0 / fs_hz).to(x.device)  # [F]
@@ -366,9 +338,7 @@ class BaselineWander(Augmentation):
     needs_fs: ClassVar[bool] = True
     ranges: ClassVar[dict[str, float]] = {"freq_hz": 0.0, "amplitude_rel": 0.0}
 
-    def transform(
-        self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def transform(self, x: Tensor, aux: Aux, fs_hz: float | None, gen: Generator) -> Transformed:
         assert fs_hz is not None
         n, t = x.shape[0], x.shape[-1]
         time_s = torch.arange(t, device=x.device, dtype=torch.float32) / fs_hz
@@ -403,9 +373,7 @@ class LineHum(Augmentation):
             raise ConfigError(f"hum: line_hz must be positive frequencies, got {self.line_hz!r}")
         object.__setattr__(self, "line_hz", lines)
 
-    def transform(
-        self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def transform(self, x: Tensor, aux: Aux, fs_hz: float | None, gen: Generator) -> Transformed:
         assert fs_hz is not None
         n, t = x.shape[0], x.shape[-1]
         choice = torch.randint(0, len(self.line_hz), (n,), generator=gen)
@@ -435,16 +403,12 @@ class SegmentMask(Augmentation):
     n_segments: int = 1
     name: ClassVar[str] = "mask"
     domains: ClassVar[tuple[Domain, ...]] = ("waveform", "image")
-    rules: ClassVar[dict[str, str]] = {"positive_int": "n_segments"}
+    rules: ClassVar[dict[str, Any]] = {
+        "positive_int": "n_segments",
+        "unit_interval": "max_fraction",
+    }
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0.0 <= float(self.max_fraction) <= 1.0:
-            raise ConfigError(f"mask: max_fraction must be in [0, 1], got {self.max_fraction!r}")
-
-    def transform(
-        self, x: torch.Tensor, aux: torch.Tensor | None, fs_hz: float | None, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def transform(self, x: Tensor, aux: Aux, fs_hz: float | None, gen: Generator) -> Transformed:
         n, t = x.shape[0], x.shape[-1]
         pos = torch.arange(t).unsqueeze(0)  # [1, T]
         keep = torch.ones(n, t, dtype=torch.bool)
@@ -492,14 +456,10 @@ def make_augmentation(spec: str | Mapping[str, Any] | Augmentation) -> Augmentat
     """
     if isinstance(spec, Augmentation):
         return spec
-    if isinstance(spec, str):
-        params: dict[str, Any] = {}
-        name = spec
-    elif isinstance(spec, Mapping):
-        params = dict(spec)
-        name = params.pop("name", None)
-    else:
+    if not isinstance(spec, str | Mapping):
         raise ConfigError(f"augmentation spec must be a name or a mapping, got {spec!r}")
+    params = {"name": spec} if isinstance(spec, str) else dict(spec)
+    name = params.pop("name", None)
     if name not in AUGMENTATIONS:
         raise ConfigError(f"unknown augmentation {name!r}; known: {sorted(AUGMENTATIONS)}")
     return config_from_dict(AUGMENTATIONS[name], params, what=f"augmentation {name!r}")
@@ -554,7 +514,7 @@ class Augmenter:
             if aug.needs_fs and self.fs_hz is None:
                 raise ConfigError(f"augmentation {aug.name!r} needs fs_hz")
 
-    def __call__(self, batch: Mapping[str, torch.Tensor]) -> Batch:
+    def __call__(self, batch: Mapping[str, Tensor]) -> Batch:
         """Apply every augmentation in turn; returns a new dict."""
         out = dict(batch)
         for aug in self.augmentations:

@@ -21,6 +21,7 @@ __all__ = [
     "check_fields",
     "config_from_dict",
     "config_to_dict",
+    "is_number",
     "json_ready",
     "parse_config_json",
 ]
@@ -30,8 +31,8 @@ T = TypeVar("T")
 ProgressCallback = Callable[[int, int], None]
 
 
-def _number(value: Any) -> bool:
-    # bool is an int subclass; True as a rate is a mistake, not 1 Hz
+def is_number(value: Any) -> bool:
+    """Whether ``value`` is a finite int or float (not a bool: True as a rate is a mistake)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -42,9 +43,10 @@ def _integer(value: Any) -> bool:
 #: The rules of :func:`check_fields`: the test a value passes, what the message asks for, and
 #: whether a passing value is stored as float.
 _RULES: dict[str, tuple[Callable[[Any], bool], str, bool]] = {
-    "positive": (lambda v: _number(v) and v > 0, "a positive number", True),
-    "non_negative": (lambda v: _number(v) and v >= 0, "a number >= 0", True),
-    "fraction": (lambda v: _number(v) and 0 < v <= 1, "in (0, 1]", True),
+    "positive": (lambda v: is_number(v) and v > 0, "a positive number", True),
+    "non_negative": (lambda v: is_number(v) and v >= 0, "a number >= 0", True),
+    "fraction": (lambda v: is_number(v) and 0 < v <= 1, "in (0, 1]", True),
+    "unit_interval": (lambda v: is_number(v) and 0 <= v <= 1, "in [0, 1]", True),
     "positive_int": (lambda v: _integer(v) and v >= 1, "a positive integer", False),
     "non_negative_int": (lambda v: _integer(v) and v >= 0, "an integer >= 0", False),
 }
@@ -59,10 +61,11 @@ def check_fields(
 ) -> list[str]:
     """Problems with fields of the frozen config ``obj``, one message per bad field, naming it.
 
-    ``rules`` maps a rule (``positive``, ``non_negative``, ``fraction``, ``positive_int``,
-    ``non_negative_int``) to field names separated by spaces; a field in ``optional`` may also
-    be ``None``; ``choices`` maps a field to the values it may take. Numbers that pass a
-    real-valued rule are stored as float, so a config equals its JSON round trip.
+    ``rules`` maps a rule (``positive``, ``non_negative``, ``fraction``, ``unit_interval``,
+    ``positive_int``, ``non_negative_int``) to field names separated by spaces; a field in
+    ``optional`` may also be ``None``; ``choices`` maps a field to the values it may take.
+    Numbers that pass a real-valued rule are stored as float, so a config equals its JSON
+    round trip.
     """
     problems = [
         f"{name} must be one of {tuple(allowed)}, got {getattr(obj, name)!r}"

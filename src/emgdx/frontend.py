@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from emgdx.config import ProgressCallback
+from emgdx.config import ProgressCallback, is_number
 from emgdx.errors import ConfigError, EmgdxError, SamplingRateError, SignalError
 from emgdx.normalise import Normalisation, Normaliser
 from emgdx.preprocess import (
@@ -100,15 +100,6 @@ class Prepared:
     windows: Windows
     qc: pd.DataFrame | None = None
     problems: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class _QC:
-    """The two things preprocessing reads from a QC report, for a stretch of a stream."""
-
-    record_id: str
-    usable_mask: np.ndarray
-    line_freq_hz: float | None
 
 
 class FrontEnd:
@@ -235,8 +226,7 @@ class FrontEnd:
             # A copy of the manifest: QC adds columns to it, and the caller's cohort is theirs.
             manifest = cohort.manifest.copy()
             reports = assess_cohort(Cohort(cohort.recordings, manifest, []), self.qc_config)
-            qc_table = manifest[list(QC_COLUMNS)].astype({"record_id": str})
-            qc_table = qc_table.reset_index(drop=True)
+            qc_table = manifest[list(QC_COLUMNS)].astype({"record_id": str}).reset_index(drop=True)
         done = self._preprocess(cohort.recordings, reports, on_progress, skip_failures)
         ok = [(rec, mask) for rec, mask in done.values() if rec is not None]
         if ok:
@@ -323,16 +313,16 @@ class FrontEnd:
 
     def check_windows(self, windows: Windows) -> None:
         """Refuse windows at another rate or length than this front end makes."""
+        if not len(windows):
+            return
+        rec = windows.index["record_id"].iloc[0]
         target = self.fs_hz or self.config.target_fs_hz
-        wrong_rate = target is not None and not math.isclose(windows.fs_hz, target, rel_tol=1e-9)
-        if len(windows) and wrong_rate:
-            rec = windows.index["record_id"].iloc[0]
+        if target is not None and not math.isclose(windows.fs_hz, target, rel_tol=1e-9):
             raise SignalError(
                 f"{rec}: windows at {windows.fs_hz:g} Hz, but this pipeline works at {target:g} Hz"
             )
         expected = self.n_times or round(self.config.window_s * windows.fs_hz)
-        if len(windows) and windows.n_samples != expected:
-            rec = windows.index["record_id"].iloc[0]
+        if windows.n_samples != expected:
             raise SignalError(
                 f"{rec}: windows of {windows.n_samples} samples, but this pipeline uses "
                 f"{expected} ({self.config.window_s:g} s at {windows.fs_hz:g} Hz)"
@@ -394,7 +384,7 @@ class LiveFrontEnd:
                 "this pipeline normalises each record by its own statistics, which a live "
                 "stream does not have; use a model trained with window or fitted normalisation"
             )
-        if not (isinstance(fs_hz, int | float) and math.isfinite(fs_hz) and fs_hz > 0):
+        if not (is_number(fs_hz) and fs_hz > 0):
             raise ConfigError(f"{name}: sampling rate must be positive, got {fs_hz!r}")
         self.front, self.fs_hz, self.name, self.qc_config = front, float(fs_hz), name, qc_config
         if front.fitted:
@@ -448,10 +438,12 @@ class LiveFrontEnd:
             flags = (*flags, "garbage")
         usable = report.usable_mask[seg_start:] & ok[seg_start:]
         seg = Recording(raw[seg_start:], self.fs_hz, self.name, self.name)
+        # What preprocessing reads from QC, for the segment. Without QC: as offline, but samples
+        # that never arrived stay unusable.
         if self.front.qc:
-            qc = _QC(self.name, usable, report.line_freq_hz)
-        else:  # as offline without QC, but samples that never arrived stay unusable
-            qc = _QC(self.name, ok[seg_start:], None)
+            qc = QualityReport(self.name, report.flags, usable, line_freq_hz=report.line_freq_hz)
+        else:
+            qc = QualityReport(self.name, (), ok[seg_start:])
         processed, usable_out = preprocess_recording(seg, self.config, qc, offset=offset)
         a = out_start - processed.meta["preprocess"]["first_output"]
         data = processed.signal[a : a + self.n_win]

@@ -219,9 +219,7 @@ class Normaliser:
         if isinstance(data, np.ndarray):
             return data
         parts = [np.asarray(p, dtype=np.float32).ravel() for p in data]
-        if not parts:
-            raise SignalError("cannot fit a Normaliser on no data")
-        return np.concatenate(parts)
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
     def fit(self, data: Windows | np.ndarray | Sequence[np.ndarray]) -> Normaliser:
         """Learn centre and scale from ``data`` (training windows or arrays) and return self."""

@@ -43,10 +43,10 @@ import numpy as np
 import pandas as pd
 from scipy import signal as sps
 
-from emgdx.config import JsonConfig, check_fields
+from emgdx.config import JsonConfig, check_fields, is_number
 from emgdx.errors import ConfigError, SignalError
 from emgdx.normalise import Normalisation, NormaliseMethod, NormaliseScope
-from emgdx.recording import Recording, Windows
+from emgdx.recording import WINDOW_INDEX_COLUMNS, Recording, Windows
 
 __all__ = [
     "CONFIG_VERSION",
@@ -69,16 +69,7 @@ __all__ = [
 #: Version of the JSON form of :class:`PreprocessConfig` (bump when fields change meaning).
 CONFIG_VERSION = 1
 #: The index columns of the windows :func:`make_windows` cuts, in order.
-WINDOW_COLUMNS = (
-    "record_id",
-    "subject_id",
-    "label",
-    "start_s",
-    "start_sample",
-    "level",
-    "muscle",
-    "usable_fraction",
-)
+WINDOW_COLUMNS = (*WINDOW_INDEX_COLUMNS, "level", "muscle", "usable_fraction")
 
 # A low-pass edge this close to Nyquist would remove next to nothing (and the bilinear warping
 # squeezes its transition against Nyquist), so the band-pass degrades to a high-pass instead of
@@ -99,11 +90,6 @@ class QCLike(Protocol):
 # --------------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------------
-
-
-def _is_number(value: object) -> bool:
-    # bool is an int subclass; True as a band edge is a mistake, not 1 Hz.
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -169,7 +155,7 @@ class PreprocessConfig(JsonConfig):
             if (
                 not isinstance(band, list | tuple)
                 or len(band) != 2
-                or not all(_is_number(v) and math.isfinite(v) for v in band)
+                or not all(is_number(v) for v in band)
             ):
                 problems.append(f"band_hz must be two finite numbers (low, high), got {band!r}")
             else:
@@ -182,7 +168,7 @@ class PreprocessConfig(JsonConfig):
         elif not 1 <= self.filter_order <= 10:
             problems.append(f"filter_order must be between 1 and 10, got {self.filter_order}")
         if self.notch is not None and self.notch != "auto":
-            if not _is_number(self.notch) or not (math.isfinite(self.notch) and self.notch > 0):
+            if not (is_number(self.notch) and self.notch > 0):
                 problems.append(
                     f"notch must be 'auto', None or a positive frequency in Hz, got {self.notch!r}"
                 )
@@ -373,15 +359,12 @@ def _extend_with_hum(
     if pad + 1 < 8 * n_params:
         return data, 0
     flat = np.asarray(data, dtype=np.float64).reshape(-1, n)
-    t_in = np.arange(pad + 1) / fs_hz
-    t_out = -np.arange(1, pad + 1) / fs_hz
-    basis_in = [np.ones_like(t_in)]
-    basis_out = [np.ones_like(t_out)]
-    for f in line_hz:
-        w = 2.0 * np.pi * f
-        basis_in += [np.cos(w * t_in), np.sin(w * t_in)]
-        basis_out += [np.cos(w * t_out), np.sin(w * t_out)]
-    a_in, a_out = np.stack(basis_in, axis=1), np.stack(basis_out, axis=1)
+
+    def basis(t: np.ndarray) -> np.ndarray:
+        waves = [wave(2.0 * np.pi * f * t) for f in line_hz for wave in (np.cos, np.sin)]
+        return np.stack([np.ones_like(t), *waves], axis=1)
+
+    a_in, a_out = basis(np.arange(pad + 1) / fs_hz), basis(-np.arange(1, pad + 1) / fs_hz)
 
     def continuation(edge: np.ndarray) -> np.ndarray:
         # edge: (rows, pad + 1) samples from the end inwards; returns (rows, pad) beyond it
@@ -403,7 +386,7 @@ def _padlen(sos: np.ndarray) -> int:
 
 
 def _validate_fs(fs_hz: float, what: str = "fs_hz") -> float:
-    if not _is_number(fs_hz) or not (math.isfinite(fs_hz) and fs_hz > 0):
+    if not (is_number(fs_hz) and fs_hz > 0):
         raise SignalError(f"{what} must be a positive number, got {fs_hz!r}")
     return float(fs_hz)
 
@@ -446,7 +429,7 @@ def design_filter(
         When the lower band edge is not below 0.95 x Nyquist, or arguments are invalid.
     """
     fs = _validate_fs(fs_hz)
-    if not _is_number(order) or int(order) != order:
+    if not is_number(order) or int(order) != order:
         raise SignalError(f"filter order must be an integer, got {order!r}")
     band = None if band_hz is None else (float(band_hz[0]), float(band_hz[1]))
     line = None if line_hz is None else float(line_hz)
@@ -815,7 +798,7 @@ def resample_mask(
         return np.zeros(n_out, dtype=bool)
     if src.all():
         return np.ones(n_out, dtype=bool)
-    starts, ends = _unusable_runs(src)
+    starts, ends = _runs(~src)
     if plan.exact:
         reach = 0 if plan.identity else 10 * max(plan.up, plan.down)
         return _spoiled(starts, ends, plan.up, plan.down, reach, margin_samples, n_out, 0)
@@ -849,12 +832,15 @@ def _spoiled(
     return cast(np.ndarray, np.cumsum(change[:-1]) == 0)
 
 
-def _unusable_runs(usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Starts and (exclusive) ends of the stretches where ``usable`` is False."""
-    padded = np.zeros(usable.shape[0] + 2, dtype=np.int8)
-    padded[1:-1] = ~usable
-    change = np.flatnonzero(np.diff(padded))
-    return change[0::2].astype(np.int64), change[1::2].astype(np.int64)
+def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Starts (inclusive) and stops (exclusive) of the ``True`` runs of a boolean array."""
+    if mask.size == 0:
+        empty = np.zeros(0, dtype=np.intp)
+        return empty, empty
+    change = np.flatnonzero(mask[1:] != mask[:-1]) + 1
+    edges = np.concatenate(([0], change, [mask.size]))
+    values = mask[edges[:-1]]
+    return edges[:-1][values], edges[1:][values]
 
 
 # --------------------------------------------------------------------------------------------
@@ -869,7 +855,7 @@ def fill_unusable(x: np.ndarray, usable: np.ndarray) -> np.ndarray:
     """
     out = np.array(x, dtype=np.float32, copy=True)
     n = out.shape[0]
-    starts, ends = _unusable_runs(usable)
+    starts, ends = _runs(~usable)
     if starts.size == 0:
         return out
     if starts[0] == 0 and ends[0] == n:
@@ -964,11 +950,7 @@ def preprocess_recording(
     try:
         plan = resample_plan(fs_in, fs_in if config.target_fs_hz is None else config.target_fs_hz)
         x, fs_out = resample(x, fs_in, plan.fs_to_hz, offset=offset)
-    except SignalError as exc:
-        raise SignalError(f"{rid}: {exc}") from exc
-
-    line_hz, notch_source = _line_hz(config, qc)
-    try:
+        line_hz, notch_source = _line_hz(config, qc)
         design = design_filter(
             fs_out,
             config.band_hz,
@@ -1015,9 +997,7 @@ def preprocess_recording(
 def _window_starts(
     usable: np.ndarray | None, n: int, n_win: int, hop: int, min_count: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    if n < n_win:
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
-    starts = np.arange(0, n - n_win + 1, hop, dtype=np.int64)
+    starts = np.arange(0, n - n_win + 1, hop, dtype=np.int64)  # empty when n < n_win
     if usable is None:
         return starts, np.ones(starts.size)
     good_before = np.concatenate(([0], np.cumsum(usable, dtype=np.int64)))
@@ -1075,7 +1055,7 @@ def make_windows(
             + (f" and {len(odd) - 5} more" if len(odd) > 5 else "")
             + " differ; set target_fs_hz to resample them"
         )
-    if not (_is_number(window_s) and window_s > 0 and _is_number(hop_s) and hop_s > 0):
+    if not (is_number(window_s) and window_s > 0 and is_number(hop_s) and hop_s > 0):
         raise SignalError(f"window_s and hop_s must be positive, got {window_s!r}, {hop_s!r}")
     if not 0 < min_usable_fraction <= 1:
         raise SignalError(f"min_usable_fraction must be in (0, 1], got {min_usable_fraction}")
@@ -1100,41 +1080,23 @@ def make_windows(
     total = sum(s.size for s, _ in per_rec)
     data = np.empty((total, n_win), dtype=np.float32)
     offsets = np.arange(n_win, dtype=np.int64)
-    columns: dict[str, list[Any]] = {
-        k: [] for k in ("record_id", "subject_id", "label", "level", "muscle")
-    }
-    starts_all: list[np.ndarray] = []
-    fractions: list[np.ndarray] = []
     row = 0
-    for rec, (starts, frac) in zip(recs, per_rec, strict=True):
-        k = starts.size
-        if k == 0:
-            continue
+    for rec, (starts, _) in zip(recs, per_rec, strict=True):
         # Index arithmetic gathers all windows of a record in one vectorised copy.
-        data[row : row + k] = rec.signal[starts[:, None] + offsets]
-        row += k
-        for key, value in (
-            ("record_id", rec.record_id),
-            ("subject_id", rec.subject_id),
-            ("label", rec.label),
-            ("level", rec.level),
-            ("muscle", rec.muscle),
-        ):
-            columns[key].extend([value] * k)
-        starts_all.append(starts)
-        fractions.append(frac)
-    start_sample = np.concatenate(starts_all) if starts_all else np.zeros(0, dtype=np.int64)
+        data[row : row + starts.size] = rec.signal[starts[:, None] + offsets]
+        row += starts.size
+    start_sample = np.concatenate([s for s, _ in per_rec])
+    per_window = [rec for rec, (s, _) in zip(recs, per_rec, strict=True) for _ in range(s.size)]
     index = pd.DataFrame(
         {
-            "record_id": columns["record_id"],
-            "subject_id": columns["subject_id"],
-            "label": columns["label"],
+            "record_id": [rec.record_id for rec in per_window],
+            "subject_id": [rec.subject_id for rec in per_window],
+            "label": [rec.label for rec in per_window],
             "start_s": start_sample / fs,
             "start_sample": start_sample,
-            "level": columns["level"],
-            "muscle": columns["muscle"],
-            "usable_fraction": np.concatenate(fractions) if fractions else np.zeros(0),
-        },
-        columns=list(WINDOW_COLUMNS),
+            "level": [rec.level for rec in per_window],
+            "muscle": [rec.muscle for rec in per_window],
+            "usable_fraction": np.concatenate([f for _, f in per_rec]),
+        }
     )
     return Windows(data, fs, index)

@@ -116,7 +116,7 @@ from scipy.signal import get_window
 
 from emgdx.config import JsonConfig, ProgressCallback, check_fields
 from emgdx.errors import ConfigError, SignalError
-from emgdx.preprocess import design_filter
+from emgdx.preprocess import _runs, design_filter
 from emgdx.recording import Cohort, Recording
 
 __all__ = ["QC_FLAGS", "QCConfig", "QualityReport", "assess", "assess_cohort"]
@@ -305,17 +305,6 @@ class QualityReport:
 # helpers
 
 
-def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Starts (inclusive) and stops (exclusive) of the ``True`` runs of a boolean array."""
-    if mask.size == 0:
-        empty = np.zeros(0, dtype=np.intp)
-        return empty, empty
-    change = np.flatnonzero(mask[1:] != mask[:-1]) + 1
-    edges = np.concatenate(([0], change, [mask.size]))
-    values = mask[edges[:-1]]
-    return edges[:-1][values], edges[1:][values]
-
-
 def _intervals_mask(n: int, starts: np.ndarray, stops: np.ndarray, margin: int) -> np.ndarray:
     """Boolean mask of length ``n`` that is ``True`` on ``[start - margin, stop + margin)``."""
     if starts.size == 0:
@@ -329,12 +318,9 @@ def _intervals_mask(n: int, starts: np.ndarray, stops: np.ndarray, margin: int) 
 
 def _digital_range(recording: Recording) -> tuple[float, float] | None:
     """The reader's ADC range in µV from ``meta["digital_range_uv"]``, if it is usable."""
-    value = recording.meta.get("digital_range_uv")
-    if value is None:
-        return None
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
+    try:  # absent, None or not a pair of numbers: no range
+        lo, hi = (float(v) for v in recording.meta["digital_range_uv"])
+    except (KeyError, TypeError, ValueError):
         return None
     if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
         return None
@@ -462,8 +448,7 @@ def _line_noise(
     x: np.ndarray, fs_hz: float, config: QCConfig
 ) -> tuple[float | None, dict[str, float]]:
     """Detected mains frequency (or ``None``) and the hum metrics of a usable signal."""
-    nan = float("nan")
-    metrics = {"line_peak_db": nan, "line_power_ratio": nan, "line_snr_db": nan}
+    metrics = dict.fromkeys(("line_peak_db", "line_power_ratio", "line_snr_db"), math.nan)
     q = max(1, int(fs_hz // config.line_analysis_fs_hz))
     fs_d = fs_hz / q
     m = x.size // q
@@ -568,9 +553,7 @@ def _assess(recording: Recording, config: QCConfig, repeated_tail: int) -> Quali
         "line_power_ratio": nan,
         "line_snr_db": nan,
         "signal_floor_uv": nan,
-        "usable_s": 0.0,
-        "usable_fraction": 0.0,
-    }
+    }  # _report adds usable_s and usable_fraction
     if n == 0:
         flags.update(("empty", "too_short"))
         return _report(recording, flags, np.zeros(0, dtype=bool), metrics, None)
@@ -578,9 +561,8 @@ def _assess(recording: Recording, config: QCConfig, repeated_tail: int) -> Quali
     # sample is (or values near 1e16 µV overflow it), and then the exact test decides.
     if not math.isfinite(float(np.dot(x, x))) and not bool(np.isfinite(x).all()):
         n_bad = int(np.count_nonzero(~np.isfinite(x)))
-        where = recording.record_id
-        if recording.source:
-            where = f"{recording.source} [{recording.record_id}]"
+        rid = recording.record_id
+        where = f"{recording.source} [{rid}]" if recording.source else rid
         raise SignalError(f"{where}: {n_bad} non-finite sample(s); cannot assess quality")
 
     margin = round(config.margin_s * fs)
@@ -631,14 +613,15 @@ def _assess(recording: Recording, config: QCConfig, repeated_tail: int) -> Quali
     else:
         lo_rail = hi_rail = None
         full_range = 0.0
-    at_rail = np.zeros(body.size, dtype=bool)
     tol = config.clip_tolerance * full_range
     if lo_rail is not None:
         metrics["rail_lo_uv"] = lo_rail
-        at_rail |= body <= lo_rail + tol
     if hi_rail is not None:
         metrics["rail_hi_uv"] = hi_rail
-        at_rail |= body >= hi_rail - tol
+    # A side without a rail has its edge at infinity: no (finite) sample is near it.
+    lo_edge = -math.inf if lo_rail is None else lo_rail + tol
+    hi_edge = math.inf if hi_rail is None else hi_rail - tol
+    at_rail = (body <= lo_edge) | (body >= hi_edge)
     clip_starts, clip_stops = _runs(at_rail)
     n_clipped = int(np.count_nonzero(at_rail))
     metrics["clipped_fraction"] = n_clipped / n
@@ -647,13 +630,8 @@ def _assess(recording: Recording, config: QCConfig, repeated_tail: int) -> Quali
         flags.add("clipping")
 
     # --- flat stretches not at a rail (those are clipping)
-    if flat_starts.size and (lo_rail is not None or hi_rail is not None):
-        value = x[flat_starts]
-        on_rail = np.zeros(flat_starts.size, dtype=bool)
-        if lo_rail is not None:
-            on_rail |= value <= lo_rail + tol
-        if hi_rail is not None:
-            on_rail |= value >= hi_rail - tol
+    if flat_starts.size:
+        on_rail = (x[flat_starts] <= lo_edge) | (x[flat_starts] >= hi_edge)
         flat_starts, flat_stops = flat_starts[~on_rail], flat_stops[~on_rail]
     flat_n = int((flat_stops - flat_starts).sum())
     metrics["flat_fraction"] = flat_n / n
@@ -689,8 +667,6 @@ def _assess(recording: Recording, config: QCConfig, repeated_tail: int) -> Quali
         return _report(recording, flags, np.zeros(n, dtype=bool), metrics, line_freq)
 
     # --- too short
-    metrics["usable_s"] = n_usable / fs
-    metrics["usable_fraction"] = n_usable / n
     if n_usable / fs < config.min_usable_s:
         flags.add("too_short")
     return _report(recording, flags, usable, metrics, line_freq)
@@ -703,16 +679,11 @@ def _report(
     metrics: dict[str, float],
     line_freq: float | None,
 ) -> QualityReport:
-    n = usable.size
+    ordered = tuple(f for f in QC_FLAGS if f in flags)
+    report = QualityReport(recording.record_id, ordered, usable, metrics, line_freq)
     metrics["usable_s"] = float(np.count_nonzero(usable) / recording.fs_hz)
-    metrics["usable_fraction"] = float(np.count_nonzero(usable) / n) if n else 0.0
-    return QualityReport(
-        record_id=recording.record_id,
-        flags=tuple(f for f in QC_FLAGS if f in flags),
-        usable_mask=usable,
-        metrics=metrics,
-        line_freq_hz=line_freq,
-    )
+    metrics["usable_fraction"] = report.usable_fraction
+    return report
 
 
 def _common_suffix(a: np.ndarray, b: np.ndarray, limit: int) -> int:
@@ -742,8 +713,6 @@ def _repeated_tails(recordings: Sequence[Recording], config: QCConfig) -> dict[s
         groups.setdefault((rec.fs_hz, key.tobytes()), []).append(rec)
     out: dict[str, int] = {}
     for members in groups.values():
-        if len(members) < 2:
-            continue
         for i, a in enumerate(members):
             for b in members[i + 1 :]:
                 limit = min(a.signal.size, b.signal.size) // 2
@@ -797,17 +766,14 @@ def assess_cohort(
         if on_progress is not None:
             on_progress(done, total)
 
-    ids = list(reports)
+    ids, assessed = list(reports), list(reports.values())
     columns: dict[str, list[Any]] = {
-        "qc_flags": [";".join(reports[i].flags) for i in ids],
-        "qc_ok": [reports[i].ok for i in ids],
+        "qc_flags": [";".join(r.flags) for r in assessed],
+        "qc_ok": [r.ok for r in assessed],
+        **{f"qc_{flag}": [flag in r.flags for r in assessed] for flag in QC_FLAGS},
+        "usable_fraction": [r.usable_fraction for r in assessed],
+        "line_freq_hz": [np.nan if r.line_freq_hz is None else r.line_freq_hz for r in assessed],
     }
-    for flag in QC_FLAGS:
-        columns[f"qc_{flag}"] = [flag in reports[i].flags for i in ids]
-    columns["usable_fraction"] = [reports[i].usable_fraction for i in ids]
-    columns["line_freq_hz"] = [
-        np.nan if reports[i].line_freq_hz is None else reports[i].line_freq_hz for i in ids
-    ]
     man = cohort.manifest
     for name, values in columns.items():
         # Aligned on record_id, so a manifest in another order still gets the right rows.

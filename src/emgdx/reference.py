@@ -58,7 +58,7 @@ def _subsample(windows: Windows, per_record: int) -> Windows:
     """At most ``per_record`` windows per record, evenly spread over the record."""
     idx = windows.index.reset_index(drop=True)
     keep: list[int] = []
-    for _, rows in idx.groupby("record_id", sort=False).indices.items():
+    for rows in idx.groupby("record_id", sort=False).indices.values():
         rows = np.asarray(rows)
         if rows.size > per_record:
             rows = rows[np.linspace(0, rows.size - 1, per_record).round().astype(np.int64)]

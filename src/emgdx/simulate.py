@@ -92,7 +92,6 @@ IEEE Trans. Biomed. Eng. 52:171-183, 2005.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -106,11 +105,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.fft
-import scipy.signal
 import scipy.special
 from scipy.spatial import cKDTree
 
-from emgdx.config import JsonConfig, check_fields
+from emgdx.config import JsonConfig, check_fields, json_ready
 from emgdx.errors import ConfigError, ReadError
 from emgdx.recording import LABELS, Cohort, Label, Recording
 
@@ -272,7 +270,8 @@ class SimulationConfig(JsonConfig):
         problems = check_fields(
             self,
             positive="fs_hz duration_s line_hz",
-            non_negative="line_uv noise_uv wander_uv pink_fraction",
+            non_negative="line_uv noise_uv wander_uv",
+            unit_interval="pink_fraction",
             non_negative_int="line_harmonics",
         )
         if problems:
@@ -282,8 +281,6 @@ class SimulationConfig(JsonConfig):
         _excitation(self.level)
         if self.line_hz >= self.fs_hz / 2:
             raise ConfigError(f"line_hz must lie in (0, fs_hz/2), got {self.line_hz}")
-        if self.pink_fraction > 1.0:
-            raise ConfigError(f"pink_fraction must be in [0, 1], got {self.pink_fraction}")
 
     @property
     def n_samples(self) -> int:
@@ -303,13 +300,8 @@ def _resolve_config(
         return SimulationConfig(
             fs_hz=fs_hz, duration_s=duration_s, level="low" if level is None else level
         )
-    changes: dict[str, Any] = {}
-    if fs_hz is not None:
-        changes["fs_hz"] = fs_hz
-    if duration_s is not None:
-        changes["duration_s"] = duration_s
-    if level is not None:
-        changes["level"] = level
+    given: dict[str, Any] = {"fs_hz": fs_hz, "duration_s": duration_s, "level": level}
+    changes = {key: value for key, value in given.items() if value is not None}
     return replace(config, **changes) if changes else config
 
 
@@ -423,10 +415,8 @@ def draw_subject(
         Fix the severity (0..1) instead of drawing it (ignored for healthy subjects).
     """
     lab = _check_label(label)
-    noise_uv, line_uv, wander_uv, line_hz, pink = 2.5, 2.0, 5.0, 50.0, 0.3
-    if config is not None:
-        noise_uv, line_uv, wander_uv = config.noise_uv, config.line_uv, config.wander_uv
-        line_hz, pink = config.line_hz, config.pink_fraction
+    # Only the recording-chain levels of the config are used; rate and length do not matter.
+    chain = config if config is not None else SimulationConfig(fs_hz=10_000.0, duration_s=1.0)
     sev = 0.0
     if lab != "healthy":
         sev = float(rng.uniform(0.35, 0.9)) if severity is None else float(severity)
@@ -442,11 +432,11 @@ def draw_subject(
         "amplitude_scale": float(np.exp(0.2 * rng.standard_normal())),
         "width_scale": float(np.exp(0.08 * rng.standard_normal())),
         "electrode_gap_mm": float(0.02 + 0.04 * u[2]),
-        "noise_uv": float(noise_uv * np.exp(0.25 * rng.standard_normal())),
-        "pink_fraction": float(pink),
-        "line_uv": float(line_uv * np.exp(0.5 * rng.standard_normal())),
-        "line_hz": float(line_hz),
-        "wander_uv": float(wander_uv * np.exp(0.3 * rng.standard_normal())),
+        "noise_uv": float(chain.noise_uv * np.exp(0.25 * rng.standard_normal())),
+        "pink_fraction": float(chain.pink_fraction),
+        "line_uv": float(chain.line_uv * np.exp(0.5 * rng.standard_normal())),
+        "line_hz": float(chain.line_hz),
+        "wander_uv": float(chain.wander_uv * np.exp(0.3 * rng.standard_normal())),
         "min_rate_hz": float(6.0 + 2.0 * u[3]),
         "rate_gain_hz": float(40.0 + 10.0 * u[4]),
         "isi_cv": float(0.1 + 0.1 * u[5]),
@@ -468,11 +458,11 @@ def draw_subject(
         "pool_seed": int(rng.integers(2**62)),
     }
     if lab == "neurogenic":
+        # ALS: half to four fifths of the units gone; sprouting capacity runs out late in
+        # the disease.
         common.update(
-            unit_loss=_NEURO_LOSS[0]
-            + _NEURO_LOSS[1] * sev,  # ALS: half to four fifths of the units gone
-            reinnervation=_NEURO_ADOPT[0]
-            - _NEURO_ADOPT[1] * sev,  # sprouting capacity runs out late in the disease
+            unit_loss=_NEURO_LOSS[0] + _NEURO_LOSS[1] * sev,
+            reinnervation=_NEURO_ADOPT[0] - _NEURO_ADOPT[1] * sev,
             sprout_delay_ms=_NEURO_SPROUT[0] + _NEURO_SPROUT[1] * sev,
             satellite_fraction=0.03 + 0.07 * sev,
             # reduced recruitment: the few units left fire fast already at recruitment
@@ -513,10 +503,7 @@ def _check_label(label: str) -> Label:
 class _Pool:
     """A subject's motor units and fibres after disease remodelling (mm, ms)."""
 
-    centre_mm: np.ndarray  # (N, 2)
-    radius_mm: np.ndarray  # (N,)
     threshold: np.ndarray  # (N,) excitation at recruitment
-    alive: np.ndarray  # (N,) bool
     n_fibres_orig: np.ndarray  # (N,)
     n_fibres: np.ndarray  # (N,)
     unit_fibre_loss: np.ndarray  # (N,) realised myopathic loss fraction
@@ -525,7 +512,6 @@ class _Pool:
     fibre_diam: np.ndarray  # (F,)
     fibre_endplate_mm: np.ndarray  # (F,)
     fibre_delay_ms: np.ndarray  # (F,) extra delay through immature sprouts
-    fibre_adopted: np.ndarray  # (F,) bool
     fibre_segment: np.ndarray  # (F,) functional length (1 = whole fibre conducts)
 
 
@@ -552,8 +538,6 @@ def _build_pool(sp: SubjectParams) -> _Pool:
     diam = np.exp(sp.diameter_cv * rng.standard_normal(owner.size)) * sp.diameter_mean
     endplate = _ENDPLATE_SD_MM * rng.standard_normal(owner.size)
     delay = np.zeros(owner.size)
-    adopted = np.zeros(owner.size, dtype=bool)
-    alive = np.ones(n, dtype=bool)
     unit_loss = np.zeros(n)
 
     if sp.unit_loss > 0:
@@ -564,16 +548,12 @@ def _build_pool(sp: SubjectParams) -> _Pool:
             alive[rng.integers(n)] = True
         survivors = np.flatnonzero(alive)
         orphan = ~alive[owner]
-        tree = cKDTree(centre[survivors])
-        dist, nearest = tree.query(xy[orphan])
+        dist, nearest = cKDTree(centre[survivors]).query(xy[orphan])
         host = survivors[nearest]
         reach = dist <= 1.2 * radius[host]
         take = reach & (rng.uniform(size=host.size) < sp.reinnervation)
-        new_owner = np.where(take, host, -1)
         idx = np.flatnonzero(orphan)
-        owner = owner.copy()
-        owner[idx] = new_owner
-        adopted[idx[take]] = True
+        owner[idx] = np.where(take, host, -1)
         # Immature sprouts conduct slowly: extra delay; a few become late satellites.
         n_take = int(take.sum())
         extra = rng.exponential(sp.sprout_delay_ms, size=n_take)
@@ -586,10 +566,10 @@ def _build_pool(sp: SubjectParams) -> _Pool:
         unit_loss = rng.beta(sp.fibre_loss * conc, (1 - sp.fibre_loss) * conc, size=n)
         keep = rng.uniform(size=owner.size) >= unit_loss[owner]
         owner, xy, diam = owner[keep], xy[keep], diam[keep]
-        endplate, delay, adopted = endplate[keep], delay[keep], adopted[keep]
+        endplate, delay = endplate[keep], delay[keep]
         n_left = np.bincount(owner, minlength=n)
         unit_loss = 1.0 - n_left / n_fib
-    segment = np.ones(owner.size)
+    split = np.zeros(owner.size, dtype=bool)
     if sp.split_fraction > 0:
         # Fibre splitting: a parent becomes 2-3 thin daughters side by side (cross-section
         # conserved). Thin fibres keep their spikes but lose far field, and conduct slower.
@@ -597,32 +577,26 @@ def _build_pool(sp: SubjectParams) -> _Pool:
         k = rng.integers(2, 4, size=parents.size)
         src = np.repeat(parents, k - 1)
         diam[parents] /= np.sqrt(k)
+        split = np.ones(owner.size + src.size, dtype=bool)  # split fibres are short branches
+        split[: owner.size] = False
+        split[parents] = True
         owner = np.concatenate([owner, owner[src]])
         xy = np.concatenate([xy, xy[src] + 0.02 * rng.standard_normal((src.size, 2))])
         diam = np.concatenate([diam, diam[src] * np.exp(0.1 * rng.standard_normal(src.size))])
         endplate = np.concatenate([endplate, endplate[src]])
         delay = np.concatenate([delay, delay[src]])
-        adopted = np.concatenate([adopted, adopted[src]])
-        segment = np.ones(owner.size)
-        segment[parents] = 0.0  # marked: split fibres are short branches (below)
-        if src.size:
-            segment[-src.size :] = 0.0
+    segment = np.ones(owner.size)
     if sp.segment_fraction > 0:
         # Segmental necrosis, regeneration and splitting leave fibres that conduct only over a
         # short segment: their potential starts and stops near the needle, so its far field
         # (the MUAP's slow initial and terminal phases) is shorter and weaker.
-        short = (segment == 0.0) | (rng.uniform(size=owner.size) < sp.segment_fraction)
+        short = split | (rng.uniform(size=owner.size) < sp.segment_fraction)
         segment = np.where(
             short, np.round(rng.uniform(_SEG_RANGE[0], _SEG_RANGE[1], size=owner.size), 1), 1.0
         )
-    else:
-        segment = np.ones(owner.size)
     n_now = np.bincount(owner[owner >= 0], minlength=n)
     return _Pool(
-        centre_mm=centre,
-        radius_mm=radius,
         threshold=threshold,
-        alive=alive,
         n_fibres_orig=n_fib,
         n_fibres=n_now,
         unit_fibre_loss=unit_loss,
@@ -631,7 +605,6 @@ def _build_pool(sp: SubjectParams) -> _Pool:
         fibre_diam=diam,
         fibre_endplate_mm=endplate,
         fibre_delay_ms=delay,
-        fibre_adopted=adopted,
         fibre_segment=segment,
     )
 
@@ -691,9 +664,9 @@ def _psw_shape(t_ms: np.ndarray, tau1_ms: float, tau2_ms: float, neg: float) -> 
 
 
 def _render_lowpassed(
-    shape: Callable[[np.ndarray], np.ndarray], t0_ms: float, t1_ms: float, fs_hz: float
+    shape: Callable[..., np.ndarray], t0_ms: float, t1_ms: float, fs_hz: float, **params: float
 ) -> tuple[np.ndarray, int]:
-    """Sample a shape that is not Gaussian-derived through the anti-alias Gaussian.
+    """Sample ``shape(t_ms, **params)``, not Gaussian-derived, through the anti-alias Gaussian.
 
     Evaluates on a grid k times finer than ``fs_hz`` (at least 200 kHz), convolves with the
     Gaussian low-pass and keeps every k-th sample. Returns the samples and the index of t = 0.
@@ -705,7 +678,7 @@ def _render_lowpassed(
     i0 = math.floor(t0_ms * 1e-3 * fs_hz)
     i1 = math.ceil(t1_ms * 1e-3 * fs_hz)
     fine_idx = np.arange(i0 * k, i1 * k + 1)
-    values = shape(fine_idx / fine_fs * 1e3)
+    values = shape(fine_idx / fine_fs * 1e3, **params)
     half = max(1, math.ceil(4 * aa))
     kern = np.exp(-0.5 * (np.arange(-half, half + 1) / aa) ** 2)
     smooth = np.convolve(values, kern / kern.sum(), mode="same")
@@ -769,9 +742,7 @@ def _unit_templates(
     nfft = scipy.fft.next_fast_len(n_len, real=True)
     omega = 2 * np.pi * np.fft.rfftfreq(nfft, dt_ms)  # rad/ms
     lowpass = np.exp(-0.5 * (omega * aa) ** 2)
-    row_of = np.full(pool.centre_mm.shape[0], -1)
-    row_of[units] = np.arange(units.size)
-    rows = row_of[pool.fibre_owner[fibres]]
+    rows = np.searchsorted(units, pool.fibre_owner[fibres])  # units are sorted and unique
     diam = pool.fibre_diam[fibres]
     tau = arrival_ms - g0 * dt_ms  # delay from the grid's first sample
 
@@ -779,13 +750,8 @@ def _unit_templates(
     # sum their delayed impulses per unit (split linearly between samples) and multiply by
     # the shape's spectrum once per length.
     segment = pool.fibre_segment[fibres]
-    slow_amp = (
-        _SLOW_UV
-        * sp.amplitude_scale
-        * diam**_SLOW_DIAM_EXP
-        * segment
-        * np.exp(-dist_mm / _SLOW_LAMBDA_MM)
-    )
+    slow_amp = _SLOW_UV * sp.amplitude_scale * diam**_SLOW_DIAM_EXP * segment
+    slow_amp *= np.exp(-dist_mm / _SLOW_LAMBDA_MM)
     pos_f = tau / dt_ms
     lo = np.floor(pos_f).astype(int)
     frac = pos_f - lo
@@ -808,12 +774,8 @@ def _unit_templates(
         # Time scale such that a close fibre's main phase lasts 2 * _SPIKE_HALF_MS.
         u0 = math.tan(np.pi / (2 * _SPIKE_ORDER + 2))
         w = _SPIKE_HALF_MS / u0 * sp.width_scale * (1.0 + d / _SPIKE_WIDEN_MM)
-        amp = (
-            _SPIKE_UV
-            * sp.amplitude_scale
-            * diam[near] ** _SPIKE_DIAM_EXP
-            * np.exp(-d / _SPIKE_LAMBDA_MM)
-        )
+        amp = _SPIKE_UV * sp.amplitude_scale * diam[near] ** _SPIKE_DIAM_EXP
+        amp *= np.exp(-d / _SPIKE_LAMBDA_MM)
         # Only frequencies where the widest spike still has content matter; above that the
         # exponential spectrum is < 1e-9 of its peak.
         k_max = int(np.searchsorted(omega, 40.0 / float(w.min()))) + 1
@@ -884,39 +846,31 @@ def muap_measures(
     gap = max(1, round(gap_ms * 1e-3 * fs_hz))
     for v in tmpl:
         peak = int(np.argmax(np.abs(v)))
-        amp = float(v.max() - v.min())
         above = np.abs(v) >= onset_uv
-        if not above[peak]:
-            rows.append(
-                dict(
-                    amplitude_uv=amp,
-                    duration_ms=0.0,
-                    phases=0,
-                    turns=0,
-                    satellites=0,
-                    peak_index=peak,
-                    onset_index=peak,
-                    end_index=peak,
-                )
-            )
-            continue
-        idx = np.flatnonzero(above)
-        # Split the supra-threshold samples into clusters separated by > gap samples.
-        breaks = np.flatnonzero(np.diff(idx) > gap)
-        starts = np.concatenate([[idx[0]], idx[breaks + 1]])
-        ends = np.concatenate([idx[breaks], [idx[-1]]])
-        k = int(np.searchsorted(starts, peak, side="right") - 1)
-        on, off = int(starts[k]), int(ends[k])
-        seg = v[on : off + 1]
-        sig = np.sign(seg[np.abs(seg) >= onset_uv / 2])
-        phases = int(np.count_nonzero(np.diff(sig))) + 1 if sig.size else 0
+        on = off = peak
+        duration_ms = 0.0
+        phases = turns = satellites = 0
+        if above[peak]:
+            idx = np.flatnonzero(above)
+            # Split the supra-threshold samples into clusters separated by > gap samples.
+            breaks = np.flatnonzero(np.diff(idx) > gap)
+            starts = np.concatenate([[idx[0]], idx[breaks + 1]])
+            ends = np.concatenate([idx[breaks], [idx[-1]]])
+            k = int(np.searchsorted(starts, peak, side="right") - 1)
+            on, off = int(starts[k]), int(ends[k])
+            seg = v[on : off + 1]
+            sig = np.sign(seg[np.abs(seg) >= onset_uv / 2])
+            duration_ms = (off - on + 1) / fs_hz * 1e3
+            phases = int(np.count_nonzero(np.diff(sig))) + 1 if sig.size else 0
+            turns = _count_turns(seg, turn_uv)
+            satellites = len(starts) - 1
         rows.append(
             dict(
-                amplitude_uv=amp,
-                duration_ms=(off - on + 1) / fs_hz * 1e3,
+                amplitude_uv=float(v.max() - v.min()),
+                duration_ms=duration_ms,
                 phases=phases,
-                turns=_count_turns(seg, turn_uv),
-                satellites=len(starts) - 1,
+                turns=turns,
+                satellites=satellites,
                 peak_index=peak,
                 onset_index=on,
                 end_index=off,
@@ -950,45 +904,34 @@ def _count_turns(seg: np.ndarray, turn_uv: float) -> int:
 # ground truth
 # ---------------------------------------------------------------------------------------------
 
-_UNIT_COLUMNS: tuple[str, ...] = (
-    "unit_id",
-    "kind",
-    "active",
-    "fasciculating",
-    "threshold",
-    "rate_hz",
-    "n_discharges",
-    "distance_mm",
-    "n_fibres",
-    "n_fibres_orig",
-    "n_fibres_near",
-    "fibre_loss",
-    "amplitude_uv",
-    "duration_ms",
-    "phases",
-    "turns",
-    "satellites",
-    "onset_offset",
-    "end_offset",
-    "reinnervated",
-    "myopathic",
-    "disease_signature",
-)
+#: The MUAP measures of :func:`muap_measures` the unit table holds as they are.
+_MEASURE_COLUMNS = ("amplitude_uv", "duration_ms", "phases", "turns", "satellites")
 
-
-_BOOL_COLUMNS = ("active", "fasciculating", "reinnervated", "myopathic", "disease_signature")
-_INT_COLUMNS = (
-    "unit_id",
-    "n_discharges",
-    "n_fibres",
-    "n_fibres_orig",
-    "n_fibres_near",
-    "phases",
-    "turns",
-    "satellites",
-    "onset_offset",
-    "end_offset",
-)
+#: The columns of :attr:`GroundTruth.units` and their types (JSON keeps neither order nor type).
+_UNIT_DTYPES: dict[str, Any] = {
+    "unit_id": np.int64,
+    "kind": str,
+    "active": bool,
+    "fasciculating": bool,
+    "threshold": float,
+    "rate_hz": float,
+    "n_discharges": np.int64,
+    "distance_mm": float,
+    "n_fibres": np.int64,
+    "n_fibres_orig": np.int64,
+    "n_fibres_near": np.int64,
+    "fibre_loss": float,
+    "amplitude_uv": float,
+    "duration_ms": float,
+    "phases": np.int64,
+    "turns": np.int64,
+    "satellites": np.int64,
+    "onset_offset": np.int64,
+    "end_offset": np.int64,
+    "reinnervated": bool,
+    "myopathic": bool,
+    "disease_signature": bool,
+}
 
 
 @dataclass
@@ -1053,7 +996,6 @@ class GroundTruth:
             ``bool`` array of length :attr:`n_samples`; each selected discharge marks
             ``[sample + onset_offset, sample + end_offset]``.
         """
-        mask = np.zeros(self.n_samples, dtype=bool)
         ev = self.events
         if kinds is not None:
             bad = sorted(set(kinds) - set(EVENT_KINDS))
@@ -1064,8 +1006,6 @@ class GroundTruth:
         if disease_only:
             flagged = units.index[units["disease_signature"].to_numpy(bool)]
             ev = ev[ev["unit_id"].isin(flagged)]
-        if ev.empty:
-            return mask
         on = ev["sample"].to_numpy() + units.loc[ev["unit_id"], "onset_offset"].to_numpy()
         off = ev["sample"].to_numpy() + units.loc[ev["unit_id"], "end_offset"].to_numpy() + 1
         # Difference array: +1 at each start, -1 after each end, cumulative sum > 0 = covered.
@@ -1092,13 +1032,9 @@ class GroundTruth:
         """Inverse of :meth:`to_dict`."""
         events = pd.DataFrame(data["events"], columns=["sample", "unit_id", "kind"])
         events = events.astype({"sample": np.int64, "unit_id": np.int64, "kind": str})
-        units = pd.DataFrame(list(data["units"]), columns=list(_UNIT_COLUMNS))
         # JSON has no NaN or dtypes: restore them (null -> NaN, 0/1 -> bool, ...).
-        units = units.astype(
-            {c: (bool if c in _BOOL_COLUMNS else float) for c in _UNIT_COLUMNS if c != "kind"}
-        )
-        for c in _INT_COLUMNS:
-            units[c] = units[c].astype(np.int64)
+        units = pd.DataFrame(list(data["units"]), columns=list(_UNIT_DTYPES))
+        units = units.astype({c: t for c, t in _UNIT_DTYPES.items() if c != "kind"})
         return cls(
             record_id=str(data["record_id"]),
             subject_id=str(data["subject_id"]),
@@ -1114,17 +1050,9 @@ class GroundTruth:
         """Write :meth:`to_dict` as JSON (atomically: temp file, then rename)."""
         out = Path(path)
         tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), default=_json_default))
+        tmp.write_text(json.dumps(json_ready(self.to_dict())))
         os.replace(tmp, out)
         return out
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def load_truth(path: str | os.PathLike[str]) -> GroundTruth:
@@ -1137,8 +1065,7 @@ def load_truth(path: str | os.PathLike[str]) -> GroundTruth:
     """
     p = Path(path)
     try:
-        data = json.loads(p.read_text())
-        return GroundTruth.from_dict(data)
+        return GroundTruth.from_dict(json.loads(p.read_text()))
     except FileNotFoundError as exc:
         raise ReadError(p, "ground-truth file not found") from exc
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -1207,22 +1134,16 @@ def _simulate_with_pool(
     # Independent streams: geometry/firing never depend on fs_hz or on how many noise samples
     # were drawn, so the same seed gives the same MUAPs and discharges at every rate.
     geo_seq, fire_seq, spont_seq, noise_seq = seq.spawn(4)
-    geo_rng, fire_rng, spont_rng = (
-        np.random.default_rng(s) for s in (geo_seq, fire_seq, spont_seq)
-    )
+    geo_rng, fire_rng, spont_rng = map(np.random.default_rng, (geo_seq, fire_seq, spont_seq))
 
     # --- needle position and what it sees
     rn = _NEEDLE_SPREAD_MM * math.sqrt(geo_rng.uniform())
     phi = geo_rng.uniform(0, 2 * np.pi)
     needle = np.array([rn * math.cos(phi), rn * math.sin(phi)])
-    depth_mm = float(
-        geo_rng.uniform(_DEPTH_MM[0], _DEPTH_MM[1])
-    )  # needle distance from the end-plate zone
-    live = pool.fibre_owner >= 0
+    depth_mm = float(geo_rng.uniform(_DEPTH_MM[0], _DEPTH_MM[1]))  # from the end-plate zone
     r = np.hypot(*(pool.fibre_xy - needle).T)
     dist = np.sqrt(r**2 + sp.electrode_gap_mm**2)
-    in_view = live & (dist < _VIEW_MM)
-    fibres = np.flatnonzero(in_view)
+    fibres = np.flatnonzero((pool.fibre_owner >= 0) & (dist < _VIEW_MM))  # innervated, in view
     units = np.unique(pool.fibre_owner[fibres])
     d_f = dist[fibres]
     cv = _CV_OFFSET + _CV_PER_UM * _FIBRE_UM * pool.fibre_diam[fibres]
@@ -1234,7 +1155,8 @@ def _simulate_with_pool(
     # phase per unit; fibres that conduct over a short segment only end near the needle, so
     # each has its own shape (irregular, polyphasic MUAPs in myopathy).
     unit_phase = geo_rng.uniform(-_SPIKE_PHASE_MAX, _SPIKE_PHASE_MAX, size=units.size)
-    phase = unit_phase[np.searchsorted(units, pool.fibre_owner[fibres])]
+    unit_of = np.searchsorted(units, pool.fibre_owner[fibres])  # each fibre's row in units
+    phase = unit_phase[unit_of]
     short = pool.fibre_segment[fibres] < 1.0
     phase[short] = geo_rng.uniform(-np.pi / 2, np.pi / 2, size=int(short.sum()))
     if units.size:
@@ -1255,10 +1177,9 @@ def _simulate_with_pool(
     # Discharges up to _LEAD_S before t = 0 still show their tails. A fixed physical lead (not
     # one in samples) keeps the discharge times identical at every fs_hz.
     trains = _spike_trains(rate[active], sp.isi_cv, dur, _LEAD_S, fire_rng)
-    times: list[np.ndarray] = [np.empty(0)] * units.size
-    for i, tr in zip(np.flatnonzero(active), trains, strict=True):
-        times[i] = tr
-    kinds: list[np.ndarray] = [np.full(t.size, 0, dtype=np.int8) for t in times]
+    train_of = dict(zip(np.flatnonzero(active).tolist(), trains, strict=True))
+    times = [train_of.get(i, np.empty(0)) for i in range(units.size)]
+    kinds = [np.zeros(t.size, dtype=np.int8) for t in times]  # EVENT_KINDS[0]: "muap"
 
     # --- fasciculations: irregular discharges of whole surviving units
     fasc = np.zeros(units.size, dtype=bool)
@@ -1299,12 +1220,8 @@ def _simulate_with_pool(
             tau1 = float(spont_rng.uniform(1.0, 2.5))
             tau2 = float(spont_rng.uniform(3.0, 6.0))
             neg = float(spont_rng.uniform(0.15, 0.35))
-            w, zero = _render_lowpassed(
-                functools.partial(_psw_shape, tau1_ms=tau1, tau2_ms=tau2, neg=neg),
-                -1.0,
-                6 * tau2,
-                fs,
-            )
+            shape = {"tau1_ms": tau1, "tau2_ms": tau2, "neg": neg}
+            w, zero = _render_lowpassed(_psw_shape, -1.0, 6 * tau2, fs, **shape)
             w = w * amp_uv / max(float(w.max()), 1e-9)
             g = -zero
             rate_src, cv_src = float(spont_rng.uniform(0.5, 10.0)), 0.03
@@ -1313,131 +1230,77 @@ def _simulate_with_pool(
         src_g0.append(g)
         src_times.append(tr)
         src_kind.append("fibrillation" if is_fib else "positive_sharp_wave")
+        kinds.append(np.full(tr.size, EVENT_KINDS.index(src_kind[-1]), dtype=np.int8))
 
-    # --- put every discharge into the signal
+    # --- put every discharge into the signal, and note where its peak lands
+    n_src = len(src_templates)
+    ids = np.r_[units, 10_000 + np.arange(n_src)].astype(np.int64)
     clean = np.zeros(n)
     all_tmpl: list[np.ndarray] = [templates[i] for i in range(units.size)] + src_templates
     all_g0 = [g0] * units.size + src_g0
     all_times = times + src_times
     peak_of = [int(np.argmax(np.abs(w))) for w in all_tmpl]
-    for w, g, tt in zip(all_tmpl, all_g0, all_times, strict=True):
+    ev_sample: list[np.ndarray] = [np.empty(0, np.int64)]
+    ev_unit: list[np.ndarray] = [np.empty(0, np.int64)]
+    ev_kind: list[np.ndarray] = [np.empty(0, str)]
+    kind_names = np.array(EVENT_KINDS)
+    for k, (w, g, tt, pk) in enumerate(zip(all_tmpl, all_g0, all_times, peak_of, strict=True)):
         if tt.size == 0:
             continue
         start = np.rint(tt * fs).astype(np.int64) + g
         idx = start[:, None] + np.arange(w.size)[None, :]
         ok = (idx >= 0) & (idx < n)
         clean += np.bincount(idx[ok], weights=np.broadcast_to(w, idx.shape)[ok], minlength=n)
+        peak = start + pk
+        keep = (peak >= 0) & (peak < n)
+        ev_sample.append(peak[keep])
+        ev_unit.append(np.full(int(keep.sum()), ids[k], dtype=np.int64))
+        ev_kind.append(kind_names[kinds[k]][keep])
 
     # --- truth
-    meas_mu = muap_measures(templates, fs)
-    src_meas = [muap_measures(w[None, :], fs).iloc[0] for w in src_templates]
-    ids = list(units.astype(int)) + [10_000 + j for j in range(len(src_templates))]
-    ev_sample: list[np.ndarray] = []
-    ev_unit: list[np.ndarray] = []
-    ev_kind: list[np.ndarray] = []
-    kind_names = np.array(EVENT_KINDS)
-    for k, (g, tt, pk) in enumerate(zip(all_g0, all_times, peak_of, strict=True)):
-        if tt.size == 0:
-            continue
-        s = np.rint(tt * fs).astype(np.int64) + g + pk
-        if k < units.size:
-            kind_k = kind_names[kinds[k]]
-        else:
-            kind_k = np.full(tt.size, src_kind[k - units.size])
-        keep = (s >= 0) & (s < n)
-        ev_sample.append(s[keep])
-        ev_unit.append(np.full(int(keep.sum()), ids[k], dtype=np.int64))
-        ev_kind.append(kind_k[keep])
-    if ev_sample:
-        events = pd.DataFrame(
-            {
-                "sample": np.concatenate(ev_sample),
-                "unit_id": np.concatenate(ev_unit),
-                "kind": np.concatenate(ev_kind).astype(str),
-            }
-        )
-        events = events.sort_values(["sample", "unit_id"], kind="stable").reset_index(drop=True)
-    else:
-        events = pd.DataFrame(
-            {
-                "sample": np.empty(0, np.int64),
-                "unit_id": np.empty(0, np.int64),
-                "kind": np.empty(0, str),
-            }
-        )
+    events = pd.DataFrame(
+        {
+            "sample": np.concatenate(ev_sample),
+            "unit_id": np.concatenate(ev_unit),
+            "kind": np.concatenate(ev_kind).astype(str),
+        }
+    )
+    events = events.sort_values(["sample", "unit_id"], kind="stable").reset_index(drop=True)
     counts = events["unit_id"].value_counts()
 
-    owner_f = pool.fibre_owner[fibres]
     nearest = np.full(units.size, np.inf)
-    np.minimum.at(nearest, np.searchsorted(units, owner_f), d_f)
-    near_count = np.bincount(np.searchsorted(units, owner_f[d_f < 0.5]), minlength=units.size)
+    np.minimum.at(nearest, unit_of, d_f)
+    near_count = np.bincount(unit_of[d_f < 0.5], minlength=units.size)
     enlarge = pool.n_fibres[units] / np.maximum(pool.n_fibres_orig[units], 1)
     reinn = (sp.unit_loss > 0) & (enlarge >= 1.25)
     myo = pool.unit_fibre_loss[units] >= 0.25
-    unit_rows = pd.DataFrame(
-        {
-            "unit_id": units.astype(np.int64),
-            "kind": "motor_unit",
-            "active": active,
-            "fasciculating": fasc,
-            "threshold": thr,
-            "rate_hz": rate,
-            "n_discharges": [int(counts.get(int(u), 0)) for u in units],
-            "distance_mm": nearest,
-            "n_fibres": pool.n_fibres[units],
-            "n_fibres_orig": pool.n_fibres_orig[units],
-            "n_fibres_near": near_count,
-            "fibre_loss": pool.unit_fibre_loss[units],
-            "amplitude_uv": meas_mu["amplitude_uv"].to_numpy(),
-            "duration_ms": meas_mu["duration_ms"].to_numpy(),
-            "phases": meas_mu["phases"].to_numpy(),
-            "turns": meas_mu["turns"].to_numpy(),
-            "satellites": meas_mu["satellites"].to_numpy(),
-            "onset_offset": (meas_mu["onset_index"] - meas_mu["peak_index"]).to_numpy(),
-            "end_offset": (meas_mu["end_index"] - meas_mu["peak_index"]).to_numpy(),
-            "reinnervated": reinn,
-            "myopathic": myo,
-            "disease_signature": reinn | myo,
-        }
+    # Motor units first, then the spontaneous single-fibre sources (one fibre each, always
+    # active, always a disease signature).
+    meas = pd.concat(
+        [muap_measures(w, fs) for w in [templates, *(w[None, :] for w in src_templates)]],
+        ignore_index=True,
     )
-    src_rows = pd.DataFrame(
-        [
-            {
-                "unit_id": 10_000 + j,
-                "kind": src_kind[j],
-                "active": True,
-                "fasciculating": False,
-                "threshold": 0.0,
-                "rate_hz": float(src_times[j].size / dur),
-                "n_discharges": int(counts.get(10_000 + j, 0)),
-                "distance_mm": float("nan"),
-                "n_fibres": 1,
-                "n_fibres_orig": 1,
-                "n_fibres_near": 1,
-                "fibre_loss": 0.0,
-                "amplitude_uv": float(m["amplitude_uv"]),
-                "duration_ms": float(m["duration_ms"]),
-                "phases": int(m["phases"]),
-                "turns": int(m["turns"]),
-                "satellites": int(m["satellites"]),
-                "onset_offset": int(m["onset_index"] - m["peak_index"]),
-                "end_offset": int(m["end_index"] - m["peak_index"]),
-                "reinnervated": False,
-                "myopathic": False,
-                "disease_signature": True,
-            }
-            for j, m in enumerate(src_meas)
-        ],
-        columns=list(_UNIT_COLUMNS),
-    )
-    unit_table = pd.concat([unit_rows, src_rows], ignore_index=True) if len(src_rows) else unit_rows
-    unit_table = unit_table.astype(
+    one, yes, no = np.ones(n_src, np.int64), np.ones(n_src, bool), np.zeros(n_src, bool)
+    unit_table = pd.DataFrame(
         {
-            "active": bool,
-            "fasciculating": bool,
-            "reinnervated": bool,
-            "myopathic": bool,
-            "disease_signature": bool,
+            "unit_id": ids,
+            "kind": ["motor_unit"] * units.size + src_kind,
+            "active": np.r_[active, yes],
+            "fasciculating": np.r_[fasc, no],
+            "threshold": np.r_[thr, np.zeros(n_src)],
+            "rate_hz": np.r_[rate, [t.size / dur for t in src_times]],
+            "n_discharges": [int(counts.get(i, 0)) for i in ids],
+            "distance_mm": np.r_[nearest, np.full(n_src, np.nan)],
+            "n_fibres": np.r_[pool.n_fibres[units], one],
+            "n_fibres_orig": np.r_[pool.n_fibres_orig[units], one],
+            "n_fibres_near": np.r_[near_count, one],
+            "fibre_loss": np.r_[pool.unit_fibre_loss[units], np.zeros(n_src)],
+            **{c: meas[c].to_numpy() for c in _MEASURE_COLUMNS},
+            "onset_offset": (meas["onset_index"] - meas["peak_index"]).to_numpy(),
+            "end_offset": (meas["end_index"] - meas["peak_index"]).to_numpy(),
+            "reinnervated": np.r_[reinn, no],
+            "myopathic": np.r_[myo, no],
+            "disease_signature": np.r_[reinn | myo, yes],
         }
     )
 
@@ -1475,8 +1338,8 @@ def _simulate_with_pool(
     # Template matrix of every row of the unit table, padded to one length for convenience.
     width = max(int(w.size) for w in all_tmpl) if all_tmpl else 0
     tm = np.zeros((len(all_tmpl), width), dtype=np.float32)
-    for row, tmpl in enumerate(all_tmpl):
-        tm[row, : tmpl.size] = tmpl
+    for i, tmpl in enumerate(all_tmpl):
+        tm[i, : tmpl.size] = tmpl
     truth = GroundTruth(
         record_id=record_id,
         subject_id=sp.subject_id,
@@ -1587,16 +1450,30 @@ def simulate_recording(
     ('neurogenic', 10000.0)
     """
     cfg = _resolve_config(config, fs_hz, duration_s, level)
-    lab = _check_label(label)
-    seq = _seed_sequence(seed, rng)
-    subj_seq, rec_seq = seq.spawn(2)
-    if subject is None:
-        subject = draw_subject(lab, rng=np.random.default_rng(subj_seq), config=cfg)
-    elif subject.label != lab:
-        raise ConfigError(f"{subject.subject_id} is {subject.label}, not {lab}")
-    pool = _build_pool(subject)
+    subject, pool, (rec_seq,) = _subject_pool(label, 1, seed, rng, subject, None, cfg)
     rid = record_id or f"{subject.subject_id}-R01"
     return _simulate_with_pool(subject, pool, cfg, rec_seq, rid, keep_clean)
+
+
+def _subject_pool(
+    label: str,
+    n_records: int,
+    seed: int | np.random.SeedSequence | None,
+    rng: np.random.Generator | None,
+    subject: SubjectParams | None,
+    subject_id: str | None,
+    cfg: SimulationConfig,
+) -> tuple[SubjectParams, _Pool, list[np.random.SeedSequence]]:
+    """The subject (drawn unless given), its motor-unit pool and one seed per record."""
+    lab = _check_label(label)
+    subj_seq, *rec_seqs = _seed_sequence(seed, rng).spawn(1 + n_records)
+    if subject is None:
+        subject = draw_subject(
+            lab, rng=np.random.default_rng(subj_seq), subject_id=subject_id, config=cfg
+        )
+    elif subject.label != lab:
+        raise ConfigError(f"{subject.subject_id} is {subject.label}, not {lab}")
+    return subject, _build_pool(subject), rec_seqs
 
 
 def simulate_subject(
@@ -1643,21 +1520,12 @@ def simulate_subject(
     cfg = _resolve_config(config, fs_hz, duration_s, None)
     if n_records < 1:
         raise ConfigError(f"n_records must be >= 1, got {n_records}")
-    lab = _check_label(label)
-    seq = _seed_sequence(seed, rng)
-    subj_seq, *rec_seqs = seq.spawn(1 + n_records)
-    if subject is None:
-        subject = draw_subject(
-            lab, rng=np.random.default_rng(subj_seq), subject_id=subject_id, config=cfg
-        )
-    elif subject.label != lab:
-        raise ConfigError(f"{subject.subject_id} is {subject.label}, not {lab}")
+    subject, pool, rec_seqs = _subject_pool(label, n_records, seed, rng, subject, subject_id, cfg)
     lv = list(levels) if levels is not None else [cfg.level]
     if not lv:
         raise ConfigError("levels is empty")
     for value in lv:
         _excitation(value)
-    pool = _build_pool(subject)
     out = []
     for i, rs in enumerate(rec_seqs):
         rcfg = replace(cfg, level=lv[i % len(lv)])
@@ -1750,7 +1618,6 @@ def simulate_cohort(
     root = np.random.SeedSequence(seed)
     class_seqs = root.spawn(len(LABELS))
     total = len(labs) * n_subjects_per_class
-    done = 0
     recs: list[Recording] = []
     truth: dict[str, GroundTruth] = {}
     subjects: dict[str, SubjectParams] = {}
@@ -1772,9 +1639,8 @@ def simulate_cohort(
             for s in sims:
                 recs.append(s.recording)
                 truth[s.recording.record_id] = s.truth
-            done += 1
             if on_progress is not None:
-                on_progress(done, total)
+                on_progress(len(subjects), total)
     cohort = Cohort.from_recordings(recs)
     cohort.manifest["severity"] = [subjects[r.subject_id].severity for r in recs]
     cohort.manifest["simulated"] = True
@@ -1886,6 +1752,15 @@ def write_cohort(
         raise ConfigError(f"{out}: folder is not empty (pass overwrite=True to replace files)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    manifest_columns = (
+        "record_id",
+        "subject_id",
+        "label",
+        "level",
+        "muscle",
+        "fs_hz",
+        "duration_s",
+    )
     try:
         rows = []
         for rec in sim.cohort.recordings:
@@ -1914,18 +1789,8 @@ def write_cohort(
                 write_dir=str(tmp),
             )
             sim.truth[rec.record_id].save(tmp / f"{rec.record_id}.truth.json")
-            rows.append(
-                {
-                    "record_id": rec.record_id,
-                    "subject_id": rec.subject_id,
-                    "label": rec.label,
-                    "level": rec.meta.get("level"),
-                    "muscle": rec.muscle,
-                    "fs_hz": rec.fs_hz,
-                    "duration_s": rec.duration_s,
-                    "severity": rec.meta.get("severity", 0.0),
-                }
-            )
+            row = {column: getattr(rec, column) for column in manifest_columns}
+            rows.append({**row, "severity": rec.meta.get("severity", 0.0)})
         pd.DataFrame(rows).to_csv(tmp / "manifest.csv", index=False)
         if not out.exists() or not any(out.iterdir()):
             if out.exists():
