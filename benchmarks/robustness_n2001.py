@@ -41,6 +41,7 @@ import pandas as pd
 from scipy import signal as sps
 
 from _common import DOCS, machine_line, n2001_folder, write_section
+from emgdx.config import json_ready
 from emgdx.errors import SamplingRateError
 from emgdx.evaluation import classification_metrics, evaluate_predictions, grouped_kfold, loso
 from emgdx.evaluation.aggregate import aggregate, score_columns
@@ -400,19 +401,13 @@ def main() -> int:
     }
     out_json = OUT_JSON_LOSO if args.loso else OUT_JSON
     out_json.parent.mkdir(parents=True, exist_ok=True)
-    out_json.write_text(json.dumps(doc, indent=1, default=_json_default) + "\n")
+    out_json.write_text(json.dumps(json_ready(doc), indent=1) + "\n")
     if args.loso:
         write_loso_section(doc)  # beside the main (3-fold) table, which stays
     else:
         write_markdown(doc)
     print(f"done in {total_s:.0f} s: {OUT_MD}, {out_json}", flush=True)
     return 0
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(type(obj).__name__)
 
 
 def _f(v: Any, digits: int = 2, signed: bool = False) -> str:

@@ -1,4 +1,5 @@
-"""JSON round-trip for the typed configuration dataclasses (QC, preprocessing, simulation).
+"""JSON round-trip for the typed configuration dataclasses (QC, preprocessing, simulation),
+and :func:`atomic_write`, the one way emgdx writes a file.
 
 One implementation of the rules every config follows: plain JSON types out (tuples become
 lists), unknown keys rejected with :class:`~emgdx.errors.ConfigError`, lists turned back into
@@ -10,7 +11,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
 from emgdx.errors import ConfigError
@@ -18,6 +22,7 @@ from emgdx.errors import ConfigError
 __all__ = [
     "JsonConfig",
     "ProgressCallback",
+    "atomic_write",
     "check_fields",
     "config_from_dict",
     "config_to_dict",
@@ -29,6 +34,21 @@ __all__ = [
 T = TypeVar("T")
 #: ``on_progress(done, total)``: how long-running library functions report progress.
 ProgressCallback = Callable[[int, int], None]
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write ``data`` (text as UTF-8) to ``path`` atomically, creating its folder."""
+    # Write beside the target, then rename: a crash never leaves half a file behind.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; what emgdx writes is meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def is_number(value: Any) -> bool:

@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from emgdx.config import atomic_write
 from emgdx.errors import ConfigError
-from emgdx.evaluation.report import atomic_write
 from emgdx.models.adapters import (
     INT8_FILE,
     MANIFEST_FILE,

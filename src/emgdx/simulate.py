@@ -108,7 +108,7 @@ import scipy.fft
 import scipy.special
 from scipy.spatial import cKDTree
 
-from emgdx.config import JsonConfig, check_fields, json_ready
+from emgdx.config import JsonConfig, atomic_write, check_fields, json_ready
 from emgdx.errors import ConfigError, ReadError
 from emgdx.recording import LABELS, Cohort, Label, Recording
 
@@ -1049,9 +1049,7 @@ class GroundTruth:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write :meth:`to_dict` as JSON (atomically: temp file, then rename)."""
         out = Path(path)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(json_ready(self.to_dict())))
-        os.replace(tmp, out)
+        atomic_write(out, json.dumps(json_ready(self.to_dict())))
         return out
 
 

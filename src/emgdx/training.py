@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from emgdx.augment import Augmenter, augmentation_to_dict, make_augmentation
-from emgdx.config import JsonConfig, ProgressCallback, check_fields, json_ready
+from emgdx.config import JsonConfig, ProgressCallback, check_fields, is_number, json_ready
 from emgdx.errors import ConfigError, SignalError
 from emgdx.evaluation.splits import inner_validation_split
 
@@ -48,10 +48,6 @@ Schedule = Literal["none", "cosine", "plateau", "onecycle"]
 Balance = Literal["none", "weights", "sampler"]
 Monitor = Literal["loss", "balanced_accuracy"]
 Freeze = Literal["none", "features", "all_but_classifier"]
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -162,9 +158,9 @@ class TrainConfig(JsonConfig):
             positive_int="epochs batch_size eval_batch_size plateau_patience windows_per_epoch",
             non_negative_int="patience",
         )
-        if _is_number(self.label_smoothing) and self.label_smoothing >= 1:
+        if is_number(self.label_smoothing) and self.label_smoothing >= 1:
             problems.append(f"label_smoothing must be < 1, got {self.label_smoothing!r}")
-        if not _is_number(self.val_fraction) or not 0 <= self.val_fraction < 1:
+        if not is_number(self.val_fraction) or not 0 <= self.val_fraction < 1:
             problems.append(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             problems.append(f"seed must be an integer, got {self.seed!r}")

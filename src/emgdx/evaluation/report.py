@@ -17,14 +17,13 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from emgdx.config import json_ready
+from emgdx.config import atomic_write, json_ready
 from emgdx.errors import require
 from emgdx.evaluation.aggregate import LEVELS
 from emgdx.evaluation.metrics import SCALAR_METRICS
@@ -51,21 +50,6 @@ _SUBSET_TITLES = {"all": "All records", "low": "Low-contraction records only"}
 def _as_dict(results: CVResult | Mapping[str, Any]) -> dict[str, Any]:
     to_dict = getattr(results, "to_dict", None)
     return json_ready(to_dict() if callable(to_dict) else results)
-
-
-def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write ``data`` (text as UTF-8) to ``path`` atomically, creating its folder."""
-    # Write beside the target, then rename: a crash never leaves half a file behind.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_results_json(results: CVResult | Mapping[str, Any], path: str | os.PathLike[str]) -> Path:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from emgdx.config import atomic_write
 from emgdx.errors import ConfigError, require
 
 __all__ = ["example_inputs", "export_onnx", "export_program", "input_names", "onnx_logits"]
@@ -129,10 +130,7 @@ def export_onnx(
         raise RuntimeError("torch.onnx.export returned no program")
     data = program.model_proto.SerializeToString()
     if path is not None:
-        target = Path(path)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        atomic_write(Path(path), data)
     return data
 
 

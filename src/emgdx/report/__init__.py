@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from emgdx.config import atomic_write
 from emgdx.errors import ConfigError
-from emgdx.evaluation.report import atomic_write
 from emgdx.report.content import (
     DISCLAIMER,
     ClinicalReport,
