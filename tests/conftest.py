@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from emgdx.datasets import n2001_dir
+from emgdx.datasets import n2001_dir, site_dir
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 _MISSING = (
@@ -36,6 +36,18 @@ def n2001() -> Path:
         if IN_CI:
             pytest.fail(f"CI=true but {_MISSING}")
         pytest.skip(_MISSING)
+    return path
+
+
+@pytest.fixture(scope="session")
+def algiers() -> Path:
+    """Path of the real Algiers folder (the second hospital); skip (or fail under CI=true)."""
+    path = site_dir("algiers")
+    if path is None:
+        msg = "real Algiers data not found at ../shared/data/algiers (or $EMGDX_DATA/algiers)"
+        if IN_CI:
+            pytest.fail(f"CI=true but {msg}")
+        pytest.skip(msg)
     return path
 
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["data_root", "n2001_dir"]
+__all__ = ["SITES", "data_root", "n2001_dir", "site_dir"]
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
+#: The real sites (hospitals) a developer has, by folder name: Copenhagen (EMGLAB N2001) and
+#: Algiers (Mustapha Pacha University Hospital).
+SITES: tuple[str, ...] = ("n2001", "algiers")
 
 
 def data_root() -> Path | None:
@@ -32,10 +35,15 @@ def data_root() -> Path | None:
     return None
 
 
-def n2001_dir() -> Path | None:
-    """The EMGLAB N2001 folder (``.hea`` + ``.bin`` pairs), or ``None`` when absent."""
+def site_dir(name: str) -> Path | None:
+    """The folder of one site's WFDB records (e.g. ``"algiers"``), or ``None`` when absent."""
     root = data_root()
     if root is None:
         return None
-    path = root / "n2001"
+    path = root / name
     return path if path.is_dir() and any(path.glob("*.hea")) else None
+
+
+def n2001_dir() -> Path | None:
+    """The EMGLAB N2001 folder (``.hea`` + ``.bin`` pairs), or ``None`` when absent."""
+    return site_dir("n2001")

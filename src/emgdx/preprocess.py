@@ -69,7 +69,7 @@ __all__ = [
 #: Version of the JSON form of :class:`PreprocessConfig` (bump when fields change meaning).
 CONFIG_VERSION = 1
 #: The index columns of the windows :func:`make_windows` cuts, in order.
-WINDOW_COLUMNS = (*WINDOW_INDEX_COLUMNS, "level", "muscle", "usable_fraction")
+WINDOW_COLUMNS = (*WINDOW_INDEX_COLUMNS, "level", "site", "muscle", "usable_fraction")
 
 # A low-pass edge this close to Nyquist would remove next to nothing (and the bilinear warping
 # squeezes its transition against Nyquist), so the band-pass degrades to a high-pass instead of
@@ -1030,7 +1030,7 @@ def make_windows(
     Returns
     -------
     Windows
-        ``index`` columns: record_id, subject_id, label, start_s, start_sample, level, muscle,
+        ``index`` columns: record_id, subject_id, label, start_s, start_sample, level, site, muscle,
         usable_fraction. ``start_s = start_sample / fs_hz`` in the (preprocessed) record.
 
     Raises
@@ -1095,6 +1095,7 @@ def make_windows(
             "start_s": start_sample / fs,
             "start_sample": start_sample,
             "level": [rec.level for rec in per_window],
+            "site": [rec.site for rec in per_window],
             "muscle": [rec.muscle for rec in per_window],
             "usable_fraction": np.concatenate([f for _, f in per_rec]),
         }

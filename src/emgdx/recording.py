@@ -27,6 +27,7 @@ __all__ = [
     "Label",
     "Recording",
     "Windows",
+    "muscle_group",
     "normalise_label",
 ]
 
@@ -79,6 +80,20 @@ def normalise_label(text: str | None) -> Label | None:
     return None
 
 
+def muscle_group(text: str) -> str:
+    """The muscle a free-text name means, for grouping results: lower case, without the head
+    or other details in brackets.
+
+    Examples
+    --------
+    >>> muscle_group("Biceps brachii (long head)")
+    'biceps brachii'
+    >>> muscle_group(" Deltoid ")
+    'deltoid'
+    """
+    return " ".join(re.sub(r"\(.*?\)", " ", str(text)).lower().split())
+
+
 @dataclass
 class Recording:
     """One channel of EMG with its metadata.
@@ -103,6 +118,9 @@ class Recording:
         Everything else from the header (age, sex, side, contraction level, filters, ...).
     source
         Path of the file the signal came from, if any.
+    site
+        Where it was recorded (hospital or laboratory): a manifest column, else the data
+        folder's name when :func:`~emgdx.io.read_cohort` reads several folders.
     """
 
     signal: np.ndarray
@@ -114,6 +132,7 @@ class Recording:
     channel: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
+    site: str | None = None
 
     def __post_init__(self) -> None:
         sig = np.asarray(self.signal)
@@ -167,6 +186,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "record_id",
     "subject_id",
     "label",
+    "site",
     "muscle",
     "level",
     "channel",

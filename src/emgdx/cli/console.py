@@ -16,7 +16,7 @@ import json
 import math
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -234,17 +234,29 @@ def make_pipeline(
     return Pipeline(model=model, representation=representation, task=task, train=train)
 
 
-def read_folder(data: Path, fs_hz: float | None, on_progress: ProgressCallback) -> Cohort:
-    """Read a folder of records; unreadable files are listed on stderr and left out."""
+#: The DATA argument of train and evaluate: one folder, or one per site.
+DataFolders = Annotated[
+    list[Path],
+    typer.Argument(help="Folder(s) of labelled records (read_cohort); one folder per site."),
+]
+
+
+def read_folder(
+    data: Path | Sequence[Path], fs_hz: float | None, on_progress: ProgressCallback
+) -> Cohort:
+    """Read a folder of records, or several (one per site); unreadable files are listed on
+    stderr and left out."""
     from emgdx.errors import ConfigError
     from emgdx.io import UnreadableFileWarning, read_cohort
 
-    if not data.is_dir():
-        raise ConfigError(f"{data}: DATA must be a folder of records (see `emgdx info`)")
+    folders = [data] if isinstance(data, Path) else list(data)
+    for folder in folders:
+        if not folder.is_dir():
+            raise ConfigError(f"{folder}: DATA must be a folder of records (see `emgdx info`)")
     with warnings.catch_warnings():
         # reported below, in one list, instead of one Python warning per file
         warnings.simplefilter("ignore", UnreadableFileWarning)
-        cohort = read_cohort(data, on_progress=on_progress, fs_hz=fs_hz)
+        cohort = read_cohort(folders, on_progress=on_progress, fs_hz=fs_hz)
     if cohort.errors:
         n_bad = len(cohort.errors)
         err.print(Text(f"{n_bad} file(s) could not be read (left out):", "bold yellow"))
@@ -305,12 +317,10 @@ def evaluation_table(result: CVResult, title: str) -> Table:
     table.add_column("subjects", justify="right")
     for label in _EVAL_METRICS.values():
         table.add_column(f"{label} [95 % CI]", justify="right")
-    for subset, name in (("all", "all"), ("low", "low contraction")):
-        if subset not in result.evaluation:
-            continue
-        for level, ev in result.evaluation[subset]["mean"].items():
+    for subset, by_method in result.evaluation.items():
+        for level, ev in by_method["mean"].items():
             table.add_row(
-                name,
+                {"low": "low contraction"}.get(subset, subset),
                 level,
                 str(ev["metrics"]["n"]),
                 str(ev["n_subjects"]),

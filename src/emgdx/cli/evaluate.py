@@ -20,7 +20,7 @@ app = typer.Typer(add_completion=False)
 
 @app.command()
 def evaluate(
-    data: Annotated[Path, typer.Argument(help="Folder of labelled records (read_cohort).")],
+    data: ui.DataFolders,
     model: ui.ModelName = "cnn1d",
     cv: Annotated[
         str,
@@ -82,7 +82,7 @@ def evaluate(
                         "representation": probe.representation.to_dict(),
                         "train": probe.train.to_dict(),
                         "preprocess": probe.preprocess.to_dict(),
-                        "data": str(data),
+                        "data": [str(d) for d in data],
                     },
                     on_progress=hooks["folds"],
                     on_epoch=hooks["epochs"],

@@ -28,7 +28,7 @@ def _class_counts(windows: Windows, pipe: Pipeline) -> dict[str, int]:
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Argument(help="Folder of labelled records (read_cohort).")],
+    data: ui.DataFolders,
     model: ui.ModelName = "cnn1d",
     out_dir: Annotated[
         Path, typer.Option("--out", help="Folder to save the fitted pipeline into.")

@@ -35,7 +35,7 @@ from emgdx.evaluation.splits import (
     loso,
 )
 from emgdx.preprocess import PreprocessConfig
-from emgdx.recording import Cohort, Windows
+from emgdx.recording import Cohort, Windows, muscle_group
 from emgdx.tasks import class_names as task_class_names
 from emgdx.tasks import encode_labels
 
@@ -46,6 +46,7 @@ __all__ = [
     "cross_validate",
     "evaluate_predictions",
     "package_versions",
+    "subset_masks",
     "windows_hash",
 ]
 
@@ -192,6 +193,27 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return list(json_ready(frame.to_dict(orient="records")))
 
 
+def subset_masks(index: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The subsets every evaluation also reports, as boolean masks over the index's rows.
+
+    ``"low"``: low-contraction records (the protocol confound of N2001, see DESIGN.md);
+    ``"site=<name>"`` and ``"muscle=<name>"``: one per site and per muscle (names from
+    :func:`~emgdx.recording.muscle_group`) when the index holds more than one of them. A
+    subset is present only when it has rows.
+    """
+    masks: dict[str, np.ndarray] = {}
+    if "level" in index.columns:
+        masks["low"] = index["level"].astype(str).str.lower().eq("low").to_numpy()
+    for column, key in (("site", str), ("muscle", muscle_group)):
+        if column not in index.columns:
+            continue
+        values = np.array([None if pd.isna(v) else key(v) for v in index[column]], dtype=object)
+        found = sorted({v for v in values if v is not None})
+        if len(found) > 1:
+            masks.update({f"{column}={v}": values == v for v in found})
+    return {name: mask for name, mask in masks.items() if mask.any()}
+
+
 def evaluate_predictions(
     probs: np.ndarray,
     index: pd.DataFrame,
@@ -209,8 +231,8 @@ def evaluate_predictions(
     probs
         ``[n_windows, n_classes]`` (out-of-fold) probabilities.
     index
-        The windows' index (``record_id``, ``subject_id``, ``label``; ``level`` for the
-        low-contraction subset).
+        The windows' index (``record_id``, ``subject_id``, ``label``; ``level``, ``site`` and
+        ``muscle`` for the subsets).
     task
         One of :data:`emgdx.tasks.TASKS`.
     methods
@@ -221,15 +243,13 @@ def evaluate_predictions(
     Returns
     -------
     tables, evaluation
-        ``[subset][method][level]`` DataFrames and evaluation dicts; subset ``"low"`` is
-        present only when the index has low-level records.
+        ``[subset][method][level]`` DataFrames and evaluation dicts for subset ``"all"`` and
+        those of :func:`subset_masks`.
     """
     names = task_class_names(task)
     subsets: dict[str, tuple[np.ndarray, pd.DataFrame]] = {"all": (probs, index)}
-    if "level" in index.columns:
-        low = index["level"].astype(str).str.lower().eq("low").to_numpy()
-        if low.any():
-            subsets["low"] = (probs[low], index.loc[low].reset_index(drop=True))
+    for name, mask in subset_masks(index).items():
+        subsets[name] = (probs[mask], index.loc[mask].reset_index(drop=True))
     tables: dict[str, Any] = {}
     evaluation: dict[str, Any] = {}
 

@@ -73,6 +73,10 @@ _SIDECAR_NAMES = ("manifest.csv", "manifest.tsv")
 _SIDECAR_SUFFIXES = (".truth.json",)
 
 
+#: One file to read in :func:`read_cohort`: its path, its folder's manifest and its site.
+_Job = tuple[Path, pd.DataFrame | None, str | None]
+
+
 class UnreadableFileWarning(UserWarning):
     """Issued once per file that :func:`read_cohort` had to skip."""
 
@@ -128,6 +132,7 @@ def _read(
     label: Label | None = None,
     uv_per_unit: float | None = None,
     manifest: pd.DataFrame | None = None,
+    site: str | None = None,
 ) -> list[Recording]:
     fmt, target = detect_format(path)
     stem = target.stem
@@ -166,7 +171,7 @@ def _read(
         name = ch.name if ch.name is not None else f"ch{i}"
         record_id = stem if n_total == 1 else f"{stem}:{name}"
         row = manifest_row(manifest, stem, ch.name)
-        ident = resolve_identity(stem, meta, row, subject_id=subject_id, label=label)
+        ident = resolve_identity(stem, meta, row, subject_id=subject_id, label=label, site=site)
         meta.update(
             label_source=ident.label_source,
             subject_source=ident.subject_source,
@@ -187,6 +192,7 @@ def _read(
                 channel=ch.name,
                 meta=meta,
                 source=str(target),
+                site=ident.site,
             )
         )
     return recordings
@@ -333,7 +339,7 @@ def _candidates(folder: Path, recursive: bool, manifest_path: Path | None) -> li
 
 
 def read_cohort(
-    folder: str | os.PathLike[str],
+    folder: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     manifest: str | os.PathLike[str] | Literal["auto"] | None = "auto",
     recursive: bool = True,
@@ -341,19 +347,23 @@ def read_cohort(
     n_jobs: int = 1,
     fs_hz: float | None = None,
 ) -> Cohort:
-    """Read every record in a folder; bad files are reported and skipped.
+    """Read every record in a folder (or several: one per site); bad files are reported and skipped.
 
     Parameters
     ----------
     folder
-        The folder. Files with a supported extension (:data:`SUPPORTED_EXTENSIONS`) are
-        records; a ``.hea`` and the signal files it names count as one record. Hidden files,
-        ``manifest.csv`` sidecars, ``*.truth.json`` and other files (``.txt``, ``.md``,
-        ``.json``, ...) are ignored.
+        The folder, or a list of folders, e.g. one per hospital. Files with a supported
+        extension (:data:`SUPPORTED_EXTENSIONS`) are records; a ``.hea`` and the signal files it
+        names count as one record. Hidden files, ``manifest.csv`` sidecars, ``*.truth.json`` and
+        other files (``.txt``, ``.md``, ``.json``, ...) are ignored. With several folders, every
+        record's ``site`` is its manifest's ``site`` column, else its folder's name; a subject
+        or record name that two sites both use is prefixed with the site (``"<site>/<name>"``,
+        with a warning), since two hospitals' "S01" are two people.
     manifest
-        ``"auto"`` (default) uses ``<folder>/manifest.csv`` when it exists; a path names a
-        manifest (see :func:`read_manifest`); ``None`` uses none. The manifest's subject, label,
-        muscle, level and rate win over what the files say (see :mod:`emgdx.io.labels`).
+        ``"auto"`` (default) uses ``<folder>/manifest.csv`` of each folder when it exists; a
+        path names one manifest for every folder (see :func:`read_manifest`); ``None`` uses
+        none. The manifest's subject, label, muscle, level, rate and site win over what the files
+        say (see :mod:`emgdx.io.labels`).
     recursive
         Also read sub-folders.
     on_progress
@@ -370,38 +380,56 @@ def read_cohort(
     Returns
     -------
     Cohort
-        The recordings (ordered by path) and, in ``errors``, one :class:`~emgdx.errors.ReadError`
-        per file that could not be read; each of those is also issued once as an
-        :class:`UnreadableFileWarning` naming the file and the problem.
+        The recordings (ordered by folder, then path) and, in ``errors``, one
+        :class:`~emgdx.errors.ReadError` per file that could not be read; each of those is also
+        issued once as an :class:`UnreadableFileWarning` naming the file and the problem.
 
     Raises
     ------
     ReadError
-        The folder does not exist or is not a folder, or the manifest is unreadable.
+        A folder does not exist or is not a folder, or a manifest is unreadable.
+    ConfigError
+        No folder given, or two folders with the same name and no ``site`` column.
     NoRecordsError
-        No file in the folder could be read.
+        No file in the folder(s) could be read.
     """
-    root = Path(folder)
-    if not root.exists():
-        raise MissingFileError(root, "no such folder")
-    if not root.is_dir():
-        raise ReadError(root, "is a file, not a folder; use read() for single files")
-    manifest_path: Path | None
-    if isinstance(manifest, str) and manifest == "auto":
-        auto = root / "manifest.csv"
-        manifest_path = auto if auto.is_file() else None
-    else:
-        manifest_path = None if manifest is None else Path(manifest)
-    table = read_manifest(manifest_path) if manifest_path is not None else None
+    roots = [Path(folder)] if isinstance(folder, str | os.PathLike) else [Path(f) for f in folder]
+    if not roots:
+        raise ConfigError("read_cohort needs at least one data folder")
+    multi = len(roots) > 1
+    names = [r.resolve().name for r in roots]
+    if multi and len(set(names)) < len(names):
+        raise ConfigError(
+            f"data folders share a name ({names}): the folder name is the site, so rename them"
+            " or give each manifest a site column"
+        )
+    jobs: list[_Job] = []
+    tables: list[pd.DataFrame] = []
+    for root, name in zip(roots, names, strict=True):
+        if not root.exists():
+            raise MissingFileError(root, "no such folder")
+        if not root.is_dir():
+            raise ReadError(root, "is a file, not a folder; use read() for single files")
+        manifest_path: Path | None
+        if isinstance(manifest, str) and manifest == "auto":
+            auto = root / "manifest.csv"
+            manifest_path = auto if auto.is_file() else None
+        else:
+            manifest_path = None if manifest is None else Path(manifest)
+        table = read_manifest(manifest_path) if manifest_path is not None else None
+        if table is not None:
+            tables.append(table)
+        site = name if multi else None
+        jobs += [(p, table, site) for p in _candidates(root, recursive, manifest_path)]
 
-    paths = _candidates(root, recursive, manifest_path)
-    total = len(paths)
+    total = len(jobs)
     if on_progress is not None:
         on_progress(0, total)
 
-    def one(p: Path) -> tuple[list[Recording], ReadError | None]:
+    def one(job: _Job) -> tuple[list[Recording], ReadError | None]:
+        p, table, site = job
         try:
-            recs = _read(p, fs_hz=fs_hz, manifest=table)
+            recs = _read(p, fs_hz=fs_hz, manifest=table, site=site)
         except ReadError as exc:
             return [], exc
         except Exception as exc:  # keep going: one odd file must not sink a cohort
@@ -411,44 +439,68 @@ def read_cohort(
     workers = (os.cpu_count() or 1) if n_jobs in (0, -1) else max(1, int(n_jobs))
     recordings: list[Recording] = []
     errors: list[ReadError] = []
-    seen: dict[str, str | None] = {}
+    seen: dict[tuple[str | None, str], str | None] = {}
 
     def collect(recs: list[Recording], err: ReadError | None, done: int) -> None:
         if err is not None:
             errors.append(err)
             warnings.warn(str(err), UnreadableFileWarning, stacklevel=3)
         for rec in recs:
-            if rec.record_id in seen:
+            key = (rec.site, rec.record_id)
+            if key in seen:
                 dup = ReadError(
                     rec.source or rec.record_id,
-                    f"record_id {rec.record_id!r} was already read from {seen[rec.record_id]}",
+                    f"record_id {rec.record_id!r} was already read from {seen[key]}",
                 )
                 errors.append(dup)
                 warnings.warn(str(dup), UnreadableFileWarning, stacklevel=3)
                 continue
-            seen[rec.record_id] = rec.source
+            seen[key] = rec.source
             recordings.append(rec)
         if on_progress is not None:
             on_progress(done, total)
 
     if workers == 1:
-        for done, p in enumerate(paths, start=1):
-            collect(*one(p), done)
+        for done, job in enumerate(jobs, start=1):
+            collect(*one(job), done)
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for done, result in enumerate(pool.map(one, paths), start=1):
+            for done, result in enumerate(pool.map(one, jobs), start=1):
                 collect(*result, done)
 
     if not recordings:
         detail = "; ".join(str(e) for e in errors[:3])
+        where = roots[0] if not multi else Path(os.path.commonpath([str(r) for r in roots]))
         raise NoRecordsError(
-            root,
+            where,
             f"no readable record among {total} candidate file(s)"
             + (f" (first problems: {detail})" if detail else ""),
         )
-    if table is not None:
+    for table in tables:
         read_stems = {Path(r.source).stem for r in recordings if r.source}
         unmatched = [rid for rid in table.index if str(rid).split(":")[0] not in read_stems]
         if unmatched:
             logger.info("manifest rows without a readable file: %s", unmatched[:10])
+    if multi:
+        recordings = _separate_sites(recordings)
     return Cohort.from_recordings(recordings, errors)
+
+
+def _separate_sites(recordings: list[Recording]) -> list[Recording]:
+    """Prefix subject and record names that more than one site uses with the site."""
+    out = recordings
+    for attr in ("subject_id", "record_id"):
+        sites_of: dict[str, set[str | None]] = {}
+        for rec in out:
+            sites_of.setdefault(getattr(rec, attr), set()).add(rec.site)
+        shared = sorted(name for name, sites in sites_of.items() if len(sites) > 1)
+        if shared:
+            warnings.warn(
+                f"{len(shared)} {attr.replace('_id', '')} name(s) occur at more than one site "
+                f"(e.g. {shared[:3]}): they are read as different, named <site>/<name>",
+                stacklevel=3,
+            )
+            for rec in out:
+                if getattr(rec, attr) in shared:
+                    setattr(rec, attr, f"{rec.site}/{getattr(rec, attr)}")
+    return out

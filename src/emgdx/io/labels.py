@@ -11,6 +11,8 @@ which one applied):
   subject** when nothing says otherwise (the safe default for subject-wise splits only if
   every subject has one record; give a manifest when they do not).
 * muscle and contraction level: manifest > header.
+* site (hospital or laboratory): the manifest's ``site`` column > the data folder's name when
+  :func:`~emgdx.io.read_cohort` reads several folders > unknown (None).
 
 The manifest says what a clinic knows about its files, so it wins over anything guessed from
 names; the header's own diagnosis wins over the naming convention because it is written by
@@ -51,6 +53,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "label": ("label", "class"),
     "diagnosis": ("diagnosis",),
     "muscle": ("muscle",),
+    "site": ("site", "hospital", "centre", "center"),
     "level": ("level", "contraction_level"),
     "fs_hz": ("fs_hz", "fs", "sampling_rate_hz"),
 }
@@ -105,7 +108,8 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     ``"sub/N2001A01BB01.hea"`` matches record ``N2001A01BB01``; ``"<stem>:<channel>"`` names
     one channel of a multichannel file); ``subject_id`` (or ``subject``/``patient_id``),
     ``label`` (or ``class``; else ``diagnosis`` is mapped onto the label vocabulary),
-    ``muscle``, ``level``, ``fs_hz`` (or ``fs``). Other columns are kept as text.
+    ``muscle``, ``level``, ``fs_hz`` (or ``fs``), ``site`` (or ``hospital``/``centre``). Other
+    columns are kept as text.
 
     Parameters
     ----------
@@ -116,7 +120,7 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     -------
     pandas.DataFrame
         Indexed by ``record_id``, with at least the columns ``record_id``, ``subject_id``,
-        ``label``, ``muscle``, ``level``, ``fs_hz`` (None/NaN where not given).
+        ``label``, ``muscle``, ``level``, ``fs_hz``, ``site`` (None/NaN where not given).
 
     Raises
     ------
@@ -203,7 +207,7 @@ def manifest_row(
 
 @dataclass
 class Identity:
-    """Subject, label, muscle and level of one recording, with where each came from."""
+    """Subject, label, muscle, level and site of one recording, with where each came from."""
 
     subject_id: str
     subject_source: str
@@ -211,6 +215,7 @@ class Identity:
     label_source: str | None
     muscle: str | None
     level: str | None
+    site: str | None = None
 
 
 def resolve_identity(
@@ -220,6 +225,7 @@ def resolve_identity(
     *,
     subject_id: str | None,
     label: Label | None,
+    site: str | None = None,
 ) -> Identity:
     """Apply the precedence rules of this module for one recording.
 
@@ -233,6 +239,8 @@ def resolve_identity(
         The record's manifest entries (see :func:`manifest_row`), ``{}`` when none.
     subject_id, label
         Values given by the caller, which win over everything.
+    site
+        The site when the manifest names none (the data folder's name in a multi-site read).
 
     Returns
     -------
@@ -269,4 +277,5 @@ def resolve_identity(
         label_source=source,
         muscle=None if muscle is None else str(muscle),
         level=None if level is None else str(level).lower(),
+        site=row.get("site") or site,
     )

@@ -1,0 +1,172 @@
+"""Several sites: reading one folder per hospital, and results split by site and muscle."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from emgdx.cli import app
+from emgdx.errors import ConfigError
+from emgdx.evaluation.cv import subset_masks
+from emgdx.io import read_cohort
+from emgdx.recording import muscle_group
+
+runner = CliRunner()
+
+
+def _write_site(
+    folder: Path, rows: list[tuple[str, str, str, str]], site_column: bool = False
+) -> None:
+    """NPY records (1 s at 1 kHz) and a manifest: (record, subject, label, muscle) per row."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(len(rows))
+    for record, *_ in rows:
+        np.save(folder / f"{record}.npy", rng.normal(0, 50, 1000).astype(np.float32))
+    frame = pd.DataFrame(rows, columns=["record_id", "subject_id", "label", "muscle"])
+    frame["fs_hz"] = 1000.0
+    if site_column:
+        frame["site"] = "Rigshospitalet"
+    frame.to_csv(folder / "manifest.csv", index=False)
+
+
+def test_two_folders_are_two_sites_and_shared_names_stay_apart(tmp_path: Path) -> None:
+    _write_site(
+        tmp_path / "copenhagen",
+        [("r1", "S01", "healthy", "Biceps brachii (long head)"), ("r2", "S02", "myopathy", "")],
+    )
+    _write_site(
+        tmp_path / "algiers",
+        [("r1", "S01", "neurogenic", "deltoid"), ("r3", "S03", "healthy", "biceps brachii")],
+    )
+    with pytest.warns(UserWarning, match="more than one site") as caught:
+        cohort = read_cohort([tmp_path / "copenhagen", tmp_path / "algiers"])
+    assert len(caught) == 2  # one warning for subjects, one for records
+    m = cohort.manifest
+    assert list(m["site"]) == ["copenhagen", "copenhagen", "algiers", "algiers"]
+    # two hospitals' "S01" are two people; names used by one site only are kept as they are
+    assert sorted(m["subject_id"]) == ["S02", "S03", "algiers/S01", "copenhagen/S01"]
+    assert sorted(m["record_id"]) == ["algiers/r1", "copenhagen/r1", "r2", "r3"]
+    assert cohort["algiers/r1"].label == "neurogenic" and cohort["copenhagen/r1"].label == "healthy"
+    assert len(cohort.subjects) == 4
+
+    # one folder alone is not a multi-site read: no site is invented, nothing is renamed
+    single = read_cohort(tmp_path / "copenhagen")
+    assert single.manifest["site"].isna().all() and "r1" in single.manifest.index
+
+
+def test_manifest_site_column_wins_and_folder_names_must_differ(tmp_path: Path) -> None:
+    _write_site(tmp_path / "a" / "data", [("x1", "P1", "healthy", "deltoid")], site_column=True)
+    _write_site(tmp_path / "b" / "data", [("x2", "P2", "myopathy", "deltoid")])
+    with pytest.raises(ConfigError, match="share a name"):
+        read_cohort([tmp_path / "a" / "data", tmp_path / "b" / "data"])
+    (tmp_path / "b" / "data").rename(tmp_path / "b" / "algiers")
+    cohort = read_cohort([tmp_path / "a" / "data", tmp_path / "b" / "algiers"])
+    assert cohort["x1"].site == "Rigshospitalet"  # the manifest's column wins over "data"
+    assert cohort["x2"].site == "algiers"
+    with pytest.raises(ConfigError, match="at least one"):
+        read_cohort([])
+
+
+def test_subset_masks_split_by_site_muscle_and_level() -> None:
+    index = pd.DataFrame(
+        {
+            "site": ["n2001", "n2001", "algiers", "algiers", None],
+            "muscle": [
+                "Biceps brachii (long head)",
+                "Biceps brachii (short head)",
+                "deltoid",
+                "biceps brachii",
+                None,
+            ],
+            "level": ["low", "moderate", None, None, None],
+        }
+    )
+    masks = {k: v.tolist() for k, v in subset_masks(index).items()}
+    assert masks == {
+        "low": [True, False, False, False, False],
+        "site=algiers": [False, False, True, True, False],
+        "site=n2001": [True, True, False, False, False],
+        "muscle=biceps brachii": [True, True, False, True, False],
+        "muscle=deltoid": [False, False, True, False, False],
+    }
+    # one site and one muscle: nothing to split
+    assert subset_masks(index.iloc[:2].assign(level=None)) == {}
+    assert muscle_group(" Biceps  Brachii (caput longum) ") == "biceps brachii"
+
+
+def test_real_sites_read_together(n2001: Path, algiers: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the two hospitals share no subject or record name
+        cohort = read_cohort([n2001, algiers])
+    m = cohort.manifest
+    assert m.groupby("site").size().to_dict() == {"algiers": 200, "n2001": 355}
+    assert m.groupby("site")["subject_id"].nunique().to_dict() == {"algiers": 119, "n2001": 18}
+    groups = {muscle_group(v) for v in m["muscle"]}
+    assert groups == {"biceps brachii", "deltoid"}
+    assert set(m.loc[m["site"] == "algiers", "fs_hz"]) == {32768.0}
+
+
+@pytest.fixture(scope="module")
+def two_sim_sites(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two simulated 'hospitals' at different rates (same subject names: kept apart)."""
+    root = tmp_path_factory.mktemp("sites")
+    folders = []
+    for name, fs, seed in (("site_a", "10000", "1"), ("site_b", "32768", "2")):
+        out = root / name
+        result = runner.invoke(
+            app,
+            [
+                "simulate",
+                str(out),
+                "--subjects-per-class",
+                "2",
+                "--records-per-subject",
+                "1",
+                "--duration-s",
+                "3",
+                "--fs-hz",
+                fs,
+                "--seed",
+                seed,
+            ],
+        )
+        assert result.exit_code == 0, result.stdout + result.stderr
+        folders.append(out)
+    return folders
+
+
+def test_evaluate_two_folders_reports_each_site(two_sim_sites: list[Path], tmp_path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the shared simulated names
+        result = runner.invoke(
+            app,
+            [
+                "evaluate",
+                *map(str, two_sim_sites),
+                "--model",
+                "random_forest",
+                "--cv",
+                "kfold",
+                "--k",
+                "3",
+                "--n-boot",
+                "20",
+                "--out",
+                str(tmp_path / "rep"),
+                "--json",
+            ],
+        )
+    assert result.exit_code == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout)
+    subsets = {row["subset"]: row for row in summary["metrics"] if row["level"] == "subject"}
+    assert {"all", "site=site_a", "site=site_b"} <= set(subsets)
+    assert subsets["all"]["n_subjects"] == 12
+    assert subsets["site=site_a"]["n_subjects"] == subsets["site=site_b"]["n_subjects"] == 6
+    saved = json.loads((tmp_path / "rep" / "results.json").read_text())
+    assert saved["config"]["data"] == [str(p) for p in two_sim_sites]
