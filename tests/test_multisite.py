@@ -13,6 +13,13 @@ from typer.testing import CliRunner
 
 from emgdx.cli import app
 from emgdx.errors import ConfigError
+from emgdx.evaluation import (
+    SubjectLeakError,
+    cross_validate,
+    few_shot_curve,
+    leave_one_site_out,
+    site_stratified_kfold,
+)
 from emgdx.evaluation.cv import subset_masks
 from emgdx.io import read_cohort
 from emgdx.recording import muscle_group
@@ -170,3 +177,95 @@ def test_evaluate_two_folders_reports_each_site(two_sim_sites: list[Path], tmp_p
     assert subsets["site=site_a"]["n_subjects"] == subsets["site=site_b"]["n_subjects"] == 6
     saved = json.loads((tmp_path / "rep" / "results.json").read_text())
     assert saved["config"]["data"] == [str(p) for p in two_sim_sites]
+
+
+def test_site_splits() -> None:
+    groups = np.array(["a1", "a1", "a2", "b1", "b2", "b3"])
+    sites = np.array(["A", "A", "A", "B", "B", "B"])
+    folds = leave_one_site_out(groups, sites)
+    assert [(tr.tolist(), te.tolist()) for tr, te in folds] == [
+        ([3, 4, 5], [0, 1, 2]),
+        ([0, 1, 2], [3, 4, 5]),
+    ]
+    with pytest.raises(SubjectLeakError):  # one person recorded at both sites
+        leave_one_site_out(np.array(["x", "x", "y"]), np.array(["A", "B", "B"]))
+    with pytest.raises(ConfigError, match="no site"):
+        leave_one_site_out(groups, [None, "A", "A", "B", "B", "B"])
+    with pytest.raises(ConfigError, match="at least 2 sites"):
+        leave_one_site_out(groups, ["A"] * 6)
+
+    # pooled k-fold: 2 sites x 2 classes x 4 subjects; every fold tests every site and class
+    rows = [(f"{s}{c}{i}", s, c) for s in "AB" for c in (0, 1) for i in range(4)]
+    g = np.repeat([r[0] for r in rows], 3)
+    st = np.repeat([r[1] for r in rows], 3)
+    y = np.repeat([r[2] for r in rows], 3)
+    folds = site_stratified_kfold(g, y, st, k=4, seed=0)
+    assert len(folds) == 4
+    for train, test in folds:
+        assert not set(g[train]) & set(g[test])
+        assert {(s, c) for s, c in zip(st[test], y[test], strict=True)} == {
+            ("A", 0),
+            ("A", 1),
+            ("B", 0),
+            ("B", 1),
+        }
+    assert sorted(np.concatenate([te for _, te in folds]).tolist()) == list(range(g.size))
+
+
+def test_without_hum_subset() -> None:
+    index = pd.DataFrame({"qc_flags": ["", "line_noise", "clipping;line_noise", None]})
+    assert subset_masks(index)["without_hum"].tolist() == [True, False, False, True]
+    assert "without_hum" not in subset_masks(index.assign(qc_flags=""))
+
+
+def test_cross_validate_by_site_and_few_shot_curve(two_sim_sites: list[Path]) -> None:
+    from emgdx.pipeline import Pipeline
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        cohort = read_cohort(two_sim_sites)
+
+    def make() -> Pipeline:
+        return Pipeline(model="random_forest", model_params={"n_estimators": 30})
+
+    windows = make().prepare(cohort)
+    result = cross_validate(make, windows, cv="site", n_boot=0)
+    tested = [set(f["test_subjects"]) for f in result.folds]
+    sites = windows.index.groupby("site")["subject_id"].agg(set).to_dict()
+    assert tested == [sites["site_a"], sites["site_b"]]
+
+    curve = few_shot_curve(make, windows, target="site_b", shots=(0, 1, 2), draws=2)
+    rows = curve.rows
+    assert rows["k"].tolist() == [0, 1, 1]  # k=2 leaves no test subject of a class
+    assert 2 in curve.skipped and "site_b" in curve.skipped[2]
+    assert rows["n_test_subjects"].tolist() == [6, 3, 3]
+    assert rows.loc[0, "labelled_subjects"] == ""
+    drawn = rows.loc[1:, "labelled_subjects"].str.split(";")
+    assert all(len(d) == 3 and all(s.startswith("site_b/") for s in d) for d in drawn)
+    # zero-shot equals the leave-one-site-out fold that tests site_b (same training data)
+    loso_b = result.tables["site=site_b"]["mean"]["record"]
+    zero = float(rows.loc[0, "record_balanced_accuracy"])
+    assert zero == pytest.approx(
+        result.evaluation["site=site_b"]["mean"]["record"]["metrics"]["balanced_accuracy"]
+    )
+    assert len(loso_b) == 6
+    summary = curve.summary()
+    assert summary["k"].tolist() == [0, 1] and summary["draws"].tolist() == [1, 2]
+    json.dumps(curve.to_dict(), allow_nan=False)
+
+
+def test_evaluate_cli_few_shot(two_sim_sites: list[Path], tmp_path: Path) -> None:
+    args = ["evaluate", *map(str, two_sim_sites), "--model", "random_forest", "--cv", "fewshot",
+            "--out", str(tmp_path)]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        missing = runner.invoke(app, args)
+        bad = runner.invoke(app, [*args, "--target", "site_b", "--shots", "0,x"])
+        ok = runner.invoke(app, [*args, "--target", "site_b", "--shots", "0,1", "--draws", "2"])
+    assert missing.exit_code == 2 and "--target" in missing.stderr
+    assert bad.exit_code == 2 and "--shots" in bad.stderr
+    assert ok.exit_code == 0, ok.stdout + ok.stderr
+    assert "few-shot calibration on site_b" in ok.stdout
+    saved = json.loads((tmp_path / "fewshot.json").read_text())
+    assert [row["k"] for row in saved["summary"]] == [0, 1]
+    assert saved["config"]["model"] == "random_forest"

@@ -89,7 +89,8 @@ class Prepared:
     Attributes
     ----------
     windows
-        Windows of every record that yielded any, normalised up to the fitted scope.
+        Windows of every record that yielded any, normalised up to the fitted scope; with QC,
+        the index has the record's ``qc_flags`` too.
     qc
         One row per record with :data:`QC_COLUMNS` (``None`` when QC is off).
     problems
@@ -238,6 +239,9 @@ class FrontEnd:
                 min_usable_fraction=self.config.min_usable_fraction,
             )
             windows.data = self.normalisation.windows(windows.data)
+            if qc_table is not None:  # which faults a window's record has, for subsets
+                flags = dict(zip(qc_table["record_id"], qc_table["qc_flags"], strict=True))
+                windows.index["qc_flags"] = windows.index["record_id"].astype(str).map(flags)
         else:
             windows = self._no_windows(cohort)
         problems = {rid: str(err) for rid, (_, err) in done.items() if isinstance(err, str)}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich import box
+from rich.table import Table
 from rich.text import Text
 
 from emgdx.cli import console as ui
@@ -26,11 +29,14 @@ def evaluate(
         str,
         typer.Option(
             "--cv",
-            help="loso (leave one subject out), kfold (subject-wise) or leaky (window-wise: "
-            "a demonstration of the leak, never a result).",
+            help="loso (leave one subject out), kfold (subject-wise), site (leave one site "
+            "out: train on the other folders, test on one), pooled (subject-wise k-fold "
+            "stratified by site and class), fewshot (a calibration curve for --target: k "
+            "labelled subjects per class of it join the training) or leaky (window-wise: a "
+            "demonstration of the leak, never a result).",
         ),
     ] = "loso",
-    k: Annotated[int, typer.Option("--k", min=2, help="Folds for kfold / leaky.")] = 5,
+    k: Annotated[int, typer.Option("--k", min=2, help="Folds for kfold, pooled, leaky.")] = 5,
     out_dir: Annotated[
         Path, typer.Option("--out", help="Folder for results.json and report.html.")
     ] = Path("emgdx-report"),
@@ -44,12 +50,39 @@ def evaluate(
     threads: ui.Threads = None,
     fs_hz: ui.FsHz = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
+    target: Annotated[
+        str | None, typer.Option("--target", help="fewshot: the site playing the new hospital.")
+    ] = None,
+    shots: Annotated[
+        str, typer.Option("--shots", help="fewshot: labelled subjects per class, e.g. 0,1,2,5,10.")
+    ] = "0,1,2,5,10",
+    draws: Annotated[
+        int, typer.Option("--draws", min=1, help="fewshot: draws of labelled subjects per k.")
+    ] = 5,
 ) -> None:
     """Cross-validate a model subject-wise and write results.json + report.html."""
     from emgdx.evaluation import CV_SCHEMES, LeakyEvaluationWarning, cross_validate, write_report
 
+    if cv == "fewshot":
+        _few_shot(
+            data=data,
+            model=model,
+            task=task,
+            epochs=epochs,
+            seed=seed,
+            representation=representation,
+            target=target,
+            shots=shots,
+            draws=draws,
+            out_dir=out_dir,
+            threads=threads,
+            fs_hz=fs_hz,
+            as_json=as_json,
+        )
+        return
     if cv not in CV_SCHEMES:
-        raise ui.fail(ConfigError(f"--cv must be one of {', '.join(CV_SCHEMES)}, got {cv!r}"))
+        choices = ", ".join((*CV_SCHEMES, "fewshot"))
+        raise ui.fail(ConfigError(f"--cv must be one of {choices}, got {cv!r}"))
     show = not as_json
     ui.set_threads(threads)
     leaky = cv == "leaky"
@@ -119,3 +152,74 @@ def evaluate(
     ui.out.print(f"report: {paths['html']}  (results: {paths['json']})", soft_wrap=True)
     if leaky:
         ui.err.print(Text(ui.LEAKY_WARNING, "bold red"))
+
+
+def _few_shot(
+    *,
+    data: list[Path],
+    model: str,
+    task: str,
+    epochs: int | None,
+    seed: int,
+    representation: str | None,
+    target: str | None,
+    shots: str,
+    draws: int,
+    out_dir: Path,
+    threads: int | None,
+    fs_hz: float | None,
+    as_json: bool,
+) -> None:
+    """``--cv fewshot``: the calibration curve, written to ``fewshot.json``."""
+    from emgdx.config import atomic_write
+    from emgdx.evaluation import few_shot_curve
+
+    with ui.failing():
+        try:
+            ks = [int(k) for k in shots.split(",") if k.strip()]
+        except ValueError:
+            raise ConfigError(f"--shots: integers separated by commas, got {shots!r}") from None
+        if target is None:
+            raise ConfigError("--cv fewshot needs --target SITE (a data folder's name)")
+        ui.set_threads(threads)
+        probe = ui.make_pipeline(model, task, epochs, seed, representation)
+        with ui.progress_bars("reading", "preparing", "runs", enabled=not as_json) as hooks:
+            cohort = ui.read_folder(data, fs_hz, hooks["reading"])
+            windows = probe.prepare(cohort, on_progress=hooks["preparing"])
+            result = few_shot_curve(
+                lambda: ui.make_pipeline(model, task, epochs, seed, representation),
+                windows,
+                target=target,
+                shots=ks,
+                draws=draws,
+                task=task,
+                seed=seed,
+                config={"model": probe.model_name, "data": [str(d) for d in data]},
+                on_progress=hooks["runs"],
+            )
+        path = out_dir / "fewshot.json"
+        atomic_write(path, json.dumps(result.to_dict(), indent=2, allow_nan=False))
+    if as_json:
+        ui.print_json(result.to_dict() | {"result": str(path)})
+        return
+    summary = result.summary()
+    table = Table(
+        title=f"emgdx: {probe.model_name}, few-shot calibration on {target} (mean over draws)",
+        box=box.SIMPLE_HEAD,
+    )
+    for column in ("k", "draws", "subjects tested", "record BA", "record AUC", "subject BA"):
+        table.add_column(column, justify="right")
+    tested = result.rows.groupby("k")["n_test_subjects"].median()
+    for row in summary.itertuples():
+        table.add_row(
+            str(row.k),
+            str(row.draws),
+            f"{tested[row.k]:.0f}",
+            f"{row.record_balanced_accuracy_mean:.3f}",
+            f"{row.record_roc_auc_mean:.3f}",
+            f"{row.subject_balanced_accuracy_mean:.3f}",
+        )
+    ui.print_table(table)
+    for k, why in result.skipped.items():
+        ui.warn(f"k={k} skipped: {why}")
+    ui.out.print(f"result: {path}", soft_wrap=True)

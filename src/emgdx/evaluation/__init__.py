@@ -15,6 +15,7 @@ from emgdx.evaluation.cv import (
     package_versions,
     windows_hash,
 )
+from emgdx.evaluation.fewshot import FEW_SHOTS, FewShotResult, few_shot_curve
 from emgdx.evaluation.metrics import (
     SCALAR_METRICS,
     bootstrap_ci,
@@ -34,16 +35,20 @@ from emgdx.evaluation.splits import (
     grouped_kfold,
     inner_validation_split,
     leaky_random_window_split,
+    leave_one_site_out,
     loso,
+    site_stratified_kfold,
     subject_labels,
 )
 
 __all__ = [
     "CV_SCHEMES",
+    "FEW_SHOTS",
     "LEVELS",
     "METHODS",
     "SCALAR_METRICS",
     "CVResult",
+    "FewShotResult",
     "LeakyEvaluationWarning",
     "PipelineLike",
     "SubjectLeakError",
@@ -56,10 +61,12 @@ __all__ = [
     "cross_validate",
     "evaluate_predictions",
     "evaluate_table",
+    "few_shot_curve",
     "flat_metrics",
     "grouped_kfold",
     "inner_validation_split",
     "leaky_random_window_split",
+    "leave_one_site_out",
     "load_results",
     "loso",
     "package_versions",
@@ -68,6 +75,7 @@ __all__ = [
     "roc_auc_ovr",
     "roc_points",
     "save_results_json",
+    "site_stratified_kfold",
     "subject_labels",
     "window_table",
     "windows_hash",

@@ -32,7 +32,9 @@ from emgdx.evaluation.splits import (
     assert_subject_disjoint,
     grouped_kfold,
     leaky_random_window_split,
+    leave_one_site_out,
     loso,
+    site_stratified_kfold,
 )
 from emgdx.preprocess import PreprocessConfig
 from emgdx.recording import Cohort, Windows, muscle_group
@@ -50,9 +52,11 @@ __all__ = [
     "windows_hash",
 ]
 
-CVScheme = Literal["loso", "kfold", "leaky"]
-#: Named cross-validation schemes ("leaky" is window-wise and for demonstration only).
-CV_SCHEMES: tuple[CVScheme, ...] = ("loso", "kfold", "leaky")
+CVScheme = Literal["loso", "kfold", "site", "pooled", "leaky"]
+#: Named cross-validation schemes: leave one subject out, subject-wise k-fold, leave one site
+#: out, pooled subject-wise k-fold stratified by site and class, and window-wise ("leaky", for
+#: demonstration only).
+CV_SCHEMES: tuple[CVScheme, ...] = ("loso", "kfold", "site", "pooled", "leaky")
 
 # Packages whose versions are saved with every result (read from metadata, never imported).
 _VERSIONED = ("emgdx", "numpy", "scipy", "pandas", "scikit-learn", "torch", "pywavelets")
@@ -105,7 +109,8 @@ class CVResult:
     folds
         Per fold: test subjects, window counts, fit and predict seconds.
     tables
-        ``tables[subset][method][level]``: the aggregated DataFrames (subset "all" or "low").
+        ``tables[subset][method][level]``: the aggregated DataFrames (subset "all" and those
+        of :func:`subset_masks`).
     evaluation
         ``evaluation[subset][method][level]``: :func:`~emgdx.evaluation.metrics.evaluate_table`
         output (metrics, bootstrap CIs, ROC points).
@@ -197,6 +202,8 @@ def subset_masks(index: pd.DataFrame) -> dict[str, np.ndarray]:
     """The subsets every evaluation also reports, as boolean masks over the index's rows.
 
     ``"low"``: low-contraction records (the protocol confound of N2001, see DESIGN.md);
+    ``"without_hum"``: records QC did not flag ``line_noise`` (the mains-hum confound of the
+    Algiers data, where hum is commoner in healthy records), when some are flagged;
     ``"site=<name>"`` and ``"muscle=<name>"``: one per site and per muscle (names from
     :func:`~emgdx.recording.muscle_group`) when the index holds more than one of them. A
     subset is present only when it has rows.
@@ -204,6 +211,10 @@ def subset_masks(index: pd.DataFrame) -> dict[str, np.ndarray]:
     masks: dict[str, np.ndarray] = {}
     if "level" in index.columns:
         masks["low"] = index["level"].astype(str).str.lower().eq("low").to_numpy()
+    if "qc_flags" in index.columns:
+        hum = index["qc_flags"].fillna("").astype(str).str.contains("line_noise").to_numpy()
+        if hum.any():
+            masks["without_hum"] = ~hum
     for column, key in (("site", str), ("muscle", muscle_group)):
         if column not in index.columns:
             continue
@@ -269,17 +280,23 @@ def evaluate_predictions(
 
 def _make_splits(
     cv: CVScheme | Sequence[Split],
-    groups: np.ndarray,
+    index: pd.DataFrame,
     y: np.ndarray,
     k: int,
     seed: int,
     keep: np.ndarray,
 ) -> tuple[str, list[Split]]:
+    groups = index["subject_id"].astype(str).to_numpy()
     if isinstance(cv, str):
         if cv == "loso":
             return cv, loso(groups)
         if cv == "kfold":
             return cv, grouped_kfold(groups, y, k, seed)
+        if cv in ("site", "pooled"):
+            sites = index["site"] if "site" in index.columns else [None] * len(index)
+            if cv == "site":
+                return cv, leave_one_site_out(groups, sites)
+            return cv, site_stratified_kfold(groups, y, sites, k, seed)
         if cv == "leaky":
             return cv, leaky_random_window_split(groups.size, seed, n_splits=k)
         raise ConfigError(f"unknown cv scheme {cv!r}; choose one of {list(CV_SCHEMES)}")
@@ -374,6 +391,8 @@ def cross_validate(
         before splitting leaks nothing.
     cv
         ``"loso"`` (leave-one-subject-out), ``"kfold"`` (subject-wise stratified k-fold),
+        ``"site"`` (leave-one-site-out: train on the other sites, test on one; the windows'
+        ``site`` column), ``"pooled"`` (subject-wise k-fold stratified by site and class),
         ``"leaky"`` (window-wise k-fold, warns: for demonstrating leakage only) or a sequence
         of ``(train_idx, test_idx)`` positions into ``data``'s windows, which must be
         subject-disjoint (windows outside the task are dropped from them).
@@ -381,7 +400,7 @@ def cross_validate(
         One of :data:`emgdx.tasks.TASKS`; windows outside the task (e.g. myopathy for
         ``"als_vs_healthy"``) or without a label are left out before splitting.
     k
-        Folds for ``"kfold"`` and ``"leaky"``.
+        Folds for ``"kfold"``, ``"pooled"`` and ``"leaky"``.
     seed
         Seed for fold assignment and the bootstrap.
     preprocess, qc
@@ -420,7 +439,7 @@ def cross_validate(
         raise ConfigError(f"no window has a label usable for task {task!r}")
     windows = windows.select(keep) if not keep.all() else windows
     groups = windows.index["subject_id"].astype(str).to_numpy()
-    scheme, splits = _make_splits(cv, groups, y, k, seed, keep)
+    scheme, splits = _make_splits(cv, windows.index, y, k, seed, keep)
     # A custom fold may test only windows outside the task (e.g. a myopathy subject).
     splits = [(tr, te) for tr, te in splits if te.size > 0]
     if not splits:

@@ -1,4 +1,5 @@
-"""Subject-wise splits: leave-one-subject-out, grouped k-fold and inner validation splits.
+"""Subject-wise splits: leave-one-subject-out, grouped k-fold, leave-one-site-out, site-stratified
+k-fold and inner validation splits.
 
 Records of one subject are strongly correlated, so every split here keeps all windows of a
 subject on one side. The only exception, :func:`leaky_random_window_split`, exists to *show*
@@ -25,7 +26,9 @@ __all__ = [
     "grouped_kfold",
     "inner_validation_split",
     "leaky_random_window_split",
+    "leave_one_site_out",
     "loso",
+    "site_stratified_kfold",
     "subject_labels",
 ]
 
@@ -144,6 +147,51 @@ def grouped_kfold(groups: PerWindow, y: PerWindow, k: int, seed: int) -> list[Sp
         warnings.simplefilter("ignore", UserWarning)
         folds = list(splitter.split(np.zeros(g.size), labels, g))
     return [(np.asarray(tr), np.asarray(te)) for tr, te in folds if len(te) > 0]
+
+
+def _as_sites(sites: PerWindow, n: int) -> np.ndarray:
+    arr = np.asarray(sites, dtype=object)
+    if arr.shape != (n,):
+        raise ConfigError(f"sites must have one entry per window ({n}), got shape {arr.shape}")
+    missing = np.array([v is None or (isinstance(v, float) and np.isnan(v)) for v in arr])
+    if missing.any():
+        raise ConfigError(
+            f"{int(missing.sum())} window(s) have no site: read one folder per site "
+            "(read_cohort([...])) or give the manifest a site column"
+        )
+    return arr.astype(str)
+
+
+def leave_one_site_out(groups: PerWindow, sites: PerWindow) -> list[Split]:
+    """Train on the other sites, test on one: one fold per site (both directions for two).
+
+    The number a new hospital will see. ``groups`` (subject per window) is checked too: a
+    subject recorded at two sites would leak, and raises :class:`SubjectLeakError`.
+    """
+    g = _as_groups(groups)
+    s = _as_sites(sites, g.size)
+    names = np.unique(s)
+    if names.size < 2:
+        raise ConfigError(f"leave-one-site-out needs at least 2 sites, got {names.tolist()}")
+    positions = np.arange(g.size)
+    splits = [(positions[s != name], positions[s == name]) for name in names]
+    for train, test in splits:
+        assert_subject_disjoint(g[train], g[test])
+    return splits
+
+
+def site_stratified_kfold(
+    groups: PerWindow, y: PerWindow, sites: PerWindow, k: int, seed: int
+) -> list[Split]:
+    """Pooled subject-wise k-fold over several sites, stratified by site and class together,
+    so that every fold tests each site's classes in about their proportions (DESIGN.md)."""
+    g = _as_groups(groups)
+    s = _as_sites(sites, g.size)
+    labels = np.asarray(y)
+    if labels.shape[0] != g.shape[0]:
+        raise ConfigError(f"y has {labels.shape[0]} entries for {g.shape[0]} groups")
+    strata = np.char.add(np.char.add(s, "|"), labels.astype(str))
+    return grouped_kfold(g, strata, k, seed)
 
 
 def inner_validation_split(
