@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from emgdx.cli import app
-from emgdx.errors import ConfigError
+from emgdx.errors import ConfigError, SignalError
 from emgdx.evaluation import (
     SubjectLeakError,
     cross_validate,
@@ -269,3 +270,131 @@ def test_evaluate_cli_few_shot(two_sim_sites: list[Path], tmp_path: Path) -> Non
     saved = json.loads((tmp_path / "fewshot.json").read_text())
     assert [row["k"] for row in saved["summary"]] == [0, 1]
     assert saved["config"]["model"] == "random_forest"
+
+
+def test_adapt_batch_norm_takes_the_new_sites_statistics_and_nothing_else() -> None:
+    import torch
+
+    from emgdx.models import build_model
+    from emgdx.training import adapt_batch_norm
+
+    model = build_model(
+        "cnn1d", input_shapes={"x": (1, 600), "aux": (1,)}, n_classes=3, fs_hz=6000.0, seed=0
+    )
+    rng = np.random.default_rng(0)
+    inputs = {
+        "x": rng.normal(0, 1, (40, 1, 600)).astype(np.float32),
+        "aux": rng.normal(2.5, 0.3, (40, 1)).astype(np.float32),  # another amplifier's level
+    }
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k}
+    n = adapt_batch_norm(model, inputs, batch_size=64, device="cpu")
+    assert n == sum(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules()) > 0
+    aux_norm = model.head.aux[0]
+    np.testing.assert_allclose(aux_norm.running_mean.numpy(), inputs["aux"].mean(0), rtol=1e-5)
+    np.testing.assert_allclose(
+        aux_norm.running_var.numpy(), inputs["aux"].var(0, ddof=1), rtol=1e-4
+    )
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in weights.items() if "num_batches" not in k)
+    assert not model.training and aux_norm.momentum == 0.1
+    with pytest.raises(SignalError, match="at least 2"):
+        adapt_batch_norm(model, {k: v[:1] for k, v in inputs.items()})
+
+
+def _shifted(cohort_dir: Path, factor: float, out: Path) -> Path:
+    """A copy of a simulated site recorded with another gain (NPY + manifest)."""
+    out.mkdir()
+    cohort = read_cohort(cohort_dir)
+    for rec in cohort:
+        np.save(out / f"{rec.record_id}.npy", rec.signal * factor)
+    m = cohort.manifest[["record_id", "subject_id", "label", "fs_hz"]]
+    m.to_csv(out / "manifest.csv", index=False)
+    return out
+
+
+def test_pipeline_adapt_classical_alignment_survives_save_and_load(
+    two_sim_sites: list[Path], tmp_path: Path
+) -> None:
+    from emgdx.pipeline import Pipeline
+
+    train = read_cohort(two_sim_sites[0])
+    new_site = read_cohort(_shifted(two_sim_sites[1], 8.0, tmp_path / "loud"))
+    pipe = Pipeline(model="random_forest", model_params={"n_estimators": 30}).fit(train)
+    windows = pipe.prepare(new_site)
+    before = pipe.predict_windows(windows)
+    pipe.adapt(new_site.subset(new_site.manifest.index[:4]), site="loud")
+    after = pipe.predict_windows(windows)
+    assert not np.allclose(before, after)
+    assert pipe.adaptation_ is not None and pipe.adaptation_["site"] == "loud"
+    assert pipe.adaptation_["n_records"] == 4
+    # the aligned features of the adaptation records have the training features' mean
+    adapted_on = pipe.prepare(new_site.subset(new_site.manifest.index[:4]))
+    model = pipe.model_
+    features = model.features(pipe.model_inputs(adapted_on))
+    state = model.get_state()
+    aligned = features * state["align_scale"] + state["align_shift"]
+    np.testing.assert_allclose(aligned.mean(0), state["train_x"].mean(0), rtol=1e-3, atol=1e-3)
+
+    pipe.save(tmp_path / "adapted")
+    again = Pipeline.load(tmp_path / "adapted")
+    np.testing.assert_array_equal(again.predict_windows(windows), after)
+    assert again.adaptation_ == pipe.adaptation_
+    saved = json.loads((tmp_path / "adapted" / "pipeline.json").read_text())
+    assert "features aligned" in saved["adaptation"]["method"]
+
+
+class _SpyPipeline:
+    """A real pipeline that remembers what adapt() was given."""
+
+    seen: ClassVar[list[pd.DataFrame]] = []
+
+    def __init__(self) -> None:
+        from emgdx.pipeline import Pipeline
+
+        self.inner = Pipeline(model="random_forest", model_params={"n_estimators": 20})
+
+    def fit(self, windows: object) -> _SpyPipeline:
+        self.inner.fit(windows)
+        return self
+
+    def adapt(self, windows: object) -> None:
+        _SpyPipeline.seen.append(windows.index.copy())  # type: ignore[attr-defined]
+        self.inner.adapt(windows)
+
+    def predict_windows(self, windows: object) -> np.ndarray:
+        return self.inner.predict_windows(windows)
+
+
+def test_cross_validate_adapts_each_site_fold_without_its_labels(two_sim_sites: list[Path]) -> None:
+    from emgdx.pipeline import Pipeline
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        windows = Pipeline(model="random_forest").prepare(read_cohort(two_sim_sites))
+    _SpyPipeline.seen.clear()
+    result = cross_validate(_SpyPipeline, windows, cv="site", adapt=True, n_boot=0)
+    assert len(_SpyPipeline.seen) == 2 and result.config["adapt"] is True
+    for index, fold in zip(_SpyPipeline.seen, result.folds, strict=True):
+        assert index["label"].isna().all()  # the answers are hidden from adaptation
+        assert set(index["subject_id"]) == set(fold["test_subjects"])
+
+
+def test_adapt_command_saves_an_adapted_model(two_sim_sites: list[Path], tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    trained = runner.invoke(
+        app, ["train", str(two_sim_sites[0]), "--model", "random_forest", "--out", str(model)]
+    )
+    assert trained.exit_code == 0, trained.stdout + trained.stderr
+    out = tmp_path / "adapted"
+    result = runner.invoke(
+        app, ["adapt", str(model), str(two_sim_sites[1]), "--out", str(out), "--json"]
+    )
+    assert result.exit_code == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["site"] == "site_b" and summary["n_records"] == 6
+    saved = json.loads((out / "pipeline.json").read_text())
+    assert saved["adaptation"]["windows_sha256"] == summary["windows_sha256"]
+    assert (
+        saved["weights_sha256"]
+        != json.loads((model / "pipeline.json").read_text())["weights_sha256"]
+    )

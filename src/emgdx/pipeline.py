@@ -189,6 +189,8 @@ class Pipeline:
         #: Where fine-tuning started (``fit(init_from=...)``): the pretrained weights' SHA-256
         #: and training subjects; ``None`` for a model trained from scratch.
         self.pretrained_: dict[str, Any] | None = None
+        #: How the model was adapted to a new site (:meth:`adapt`), or ``None``.
+        self.adaptation_: dict[str, Any] | None = None
 
     # ---- the stages' state, read through the pipeline -----------------------------------------
 
@@ -422,6 +424,45 @@ class Pipeline:
             "freeze": self.train.freeze,
         }
 
+    def adapt(
+        self,
+        data: DataLike,
+        *,
+        site: str | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> Pipeline:
+        """Adapt the fitted model to a new site from its **unlabelled** records.
+
+        A clinic always has unlabelled recordings. Torch models re-estimate their batch-norm
+        statistics on them (AdaBN); classical models map the site's feature means and spreads
+        onto the training data's. Labels are never read, so adapting on a test site's records
+        leaks no answer. The front end (QC, filters, rate, windows) is not changed.
+
+        Parameters
+        ----------
+        data
+            The new site's records (or windows from :meth:`prepare`); at least 2 windows.
+        site
+            A name for the site, kept in :attr:`adaptation_` and saved with the pipeline.
+        """
+        model = self._require_fitted()
+        windows = data if isinstance(data, Windows) else self.prepare(data, on_progress=on_progress)
+        self.frontend.check_windows(windows)
+        if len(windows) < 2:
+            raise SignalError(
+                f"adapting needs at least 2 windows of the new site, got {len(windows)}"
+            )
+        method = model.adapt(self.model_inputs(windows))
+        self.weights_sha256_ = None
+        self.adaptation_ = {
+            "site": site,
+            "method": method,
+            "n_windows": len(windows),
+            "n_records": int(windows.index["record_id"].nunique()),
+            "windows_sha256": windows_hash(windows),
+        }
+        return self
+
     def get_state(self) -> dict[str, np.ndarray]:
         """The model's weights (federated rounds exchange these)."""
         return self._require_fitted().get_state()
@@ -594,6 +635,7 @@ class Pipeline:
                 "reference": self.reference_,
                 "data": {"windows_sha256": self.data_hash_, "train_subjects": self.train_subjects_},
                 "pretrained": self.pretrained_,
+                "adaptation": self.adaptation_,
                 "train_result": None
                 if self.train_result_ is None
                 else self.train_result_.to_dict(),
@@ -655,6 +697,7 @@ class Pipeline:
         pipe.train_subjects_ = list(doc.get("data", {}).get("train_subjects", []))
         pipe.reference_ = doc.get("reference")
         pipe.pretrained_ = doc.get("pretrained")
+        pipe.adaptation_ = doc.get("adaptation")
         pipe.weights_sha256_ = digest
         model = pipe.new_model()
         saved_shapes = {k: tuple(v) for k, v in doc["input_shapes"].items()}

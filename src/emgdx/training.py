@@ -36,6 +36,7 @@ from emgdx.evaluation.splits import inner_validation_split
 __all__ = [
     "TrainConfig",
     "TrainResult",
+    "adapt_batch_norm",
     "class_weights",
     "fit_torch",
     "predict_logits",
@@ -327,6 +328,53 @@ def predict_logits(
         dummy = {k: torch.zeros((1, *v.shape[1:]), device=dev) for k, v in tensors.items()}
         return np.zeros((0, int(_forward(model, dummy).shape[1])), dtype=np.float32)
     return torch.cat(parts).numpy()
+
+
+@torch.no_grad()
+def adapt_batch_norm(
+    model: nn.Module,
+    inputs: Mapping[str, np.ndarray],
+    *,
+    batch_size: int = 256,
+    device: str | torch.device = "auto",
+) -> int:
+    """Re-estimate every batch-norm layer's statistics on ``inputs`` (AdaBN), nothing else.
+
+    Unsupervised adaptation to a new site (Li et al., "Revisiting batch normalization for
+    practical domain adaptation", 2016): the learnt weights stay, the normalisation statistics
+    become the new site's, so that a shifted feature distribution (another amplifier, needle or
+    filter) is re-centred before the classifier reads it. Only unlabelled windows are needed.
+    The statistics are the cumulative average over batches (``momentum=None``); dropout stays
+    off. Returns the number of batch-norm layers adapted (0 leaves the model as it was).
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    tensors = _to_tensors(inputs)
+    n = tensors["x"].shape[0]
+    if not norms or n == 0:
+        return 0
+    if n < 2:
+        raise SignalError("batch-norm adaptation needs at least 2 windows")
+    dev = resolve_device(device)
+    model.to(dev).eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    try:
+        # Batches of one window would have no variance: fold a lone last window into the
+        # batch before it.
+        starts = list(range(0, n, batch_size))
+        if len(starts) > 1 and n - starts[-1] < 2:
+            starts.pop()
+        bounds = [*starts[1:], n]
+        for start, stop in zip(starts, bounds, strict=True):
+            _forward(model, {k: v[start:stop].to(dev) for k, v in tensors.items()})
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        model.eval()
+    return len(norms)
 
 
 def predict_proba(

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("emgdx.cli.predict", "Diagnosis of new files with a saved pipeline."),
     "explain": ("emgdx.cli.explain", "Evidence on the signal behind a decision."),
     "report": ("emgdx.cli.report", "Clinical report (HTML or PDF) of a record or a visit."),
+    "adapt": ("emgdx.cli.adapt", "Adapt a saved model to a new site's unlabelled records."),
     "export": ("emgdx.cli.export", "A saved torch model as ONNX (optionally int8)."),
     "monitor": ("emgdx.cli.monitor", "Judge a live EMG stream (LSL) or a replayed file."),
     "serve": ("emgdx.cli.serve", "Run the clinic service: API and web page."),

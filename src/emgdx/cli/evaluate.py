@@ -59,6 +59,14 @@ def evaluate(
     draws: Annotated[
         int, typer.Option("--draws", min=1, help="fewshot: draws of labelled subjects per k.")
     ] = 5,
+    adapt: Annotated[
+        bool,
+        typer.Option(
+            "--adapt",
+            help="Adapt each fold's model to its test records, unlabelled, before predicting "
+            "(AdaBN / feature alignment; meant for --cv site and fewshot).",
+        ),
+    ] = False,
 ) -> None:
     """Cross-validate a model subject-wise and write results.json + report.html."""
     from emgdx.evaluation import CV_SCHEMES, LeakyEvaluationWarning, cross_validate, write_report
@@ -78,6 +86,7 @@ def evaluate(
             threads=threads,
             fs_hz=fs_hz,
             as_json=as_json,
+            adapt=adapt,
         )
         return
     if cv not in CV_SCHEMES:
@@ -119,8 +128,11 @@ def evaluate(
                     },
                     on_progress=hooks["folds"],
                     on_epoch=hooks["epochs"],
+                    adapt=adapt,
                 )
         title = f"emgdx: {probe.model_name}, {cv} cross-validation, task {task}"
+        if adapt:
+            title += ", adapted to each test fold (unlabelled)"
         if leaky:
             title += " (LEAKY DEMONSTRATION)"
         paths = write_report(result, out_dir, title=title)
@@ -169,6 +181,7 @@ def _few_shot(
     threads: int | None,
     fs_hz: float | None,
     as_json: bool,
+    adapt: bool,
 ) -> None:
     """``--cv fewshot``: the calibration curve, written to ``fewshot.json``."""
     from emgdx.config import atomic_write
@@ -196,6 +209,7 @@ def _few_shot(
                 seed=seed,
                 config={"model": probe.model_name, "data": [str(d) for d in data]},
                 on_progress=hooks["runs"],
+                adapt=adapt,
             )
         path = out_dir / "fewshot.json"
         atomic_write(path, json.dumps(result.to_dict(), indent=2, allow_nan=False))

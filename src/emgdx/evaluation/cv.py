@@ -314,6 +314,15 @@ def _make_splits(
     return "custom", [(remap(tr), remap(te)) for tr, te in cv]
 
 
+def _adapt(pipeline: PipelineLike, windows: Windows) -> None:
+    """Unsupervised adaptation of a fitted fold pipeline to its test windows (labels hidden)."""
+    adapt = getattr(pipeline, "adapt", None)
+    if adapt is None:
+        raise ConfigError(f"{type(pipeline).__name__} has no adapt(): cannot adapt to a site")
+    unlabelled = Windows(windows.data, windows.fs_hz, windows.index.assign(label=None))
+    adapt(unlabelled)
+
+
 def _check_fold_probs(probs: Any, n_test: int, n_classes: int, fold: int) -> np.ndarray:
     arr = np.asarray(probs, dtype=np.float64)
     if arr.shape != (n_test, n_classes):
@@ -376,6 +385,7 @@ def cross_validate(
     config: Mapping[str, Any] | None = None,
     on_progress: ProgressCallback | None = None,
     on_epoch: ProgressCallback | None = None,
+    adapt: bool = False,
 ) -> CVResult:
     """Subject-wise cross-validation of a pipeline, evaluated at window/record/subject level.
 
@@ -418,6 +428,10 @@ def cross_validate(
     on_epoch
         Passed to every fold's ``fit(windows, on_progress=on_epoch)`` (the training's own
         progress, e.g. epochs of a torch model); ``None``: ``fit(windows)``.
+    adapt
+        Before predicting, adapt each fold's fitted pipeline to its test windows without their
+        labels (:meth:`emgdx.pipeline.Pipeline.adapt`: what a new site can do with its own
+        unlabelled records). Meant for ``cv="site"``, where a fold's test windows are one site.
 
     Returns
     -------
@@ -460,6 +474,8 @@ def cross_validate(
         fit_options: dict[str, Any] = {} if on_epoch is None else {"on_progress": on_epoch}
         pipeline.fit(windows.select(train_idx), **fit_options)
         t1 = time.perf_counter()
+        if adapt:
+            _adapt(pipeline, windows.select(test_idx))
         fold_probs = pipeline.predict_windows(windows.select(test_idx))
         t2 = time.perf_counter()
         probs[test_idx] = _check_fold_probs(fold_probs, test_idx.size, len(names), i)
@@ -488,8 +504,9 @@ def cross_validate(
     run_config = {
         "cv": scheme,
         "task": task,
-        "k": k if scheme in ("kfold", "leaky") else None,
+        "k": k if scheme in ("kfold", "pooled", "leaky") else None,
         "seed": seed,
+        "adapt": adapt,
         "n_folds": len(splits),
         "n_boot": n_boot,
         "ci": ci,

@@ -20,7 +20,7 @@ import pandas as pd
 
 from emgdx.config import ProgressCallback, json_ready
 from emgdx.errors import ConfigError
-from emgdx.evaluation.cv import PipelineLike, _check_fold_probs, evaluate_predictions
+from emgdx.evaluation.cv import PipelineLike, _adapt, _check_fold_probs, evaluate_predictions
 from emgdx.evaluation.splits import assert_subject_disjoint, subject_labels
 from emgdx.recording import Windows
 from emgdx.tasks import class_names as task_class_names
@@ -94,6 +94,7 @@ def few_shot_curve(
     n_boot: int = 0,
     config: dict[str, Any] | None = None,
     on_progress: ProgressCallback | None = None,
+    adapt: bool = False,
 ) -> FewShotResult:
     """Train on the other sites plus ``k`` labelled subjects per class of ``target``; test on
     the rest of ``target`` (module docstring).
@@ -118,6 +119,9 @@ def few_shot_curve(
         The caller's description of the run, saved with the result.
     on_progress
         ``on_progress(done_runs, n_runs)``.
+    adapt
+        Adapt each fitted pipeline to the target's test windows, unlabelled, before predicting
+        (as ``cross_validate(adapt=True)``).
     """
     if "site" not in windows.index.columns:
         raise ConfigError("few-shot calibration needs windows with a site column (several sites)")
@@ -160,6 +164,8 @@ def few_shot_curve(
         t0 = time.perf_counter()
         pipeline.fit(windows.select(train_idx))
         fit_s = time.perf_counter() - t0
+        if adapt:
+            _adapt(pipeline, windows.select(test_idx))
         probs = _check_fold_probs(
             pipeline.predict_windows(windows.select(test_idx)), test_idx.size, len(names), run
         )

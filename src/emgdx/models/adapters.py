@@ -5,6 +5,7 @@ ask which library is behind it; this module is the only place that does::
 
     adapter.fit(inputs, y, groups, train)       torch: emgdx.training.fit_torch; sklearn: .fit
     adapter.predict_proba(inputs)               [n, n_classes] float64
+    adapter.adapt(inputs)                       unlabelled new-site data: AdaBN / feature alignment
     adapter.get_state() / set_state(state)      named numpy arrays (federated exchange, transfer)
     adapter.save(path) / adapter.load(path)     safetensors, never pickle
 
@@ -68,6 +69,8 @@ _ONNX_FILES = {"onnx": ONNX_FILE, "onnx-int8": INT8_FILE}
 #: Windows per session call of each ONNX backend (``None``: as many as asked); see
 #: :func:`emgdx.deploy.quantize_int8` for why the int8 model runs one window per call.
 MAX_BATCH: dict[str, int | None] = {"onnx": None, "onnx-int8": 1}
+# The state entries of a classical model's alignment to a new site (SklearnAdapter.adapt).
+_ALIGN_KEYS = ("align_scale", "align_shift")
 # Training rows whose probabilities are stored to verify a refitted scikit-learn model.
 _N_PROBE = 256
 
@@ -116,6 +119,10 @@ class ModelAdapter:
 
     def predict_proba(self, inputs: Inputs, *, batch_size: int = 256) -> np.ndarray:
         raise NotImplementedError
+
+    def adapt(self, inputs: Inputs) -> str:
+        """Adapt to a new site from its *unlabelled* inputs; returns what was adapted."""
+        raise ConfigError(f"{self.name} ({self.backend}) cannot adapt to a new site")
 
     def get_state(self) -> dict[str, np.ndarray]:
         """The model's state as named numpy arrays."""
@@ -220,6 +227,14 @@ class TorchAdapter(ModelAdapter):
         probs = predict_proba(self._module, inputs, batch_size=batch_size, device=self.device)
         return probs.astype(np.float64)
 
+    def adapt(self, inputs: Inputs) -> str:
+        from emgdx.training import adapt_batch_norm
+
+        n = adapt_batch_norm(self._module, inputs, device=self.device)
+        if n == 0:
+            raise ConfigError(f"{self.name} has no batch norm to re-estimate on a new site")
+        return f"batch-norm statistics of {n} layers re-estimated (AdaBN)"
+
     def get_state(self) -> dict[str, np.ndarray]:
         return {k: v.detach().cpu().numpy().copy() for k, v in self._module.state_dict().items()}
 
@@ -275,6 +290,8 @@ class SklearnAdapter(ModelAdapter):
         super().__init__(name, n_classes)
         self.estimator = estimator
         self._train: dict[str, np.ndarray] | None = None
+        # Feature alignment to a new site (adapt): features * scale + shift; empty: none.
+        self._align: dict[str, np.ndarray] = {}
 
     @staticmethod
     def features(inputs: Inputs) -> np.ndarray:
@@ -293,24 +310,47 @@ class SklearnAdapter(ModelAdapter):
         return out
 
     def predict_proba(self, inputs: Inputs, *, batch_size: int = 256) -> np.ndarray:
-        return self._proba(self.features(inputs))
+        features = self.features(inputs)
+        if self._align:
+            features = features * self._align["align_scale"] + self._align["align_shift"]
+        return self._proba(features)
+
+    def adapt(self, inputs: Inputs) -> str:
+        """Feature alignment: the new site's per-feature mean and spread are mapped onto the
+        training data's (the classical counterpart of AdaBN)."""
+        source = self.get_state()["train_x"].astype(np.float64)
+        target = self.features(inputs).astype(np.float64)
+        if len(target) < 2:
+            raise ConfigError("feature alignment needs at least 2 windows of the new site")
+        spread = target.std(axis=0)
+        scale = np.where(spread > 0, source.std(axis=0) / np.where(spread > 0, spread, 1), 1.0)
+        shift = source.mean(axis=0) - target.mean(axis=0) * scale
+        self._align = {
+            "align_scale": scale.astype(np.float32),
+            "align_shift": shift.astype(np.float32),
+        }
+        return f"{target.shape[1]} features aligned to the training data's mean and spread"
 
     def get_state(self) -> dict[str, np.ndarray]:
         if self._train is None:
             raise ConfigError(f"{self.name} is not fitted")
-        return dict(self._train)
+        return {**self._train, **self._align}
 
     def set_state(self, state: Mapping[str, np.ndarray]) -> None:
         x = np.ascontiguousarray(state["train_x"], dtype=np.float32)
         y = np.ascontiguousarray(state["train_y"], dtype=np.int64)
         self.estimator.fit(x, y)
         self._train = {"train_x": x, "train_y": y}
+        self._align = {
+            k: np.asarray(state[k]) for k in ("align_scale", "align_shift") if k in state
+        }
 
     def save(self, path: Path) -> dict[str, Any]:
         from safetensors.numpy import save_file
 
         state = self.get_state()
         x = state["train_x"]
+        # The probe checks the refitted estimator itself, on unaligned training features.
         probe = np.linspace(0, len(x) - 1, num=min(_N_PROBE, len(x))).round().astype(np.int64)
         probs = np.ascontiguousarray(self._proba(x[probe]), dtype=np.float64)
         save_file({**state, "probe_index": probe, "probe_proba": probs}, str(path))
@@ -480,6 +520,12 @@ class OnnxAdapter(ModelAdapter):
 
     def native(self) -> ModelAdapter:
         return self.base
+
+    def adapt(self, inputs: Inputs) -> str:
+        raise ConfigError(
+            "an exported ONNX model cannot adapt: load the pipeline with backend='torch', adapt "
+            "it, then export it again"
+        )
 
     @property
     def module(self) -> Any:
