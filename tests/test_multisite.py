@@ -398,3 +398,47 @@ def test_adapt_command_saves_an_adapted_model(two_sim_sites: list[Path], tmp_pat
         saved["weights_sha256"]
         != json.loads((model / "pipeline.json").read_text())["weights_sha256"]
     )
+
+
+def _median_frequency(x: np.ndarray, fs_hz: float) -> np.ndarray:
+    power = np.abs(np.fft.rfft(x, axis=-1)) ** 2
+    cumulative = np.cumsum(power, axis=-1)
+    freqs = np.fft.rfftfreq(x.shape[-1], 1 / fs_hz)
+    return freqs[(cumulative < cumulative[..., -1:] / 2).sum(-1)]
+
+
+def test_spectral_tilt_moves_power_down_or_up_and_keeps_the_level() -> None:
+    import torch
+
+    from emgdx.augment import SpectralTilt
+
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.normal(0, 1, (8, 1, 6000)).astype(np.float32))
+    gen = torch.Generator().manual_seed(0)
+    down, _ = SpectralTilt(p=1.0, db_per_octave=(-3.0, -3.0)).transform(x, None, 6000.0, gen)
+    up, _ = SpectralTilt(p=1.0, db_per_octave=(2.0, 2.0)).transform(x, None, 6000.0, gen)
+    base = _median_frequency(x.numpy(), 6000.0)
+    assert (_median_frequency(down.numpy(), 6000.0) < 0.5 * base).all()
+    assert (_median_frequency(up.numpy(), 6000.0) > base).all()
+    np.testing.assert_allclose((down**2).mean((1, 2)), (x**2).mean((1, 2)), rtol=1e-3)
+    with pytest.raises(ConfigError, match="pivot_hz"):
+        SpectralTilt(pivot_hz=0.0)
+
+
+def test_acquisition_preset_expands_into_a_saved_chain() -> None:
+    import torch
+
+    from emgdx.augment import PRESETS, Augmenter
+    from emgdx.training import TrainConfig
+
+    cfg = TrainConfig(augment=("acquisition", "shift"))
+    names = [spec["name"] for spec in cfg.augment]
+    assert names == [spec["name"] for spec in PRESETS["acquisition"]] + ["shift"]
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg  # stored expanded: reproducible
+    augmenter = Augmenter(("acquisition",), fs_hz=6000.0, seed=0)
+    batch = {"x": torch.randn(16, 1, 600), "aux": torch.zeros(16, 1)}
+    out = augmenter(batch)
+    assert out["x"].shape == batch["x"].shape and not torch.equal(out["x"], batch["x"])
+    assert out["aux"].abs().max() > 0  # gain moved the amplitude input
+    with pytest.raises(ConfigError, match="preset"):
+        TrainConfig(augment=("acquisitions",))

@@ -29,7 +29,12 @@ Choice of EMG-suited augmentations:
 - random band-limited filtering: recordings come from amplifiers with different filter
   settings (e.g. 2 Hz - 10 kHz vs 20 Hz - 5 kHz);
 - baseline wander and mains hum: residual artefacts that preprocessing may not fully remove;
-- segment masking: brief drop-outs and stretches masked by quality control.
+- segment masking: brief drop-outs and stretches masked by quality control;
+- spectral tilt: another needle, amplifier or tissue depth reshapes the same motor units'
+  spectrum (a real second site's EMG sat about an octave lower than N2001's).
+
+:data:`PRESETS` names chains: ``"acquisition"`` randomises how a site records (filters, tilt,
+gain, hum, noise, wander, polarity), so that a model cannot learn one site's amplifier.
 
 Every augmentation draws its randomness from a ``torch.Generator`` (CPU) given by the caller,
 so training is reproducible from one seed; draws are moved to the tensor's device.
@@ -50,6 +55,7 @@ from emgdx.errors import ConfigError
 
 __all__ = [
     "AUGMENTATIONS",
+    "PRESETS",
     "AmplitudeScale",
     "Augmentation",
     "Augmenter",
@@ -59,9 +65,11 @@ __all__ = [
     "PolarityInversion",
     "RandomBandFilter",
     "SegmentMask",
+    "SpectralTilt",
     "TimeReversal",
     "TimeShift",
     "augmentation_to_dict",
+    "expand_presets",
     "make_augmentation",
 ]
 
@@ -326,6 +334,39 @@ class RandomBandFilter(Augmentation):
 
 
 @dataclass(frozen=True)
+class SpectralTilt(Augmentation):
+    """Tilt the spectrum by a slope drawn from ``db_per_octave`` around ``pivot_hz``, keeping
+    each window's power (so it changes the waveform's shape, not its level).
+
+    Gain ``10^(slope/20 * log2(f / pivot))`` per frequency (DC left out), applied in the
+    frequency domain like :class:`RandomBandFilter`. Negative slopes move power to lower
+    frequencies, as a larger or more distant needle, or a smaller high-pass, would.
+    """
+
+    # -4 to +3 dB/octave moves the median frequency of N2001 windows (151 Hz after the front
+    # end) to 74-280 Hz, a range that holds the Algiers records' 162 Hz with room either side.
+    db_per_octave: tuple[float, float] = (-4.0, 3.0)
+    pivot_hz: float = 200.0
+    name: ClassVar[str] = "tilt"
+    needs_fs: ClassVar[bool] = True
+    ranges: ClassVar[dict[str, float]] = {"db_per_octave": -math.inf}
+    rules: ClassVar[dict[str, str]] = {"positive": "pivot_hz"}
+
+    def transform(self, x: Tensor, aux: Aux, fs_hz: float | None, gen: Generator) -> Transformed:
+        assert fs_hz is not None
+        n, t = x.shape[0], x.shape[-1]
+        freqs = torch.fft.rfftfreq(t, d=1.0 / fs_hz).to(x.device)
+        octaves = torch.log2(freqs.clamp(min=freqs[1] if t > 1 else 1.0) / self.pivot_hz)
+        slope = _uniform(n, self.db_per_octave, gen, x.device).unsqueeze(1)
+        gain = 10.0 ** (slope / 20.0 * octaves.unsqueeze(0))
+        gain[:, 0] = 0.0  # DC: a window's offset carries no motor-unit information
+        spec = torch.fft.rfft(x.to(torch.float32), dim=-1) * _per_window(gain, x)
+        tilted = torch.fft.irfft(spec, n=t, dim=-1)
+        keep = torch.sqrt(_power(x.to(torch.float32)) / (_power(tilted) + _EPS))
+        return (tilted * keep).to(x.dtype), aux
+
+
+@dataclass(frozen=True)
 class BaselineWander(Augmentation):
     """Add a slow sinusoidal drift (random frequency and phase) relative to the window's RMS.
 
@@ -433,8 +474,34 @@ AUGMENTATIONS: dict[str, type[Augmentation]] = {
         BaselineWander,
         LineHum,
         SegmentMask,
+        SpectralTilt,
     )
 }
+
+#: Named chains of augmentations, usable wherever a spec is (expanded in place).
+PRESETS: dict[str, tuple[dict[str, Any], ...]] = {
+    # How one site records differs from another's (the robustness benchmark's conditions as
+    # training-time draws): filters, spectral shape, gain, hum, noise, drift and polarity.
+    "acquisition": (
+        {"name": "tilt", "db_per_octave": (-4.0, 3.0), "p": 0.8},
+        {"name": "bandfilter", "low_hz": (2.0, 80.0), "high_hz": (400.0, 3000.0), "p": 0.5},
+        {"name": "scale", "gain": (0.5, 2.0), "target": "aux", "p": 0.8},
+        {"name": "hum", "snr_db": (10.0, 40.0), "p": 0.5},
+        {"name": "noise", "snr_db": (10.0, 35.0), "p": 0.5},
+        {"name": "wander", "p": 0.3},
+        {"name": "polarity", "p": 0.5},
+    ),
+}
+
+
+def expand_presets(
+    specs: Sequence[str | Mapping[str, Any] | Augmentation],
+) -> list[str | Mapping[str, Any] | Augmentation]:
+    """``specs`` with every preset name of :data:`PRESETS` replaced by its chain."""
+    out: list[str | Mapping[str, Any] | Augmentation] = []
+    for spec in specs:
+        out.extend(PRESETS[spec] if isinstance(spec, str) and spec in PRESETS else (spec,))
+    return out
 
 
 def make_augmentation(spec: str | Mapping[str, Any] | Augmentation) -> Augmentation:
@@ -461,7 +528,8 @@ def make_augmentation(spec: str | Mapping[str, Any] | Augmentation) -> Augmentat
     params = {"name": spec} if isinstance(spec, str) else dict(spec)
     name = params.pop("name", None)
     if name not in AUGMENTATIONS:
-        raise ConfigError(f"unknown augmentation {name!r}; known: {sorted(AUGMENTATIONS)}")
+        known = sorted(AUGMENTATIONS) + [f"{p} (preset)" for p in PRESETS]
+        raise ConfigError(f"unknown augmentation {name!r}; known: {known}")
     return config_from_dict(AUGMENTATIONS[name], params, what=f"augmentation {name!r}")
 
 
@@ -489,7 +557,7 @@ class Augmenter:
         fs_hz: float | None = None,
         seed: int = 0,
     ) -> None:
-        self.augmentations = [make_augmentation(s) for s in specs]
+        self.augmentations = [make_augmentation(s) for s in expand_presets(specs)]
         self.fs_hz = fs_hz
         self.generator = torch.Generator().manual_seed(int(seed))
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from emgdx.augment import Augmenter, augmentation_to_dict, make_augmentation
+from emgdx.augment import Augmenter, augmentation_to_dict, expand_presets, make_augmentation
 from emgdx.config import JsonConfig, ProgressCallback, check_fields, is_number, json_ready
 from emgdx.errors import ConfigError, SignalError
 from emgdx.evaluation.splits import inner_validation_split
@@ -98,7 +98,8 @@ class TrainConfig(JsonConfig):
         cheaper epochs, so early stopping can look more often.
     augment
         Augmentation specs, applied in order to training batches only (see
-        :mod:`emgdx.augment`): names or ``{"name": ..., **params}`` dicts.
+        :mod:`emgdx.augment`): names, ``{"name": ..., **params}`` dicts, or preset names
+        (``"acquisition"``, expanded into their chain).
     freeze
         Layers kept fixed while training (for fine-tuning a pretrained model, see
         ``Pipeline.fit(init_from=...)``): ``"none"``; ``"features"``: everything but the
@@ -175,7 +176,9 @@ class TrainConfig(JsonConfig):
             raise ConfigError("invalid training config: " + "; ".join(problems))
         # Normalise augmentation specs to JSON dicts (validates them too).
         try:
-            specs = tuple(augmentation_to_dict(make_augmentation(s)) for s in self.augment)
+            specs = tuple(
+                augmentation_to_dict(make_augmentation(s)) for s in expand_presets(self.augment)
+            )
         except TypeError as exc:
             raise ConfigError(f"invalid training config: augment: {exc}") from exc
         object.__setattr__(self, "augment", specs)
