@@ -30,6 +30,12 @@ Four groups, each a block of named columns (see :attr:`FeatureRepr.feature_names
     ``spike_p2p_uv``; 0 when the window has no spike); ``turns_per_s`` (local extrema that
     differ from both neighbouring extrema by at least the turn threshold; a vectorised,
     non-hysteresis form of Willison's turns count).
+``qemg`` (not in the default groups: it is slower)
+    Quantitative EMG as a clinician reads it (:mod:`emgdx.qemg`): motor units found by
+    detection, alignment and templates, with the medians of their amplitude, duration,
+    phases and turns, the polyphasic and satellite fractions, their discharge rate, and the
+    interference pattern's turns per second and amplitude per turn. Longer windows hold more
+    discharges per unit (2-5 s suit it).
 
 Every threshold is either absolute (µV) or relative to the window's own noise floor, so no
 statistic is fitted across windows and nothing can leak between subjects.
@@ -47,11 +53,14 @@ from scipy import ndimage, signal, stats
 
 from emgdx.config import check_fields
 from emgdx.errors import ConfigError, SignalError
+from emgdx.qemg import QEMG_NAMES, summarise
 from emgdx.represent._common import AMPLITUDE_FLOOR_UV, ReprBase
 
-__all__ = ["FEATURE_GROUPS", "FeatureRepr"]
+__all__ = ["DEFAULT_GROUPS", "FEATURE_GROUPS", "FeatureRepr"]
 
-FEATURE_GROUPS: tuple[str, ...] = ("time", "spectral", "wavelet", "muap")
+FEATURE_GROUPS: tuple[str, ...] = ("time", "spectral", "wavelet", "muap", "qemg")
+#: Groups a feature representation computes unless told otherwise.
+DEFAULT_GROUPS: tuple[str, ...] = ("time", "spectral", "wavelet", "muap")
 
 # Windows per float64 block: bounded memory (~25 MB per block at 6000 samples).
 _CHUNK_ROWS = 512
@@ -107,7 +116,7 @@ class FeatureRepr(ReprBase):
     ----------
     groups
         Feature groups to compute, any of ``"time"``, ``"spectral"``, ``"wavelet"``,
-        ``"muap"`` (columns come in this order whatever the order given).
+        ``"muap"``, ``"qemg"`` (columns come in this order whatever the order given).
     threshold_uv
         Threshold of ZC, SSC and WAMP in µV; ``None`` uses ``threshold_noise_k`` times the
         window's noise floor instead (robust across amplifier gains).
@@ -140,7 +149,7 @@ class FeatureRepr(ReprBase):
     name: ClassVar[str] = "features"
     min_samples: ClassVar[int] = 8
 
-    groups: tuple[str, ...] = FEATURE_GROUPS
+    groups: tuple[str, ...] = DEFAULT_GROUPS
     threshold_uv: float | None = None
     threshold_noise_k: float = 0.5
     bands_hz: tuple[tuple[float, float], ...] = (
@@ -207,6 +216,8 @@ class FeatureRepr(ReprBase):
             names += [f"wt_entropy_{b}" for b in bands] + ["wt_entropy_total"]
         if "muap" in self.groups:
             names += _MUAP_NAMES
+        if "qemg" in self.groups:
+            names += QEMG_NAMES
         return tuple(names)
 
     def _x_shape(self, n_times: int, fs_hz: float) -> tuple[int, ...]:
@@ -247,6 +258,8 @@ class FeatureRepr(ReprBase):
                 cols += self._wavelet(block)
             if "muap" in self.groups:
                 cols += self._muap(block, fs_hz, noise)
+            if "qemg" in self.groups:
+                cols += list(np.stack([summarise(w, fs_hz) for w in block], axis=1))
             out[i : i + _CHUNK_ROWS] = np.stack(cols, axis=1)
         return out
 
