@@ -183,6 +183,9 @@ def write_doc() -> None:
     shift = DOCS / "results" / "multisite-shift.json"
     if shift.is_file():
         lines += ["", *_shift_section(json.loads(shift.read_text()))]
+    federated = DOCS / "results" / "federated_hospitals.json"
+    if federated.is_file():
+        lines += ["", *_federated_section(json.loads(federated.read_text()))]
     text = "\n".join(lines) + "\n"
     if DOC.exists() and KEEP_MARKER in (old := DOC.read_text()):
         text += "\n" + KEEP_MARKER + old.split(KEEP_MARKER, 1)[1]
@@ -241,6 +244,33 @@ def _shift_section(doc: dict[str, Any]) -> list[str]:
             + ", ".join(f"{k} {v:.2f}" for k, v in top)
             + " |"
         )
+    return lines
+
+
+def _federated_section(doc: dict[str, Any]) -> list[str]:
+    sites = ", ".join(
+        f"{s['name']} {s['train']} train / {s['test']} held out" for s in doc["sites"]
+    )
+    lines = [
+        "## Two hospitals in Flower",
+        "",
+        f"Each hospital is one Flower site (subjects: {sites}); every method makes",
+        f"{doc['rounds']} passes over its training data (federated: rounds x 1 local epoch).",
+        f"Held-out subjects of both hospitals. Command: `{doc['command']}` ({doc['machine']}).",
+        "",
+        "| method | held out | record BA | subject BA | subject recall H / N / M |",
+        "|---|---|---|---|---|",
+    ]
+    for method, res in doc["results"].items():
+        for subset in [k.split("/")[0] for k in res if k.endswith("/record")]:
+            rec, sub = res[f"{subset}/record"], res[f"{subset}/subject"]
+            recall = " / ".join(
+                f"{sub['recall'][c]:.2f}" for c in ("healthy", "neurogenic", "myopathy")
+            )
+            lines.append(
+                f"| {method} | {subset} | {_cell(rec, 'balanced_accuracy')} | "
+                f"{_cell(sub, 'balanced_accuracy')} | {recall} |"
+            )
     return lines
 
 

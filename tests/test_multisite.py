@@ -442,3 +442,19 @@ def test_acquisition_preset_expands_into_a_saved_chain() -> None:
     assert out["aux"].abs().max() > 0  # gain moved the amplitude input
     with pytest.raises(ConfigError, match="preset"):
         TrainConfig(augment=("acquisitions",))
+
+
+def test_hospital_sites_hold_out_a_share_of_every_class(two_sim_sites: list[Path]) -> None:
+    from emgdx.federated.core import hospital_sites
+
+    sites = hospital_sites([str(p) for p in two_sim_sites], holdout_fraction=0.5, seed=0)
+    assert [s.name for s in sites] == ["site_a", "site_b"]
+    for site in sites:
+        cohort = read_cohort(site.data_dir)
+        label_of = cohort.manifest.groupby("subject_id")["label"].first()
+        assert not set(site.train_subjects) & set(site.test_subjects)
+        assert set(site.train_subjects) | set(site.test_subjects) == set(label_of.index)
+        # 2 subjects per class: one of each class held out, one trains
+        assert sorted(label_of[list(site.test_subjects)]) == ["healthy", "myopathy", "neurogenic"]
+    with pytest.raises(ConfigError, match="holdout_fraction"):
+        hospital_sites([str(two_sim_sites[0])], holdout_fraction=1.0)

@@ -16,7 +16,13 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-Data = Annotated[Path, typer.Argument(help="Folder with the records of all sites (demo).")]
+Data = Annotated[
+    list[Path],
+    typer.Argument(
+        help="One folder per hospital (each a site), or one folder whose subjects are dealt to "
+        "--n-sites virtual sites (a demonstration)."
+    ),
+]
 Sites = Annotated[
     Path | None,
     typer.Option(
@@ -27,7 +33,7 @@ Sites = Annotated[
 
 
 def _run(mode: str, **kw: Any) -> None:
-    from emgdx.federated.core import FedSettings, SiteSpec, split_sites
+    from emgdx.federated.core import FedSettings, SiteSpec, hospital_sites, split_sites
     from emgdx.pipeline import Pipeline, PreprocessConfig, TrainConfig
 
     with failing(ImportError):
@@ -43,13 +49,19 @@ def _run(mode: str, **kw: Any) -> None:
                 )
                 for s in raw
             ]
+        elif len(kw["data"]) > 1:
+            sites = hospital_sites(
+                [str(d) for d in kw["data"]],
+                holdout_fraction=kw["holdout_fraction"],
+                seed=kw["seed"],
+            )
         else:
             excl: dict[str, list[str]] = {}
             for item in kw["exclude"] or []:
                 site, _, label = item.partition(":")
                 excl.setdefault(site, []).append(label)
             sites = split_sites(
-                str(kw["data"]), kw["n_sites"], holdout_per_site=kw["holdout"], exclude=excl
+                str(kw["data"][0]), kw["n_sites"], holdout_per_site=kw["holdout"], exclude=excl
             )
         pipe = Pipeline(
             preprocess=PreprocessConfig(target_fs_hz=kw["fs"]),
@@ -92,7 +104,13 @@ def _command(mode: str) -> Any:
         out: Annotated[Path, typer.Option(help="Output folder (result.json, global.npz).")],
         sites: Sites = None,
         n_sites: Annotated[int, typer.Option(min=1)] = 3,
-        holdout: Annotated[int, typer.Option(min=0, help="Held-out subjects per site.")] = 1,
+        holdout: Annotated[
+            int, typer.Option(min=0, help="Held-out subjects per virtual site (one folder).")
+        ] = 1,
+        holdout_fraction: Annotated[
+            float,
+            typer.Option(help="Held-out share of each hospital's subjects per class (folders)."),
+        ] = 1 / 3,
         exclude: Annotated[
             list[str] | None,
             typer.Option(help="SITE:LABEL a site must not hold (non-IID), e.g. C:myopathy."),

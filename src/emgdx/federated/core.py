@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -315,4 +316,32 @@ def split_sites(
         rng.shuffle(subs)
         cut = len(subs) - min(holdout_per_site, max(0, len(subs) - 1))
         sites.append(SiteSpec(n, str(data_dir), tuple(subs[:cut]), tuple(subs[cut:])))
+    return sites
+
+
+def hospital_sites(
+    folders: Sequence[str | os.PathLike[str]], *, holdout_fraction: float = 1 / 3, seed: int = 0
+) -> list[SiteSpec]:
+    """One site per data folder (a real hospital each), named after the folder.
+
+    Each site holds out about ``holdout_fraction`` of its subjects of every class (at least one
+    where a class has two or more) for the held-out evaluation; the rest train.
+    """
+    from emgdx.io import read_cohort
+
+    if not 0 < holdout_fraction < 1:
+        raise ConfigError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
+    rng = np.random.default_rng(seed)
+    sites = []
+    for folder in folders:
+        table = read_cohort(folder).manifest
+        train: list[str] = []
+        test: list[str] = []
+        for _, grp in sorted(table.groupby("label")):
+            subs = sorted(set(grp["subject_id"].astype(str)))
+            rng.shuffle(subs)
+            n_test = min(len(subs) - 1, max(1, round(holdout_fraction * len(subs))))
+            test += subs[:n_test]
+            train += subs[n_test:]
+        sites.append(SiteSpec(Path(folder).resolve().name, str(folder), tuple(train), tuple(test)))
     return sites

@@ -65,6 +65,11 @@ def _read_result(out_dir: Path, settings: FedSettings) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(path.read_text())
     task = str(settings.pipeline.get("task", "3class"))
     result["held_out"] = pooled_metrics(out_dir, settings.sites, task)
+    result["held_out_by_site"] = {
+        site.name: pooled_metrics(out_dir, [site], task)
+        for site in settings.sites
+        if site.test_subjects
+    }
     return result
 
 
