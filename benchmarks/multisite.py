@@ -5,6 +5,7 @@ Run from the project root (needs ../shared/data/n2001 and ../shared/data/algiers
     python benchmarks/multisite.py --rows cnn1d cnn1d-adabn --threads 2
     python benchmarks/multisite.py --rows all --threads 2        # every row (about an hour)
     python benchmarks/multisite.py --shift                       # site shift of the measures
+    python benchmarks/multisite.py --fewshot rf-features         # calibration curves, both ways
 
 Each row trains on one hospital and tests on the other, both directions (``cross_validate(...,
 cv="site")``, seed 0), and is stored in ``docs/results/multisite/<row>.json`` (per site:
@@ -65,6 +66,16 @@ ROWS: dict[str, tuple[str, Callable[[], Pipeline], bool]] = {
     "cnn1d-acquisition-adabn": (
         "same, plus AdaBN on the new site",
         _pipe(model="cnn1d", train=TrainConfig(augment=("acquisition",))),
+        True,
+    ),
+    "cnn1d-noamp": (
+        "1-D CNN on the waveform's shape only (no amplitude input: nothing of the amplifier)",
+        _pipe(model="cnn1d", representation_params={"aux": []}),
+        False,
+    ),
+    "cnn1d-noamp-adabn": (
+        "same, plus AdaBN on the new site",
+        _pipe(model="cnn1d", representation_params={"aux": []}),
         True,
     ),
     "rf-features": ("random forest, handcrafted features", _pipe(model="random_forest"), False),
@@ -183,6 +194,8 @@ def write_doc() -> None:
     shift = DOCS / "results" / "multisite-shift.json"
     if shift.is_file():
         lines += ["", *_shift_section(json.loads(shift.read_text()))]
+    for path in sorted((DOCS / "results").glob("multisite-fewshot-*.json")):
+        lines += ["", *_fewshot_section(json.loads(path.read_text()))]
     federated = DOCS / "results" / "federated_hospitals.json"
     if federated.is_file():
         lines += ["", *_federated_section(json.loads(federated.read_text()))]
@@ -247,6 +260,65 @@ def _shift_section(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def run_fewshot(row: str, cohort: Cohort, draws: int) -> dict[str, Any]:
+    """Few-shot calibration curves of one row's pipeline, each hospital in turn the new one."""
+    from emgdx.evaluation import FEW_SHOTS, few_shot_curve
+
+    description, make, adapt = ROWS[row]
+    windows = make().prepare(cohort)
+    curves = {}
+    t0 = time.perf_counter()
+    for target in SITES:
+        curve = few_shot_curve(
+            make, windows, target=target, shots=FEW_SHOTS, draws=draws, adapt=adapt, seed=0
+        )
+        curves[target] = curve.to_dict()
+    return json_ready(
+        {
+            "row": row,
+            "description": description,
+            "draws": draws,
+            "curves": curves,
+            "seconds": round(time.perf_counter() - t0),
+            "machine": machine_line("torch", "scikit-learn"),
+            "command": f"python benchmarks/multisite.py --fewshot {row} --draws {draws}",
+        }
+    )
+
+
+def _fewshot_section(doc: dict[str, Any]) -> list[str]:
+    lines = [
+        f"## Few-shot calibration: `{doc['row']}` ({doc['description']})",
+        "",
+        "k labelled subjects per class of the new hospital join the other hospital's training",
+        "data; the rest of the new hospital is the test set (so it shrinks as k grows). Mean",
+        f"[min–max] over {doc['draws']} draws of the labelled subjects (k = 0: one run).",
+        f"Command: `{doc['command']}` ({doc['machine']}, {doc['seconds']} s).",
+        "",
+        "| new hospital | k | subjects tested | record BA | subject BA | recall H / N / M |",
+        "|---|---|---|---|---|---|",
+    ]
+    for target, curve in doc["curves"].items():
+        rows = pd.DataFrame(curve["rows"])
+        for k, grp in rows.groupby("k"):
+
+            def span(col: str, g: pd.DataFrame = grp) -> str:
+                return f"{g[col].mean():.2f} [{g[col].min():.2f}–{g[col].max():.2f}]"
+
+            recall = " / ".join(
+                f"{grp[f'subject_recall_{c}'].mean():.2f}"
+                for c in ("healthy", "neurogenic", "myopathy")
+            )
+            lines.append(
+                f"| {target} | {k} | {grp['n_test_subjects'].median():.0f} | "
+                f"{span('record_balanced_accuracy')} | {span('subject_balanced_accuracy')} | "
+                f"{recall} |"
+            )
+        for k, why in curve["skipped"].items():
+            lines.append(f"| {target} | {k} | – | skipped: {why} | | |")
+    return lines
+
+
 def _federated_section(doc: dict[str, Any]) -> list[str]:
     sites = ", ".join(
         f"{s['name']} {s['train']} train / {s['test']} held out" for s in doc["sites"]
@@ -279,6 +351,8 @@ def main() -> int:
     parser.add_argument("--rows", nargs="*", default=[], help=f"rows to run, or all: {list(ROWS)}")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--shift", action="store_true", help="measure the site shift of features")
+    parser.add_argument("--fewshot", nargs="*", default=[], help="rows to draw curves for")
+    parser.add_argument("--draws", type=int, default=5, help="draws per k of --fewshot")
     args = parser.parse_args()
     import torch
 
@@ -295,6 +369,12 @@ def main() -> int:
             doc = run_row(name, cohort, args.threads)
             atomic_write(OUT / f"{name}.json", json.dumps(doc, indent=1, allow_nan=False) + "\n")
             print(f"{name}: {doc['seconds']} s", flush=True)
+    for row in args.fewshot:
+        if row not in ROWS:
+            parser.error(f"unknown row {row}")
+        doc = run_fewshot(row, read_sites(), args.draws)
+        path = DOCS / "results" / f"multisite-fewshot-{row}.json"
+        atomic_write(path, json.dumps(doc, indent=1, allow_nan=False) + "\n")
     if args.shift:
         doc = measure_shift()
         path = DOCS / "results" / "multisite-shift.json"
