@@ -20,12 +20,10 @@ def adapt(
     site: Annotated[
         str | None, typer.Option("--site", help="Name of the new site (default: the folder's).")
     ] = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing model folder.")
-    ] = False,
+    overwrite: ui.Overwrite = False,
     threads: ui.Threads = None,
     fs_hz: ui.FsHz = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
+    as_json: ui.AsJson = False,
 ) -> None:
     """Re-estimate the model's normalisation statistics on a new site's records (their labels,
     if any, are not read) and save the adapted pipeline."""

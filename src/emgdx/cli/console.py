@@ -192,6 +192,8 @@ Threads = Annotated[
         "avoids over-subscription, which can slow training many times over.",
     ),
 ]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing model folder.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable summary.")]
 FsHz = Annotated[
     float | None,
     typer.Option("--fs-hz", help="Sampling rate for formats that do not store one."),

@@ -32,7 +32,7 @@ def demo(
     evaluate: Annotated[
         bool, typer.Option("--evaluate/--no-evaluate", help="Train and evaluate a model.")
     ] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
+    as_json: ui.AsJson = False,
 ) -> None:
     """Simulate a cohort (no download), run QC, train and evaluate a model, write the report."""
     from emgdx.demo import DEMO_CV, DEMO_EPOCHS, DEMO_MODEL, run_demo

@@ -49,7 +49,7 @@ def evaluate(
     ] = 1000,
     threads: ui.Threads = None,
     fs_hz: ui.FsHz = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
+    as_json: ui.AsJson = False,
     target: Annotated[
         str | None, typer.Option("--target", help="fewshot: the site playing the new hospital.")
     ] = None,

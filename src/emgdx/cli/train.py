@@ -37,12 +37,10 @@ def train(
     epochs: ui.Epochs = None,
     seed: ui.Seed = 0,
     representation: ui.Representation = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing model folder.")
-    ] = False,
+    overwrite: ui.Overwrite = False,
     threads: ui.Threads = None,
     fs_hz: ui.FsHz = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
+    as_json: ui.AsJson = False,
     init_from: Annotated[
         Path | None,
         typer.Option(
