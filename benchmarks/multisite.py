@@ -84,6 +84,16 @@ ROWS: dict[str, tuple[str, Callable[[], Pipeline], bool]] = {
         _pipe(model="random_forest"),
         True,
     ),
+    "rf-spectral": (
+        "random forest, spectral and wavelet features only (no amplitude measure)",
+        _pipe(model="random_forest", representation_params={"groups": ["spectral", "wavelet"]}),
+        False,
+    ),
+    "rf-spectral-aligned": (
+        "same, features aligned to the new site",
+        _pipe(model="random_forest", representation_params={"groups": ["spectral", "wavelet"]}),
+        True,
+    ),
     "rf-qemg": (
         "random forest, quantitative EMG (MUPs + interference pattern), 2.5 s windows",
         _pipe(
