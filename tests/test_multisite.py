@@ -23,7 +23,7 @@ from emgdx.evaluation import (
 )
 from emgdx.evaluation.cv import subset_masks
 from emgdx.io import read_cohort
-from emgdx.recording import muscle_group
+from emgdx.recording import Windows, muscle_group
 
 runner = CliRunner()
 
@@ -458,3 +458,24 @@ def test_hospital_sites_hold_out_a_share_of_every_class(two_sim_sites: list[Path
         assert sorted(label_of[list(site.test_subjects)]) == ["healthy", "myopathy", "neurogenic"]
     with pytest.raises(ConfigError, match="holdout_fraction"):
         hospital_sites([str(two_sim_sites[0])], holdout_fraction=1.0)
+
+
+def test_pooled_cross_validation_tests_every_site_in_every_fold(two_sim_sites: list[Path]) -> None:
+    from emgdx.pipeline import Pipeline
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        windows = Pipeline(model="random_forest").prepare(read_cohort(two_sim_sites))
+
+    def make() -> Pipeline:
+        return Pipeline(model="random_forest", model_params={"n_estimators": 20})
+
+    result = cross_validate(make, windows, cv="pooled", k=2, n_boot=0)
+    site_of = windows.index.groupby("subject_id")["site"].first()
+    assert result.cv == "pooled" and len(result.folds) == 2
+    for fold in result.folds:
+        assert set(site_of[fold["test_subjects"]]) == {"site_a", "site_b"}
+    assert result.config["k"] == 2
+    unsited = Windows(windows.data, windows.fs_hz, windows.index.assign(site=None))
+    with pytest.raises(ConfigError, match="no site"):
+        cross_validate(make, unsited, cv="site", n_boot=0)
