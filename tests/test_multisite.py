@@ -479,3 +479,15 @@ def test_pooled_cross_validation_tests_every_site_in_every_fold(two_sim_sites: l
     unsited = Windows(windows.data, windows.fs_hz, windows.index.assign(site=None))
     with pytest.raises(ConfigError, match="no site"):
         cross_validate(make, unsited, cv="site", n_boot=0)
+
+
+def test_federated_simulate_two_hospital_folders(two_sim_sites: list[Path], tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["federated", "simulate", *map(str, two_sim_sites), "--out", str(tmp_path / "fed"),
+         "--rounds", "1", "--holdout-fraction", "0.5", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout)
+    assert set(summary["held_out_by_site"]) == {"site_a", "site_b"}
+    assert summary["held_out_by_site"]["site_a"]["record"]["n"] == 3  # one subject per class
