@@ -105,6 +105,13 @@ def _per_window(values: Tensor, x: Tensor) -> Tensor:
     return values.view((x.shape[0],) + (1,) * (x.ndim - values.ndim) + values.shape[1:])
 
 
+def _spectral_gain(x: Tensor, gain: Tensor) -> Tensor:
+    """``x`` (float32) filtered by a per-window magnitude ``gain [n, F]`` on its rfft bins:
+    one FFT per batch, exactly zero-phase."""
+    spec = torch.fft.rfft(x.to(torch.float32), dim=-1) * _per_window(gain, x)
+    return torch.fft.irfft(spec, n=x.shape[-1], dim=-1)
+
+
 def _power(x: Tensor) -> Tensor:
     """Mean power of every window (all axes but the first), broadcastable over ``x``."""
     dims = tuple(range(1, x.ndim))
@@ -329,8 +336,7 @@ class RandomBandFilter(Augmentation):
         # High-pass magnitude written as (f/lo)^k / sqrt(1 + (f/lo)^2k): 0 at DC, no division.
         ratio_lo = (f / lo).pow(k2)
         gain = torch.sqrt(ratio_lo / (1.0 + ratio_lo)) / torch.sqrt(1.0 + (f / hi).pow(k2))
-        spec = torch.fft.rfft(x.to(torch.float32), dim=-1) * _per_window(gain, x)
-        return torch.fft.irfft(spec, n=t, dim=-1).to(x.dtype), aux
+        return _spectral_gain(x, gain).to(x.dtype), aux
 
 
 @dataclass(frozen=True)
@@ -360,8 +366,7 @@ class SpectralTilt(Augmentation):
         slope = _uniform(n, self.db_per_octave, gen, x.device).unsqueeze(1)
         gain = 10.0 ** (slope / 20.0 * octaves.unsqueeze(0))
         gain[:, 0] = 0.0  # DC: a window's offset carries no motor-unit information
-        spec = torch.fft.rfft(x.to(torch.float32), dim=-1) * _per_window(gain, x)
-        tilted = torch.fft.irfft(spec, n=t, dim=-1)
+        tilted = _spectral_gain(x, gain)
         keep = torch.sqrt(_power(x.to(torch.float32)) / (_power(tilted) + _EPS))
         return (tilted * keep).to(x.dtype), aux
 

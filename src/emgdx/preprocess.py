@@ -64,6 +64,7 @@ __all__ = [
     "resample",
     "resample_mask",
     "resample_plan",
+    "true_runs",
 ]
 
 #: Version of the JSON form of :class:`PreprocessConfig` (bump when fields change meaning).
@@ -798,7 +799,7 @@ def resample_mask(
         return np.zeros(n_out, dtype=bool)
     if src.all():
         return np.ones(n_out, dtype=bool)
-    starts, ends = _runs(~src)
+    starts, ends = true_runs(~src)
     if plan.exact:
         reach = 0 if plan.identity else 10 * max(plan.up, plan.down)
         return _spoiled(starts, ends, plan.up, plan.down, reach, margin_samples, n_out, 0)
@@ -832,7 +833,7 @@ def _spoiled(
     return cast(np.ndarray, np.cumsum(change[:-1]) == 0)
 
 
-def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def true_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Starts (inclusive) and stops (exclusive) of the ``True`` runs of a boolean array."""
     if mask.size == 0:
         empty = np.zeros(0, dtype=np.intp)
@@ -855,7 +856,7 @@ def fill_unusable(x: np.ndarray, usable: np.ndarray) -> np.ndarray:
     """
     out = np.array(x, dtype=np.float32, copy=True)
     n = out.shape[0]
-    starts, ends = _runs(~usable)
+    starts, ends = true_runs(~usable)
     if starts.size == 0:
         return out
     if starts[0] == 0 and ends[0] == n:

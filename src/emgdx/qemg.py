@@ -47,6 +47,7 @@ from scipy import ndimage, signal
 
 from emgdx.config import JsonConfig, check_fields
 from emgdx.errors import ConfigError
+from emgdx.preprocess import true_runs
 
 __all__ = [
     "QEMG_NAMES",
@@ -73,8 +74,8 @@ QEMG_NAMES: tuple[str, ...] = (
     "ip_turns_per_s",
     "ip_amplitude_per_turn_uv",
 )
-# MAD of Gaussian noise is 0.6745 sigma.
-_MAD_TO_SIGMA = 0.6745
+#: MAD of Gaussian noise is 0.6745 sigma: the robust noise floor is MAD / this.
+MAD_TO_SIGMA = 0.6745
 # More than this many phases makes a MUP polyphasic (the clinical convention).
 _POLYPHASIC_PHASES = 4
 
@@ -145,7 +146,7 @@ class MotorUnit:
 
 def noise_floor(x: np.ndarray) -> float:
     """Robust noise floor (µV): median absolute deviation / 0.6745."""
-    return float(np.median(np.abs(x - np.median(x))) / _MAD_TO_SIGMA)
+    return float(np.median(np.abs(x - np.median(x))) / MAD_TO_SIGMA)
 
 
 def _samples(ms: float, fs_hz: float) -> int:
@@ -250,12 +251,6 @@ def _without_locked_components(units: list[np.ndarray], half: int, jitter: int) 
     return kept
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """``(start, stop)`` of every run of True (stop exclusive)."""
-    labels, n = ndimage.label(mask)
-    return [(int(s.start), int(s.stop)) for (s,) in ndimage.find_objects(labels)[:n]]
-
-
 def turns_and_amplitude(x: np.ndarray, step_uv: float) -> tuple[int, float]:
     """Willison turns: reversals of direction after a swing of at least ``step_uv``.
 
@@ -299,7 +294,7 @@ def measure(template: np.ndarray, fs_hz: float, noise: float, cfg: QemgConfig) -
     if join > 1:  # bridge short dips back into the band within one component
         outside = ndimage.binary_closing(outside, structure=np.ones(join + 1, dtype=bool))
     outside[centre] = True
-    runs = _runs(outside)
+    runs = list(zip(*true_runs(outside), strict=True))
     main = next(r for r in runs if r[0] <= centre < r[1])
     start, stop = main
     part = template[start:stop]

@@ -116,7 +116,7 @@ from scipy.signal import get_window
 
 from emgdx.config import JsonConfig, ProgressCallback, check_fields
 from emgdx.errors import ConfigError, SignalError
-from emgdx.preprocess import _runs, design_filter
+from emgdx.preprocess import design_filter, true_runs
 from emgdx.recording import Cohort, Recording
 
 __all__ = ["QC_FLAGS", "QCConfig", "QualityReport", "assess", "assess_cohort"]
@@ -574,7 +574,7 @@ def _assess(recording: Recording, config: QCConfig, repeated_tail: int) -> Quali
     eq = d == 0
     flat_starts = flat_stops = np.zeros(0, dtype=np.intp)
     if np.count_nonzero(eq) >= min_run - 1:
-        starts, stops = _runs(eq)
+        starts, stops = true_runs(eq)
         keep = (stops - starts + 1) >= min_run  # k equal differences = k + 1 equal samples
         flat_starts, flat_stops = starts[keep], stops[keep] + 1
     flat_raw = int((flat_stops - flat_starts).sum())
@@ -622,7 +622,7 @@ def _assess(recording: Recording, config: QCConfig, repeated_tail: int) -> Quali
     lo_edge = -math.inf if lo_rail is None else lo_rail + tol
     hi_edge = math.inf if hi_rail is None else hi_rail - tol
     at_rail = (body <= lo_edge) | (body >= hi_edge)
-    clip_starts, clip_stops = _runs(at_rail)
+    clip_starts, clip_stops = true_runs(at_rail)
     n_clipped = int(np.count_nonzero(at_rail))
     metrics["clipped_fraction"] = n_clipped / n
     metrics["clipped_runs"] = float(clip_starts.size)

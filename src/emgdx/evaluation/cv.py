@@ -281,12 +281,12 @@ def evaluate_predictions(
 def _make_splits(
     cv: CVScheme | Sequence[Split],
     index: pd.DataFrame,
+    groups: np.ndarray,
     y: np.ndarray,
     k: int,
     seed: int,
     keep: np.ndarray,
 ) -> tuple[str, list[Split]]:
-    groups = index["subject_id"].astype(str).to_numpy()
     if isinstance(cv, str):
         if cv == "loso":
             return cv, loso(groups)
@@ -453,7 +453,7 @@ def cross_validate(
         raise ConfigError(f"no window has a label usable for task {task!r}")
     windows = windows.select(keep) if not keep.all() else windows
     groups = windows.index["subject_id"].astype(str).to_numpy()
-    scheme, splits = _make_splits(cv, windows.index, y, k, seed, keep)
+    scheme, splits = _make_splits(cv, windows.index, groups, y, k, seed, keep)
     # A custom fold may test only windows outside the task (e.g. a myopathy subject).
     splits = [(tr, te) for tr, te in splits if te.size > 0]
     if not splits:

@@ -53,7 +53,7 @@ from scipy import ndimage, signal, stats
 
 from emgdx.config import check_fields
 from emgdx.errors import ConfigError, SignalError
-from emgdx.qemg import QEMG_NAMES, summarise
+from emgdx.qemg import MAD_TO_SIGMA, QEMG_NAMES, summarise
 from emgdx.represent._common import AMPLITUDE_FLOOR_UV, ReprBase
 
 __all__ = ["DEFAULT_GROUPS", "FEATURE_GROUPS", "FeatureRepr"]
@@ -64,8 +64,6 @@ DEFAULT_GROUPS: tuple[str, ...] = ("time", "spectral", "wavelet", "muap")
 
 # Windows per float64 block: bounded memory (~25 MB per block at 6000 samples).
 _CHUNK_ROWS = 512
-# MAD of Gaussian noise = 0.6745 sigma: the robust noise-floor estimate used for thresholds.
-_MAD_TO_SIGMA = 0.6745
 _TIME_NAMES = (
     "mav_uv",
     "rms_uv",
@@ -248,7 +246,7 @@ class FeatureRepr(ReprBase):
         for i in range(0, arr.shape[0], _CHUNK_ROWS):
             block = arr[i : i + _CHUNK_ROWS].astype(np.float64)
             noise = np.median(np.abs(block - np.median(block, axis=1, keepdims=True)), axis=1)
-            noise /= _MAD_TO_SIGMA
+            noise /= MAD_TO_SIGMA
             cols: list[np.ndarray] = []
             if "time" in self.groups:
                 cols += self._time(block, fs_hz, noise)
