@@ -3,6 +3,9 @@ amplitude side input, seeding, errors, and the classical baselines on toy featur
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -415,3 +418,57 @@ def test_models_accept_what_the_representations_produce() -> None:
             assert out.shape == (len(data), 3) and torch.isfinite(out).all()
         else:
             assert hasattr(model, "predict_proba")
+
+
+def test_subject_balanced_weights_give_every_class_and_subject_its_share() -> None:
+    from emgdx.tasks import subject_balanced_weights
+
+    rng = np.random.default_rng(0)
+    groups = np.array([f"s{i}" for i in rng.integers(0, 9, 500)])
+    y = (np.char.lstrip(groups, "s").astype(int) % 3).astype(np.int64)
+    w = subject_balanced_weights(y, groups)
+    assert w.mean() == pytest.approx(1.0)
+    per_class = [w[y == c].sum() for c in range(3)]
+    np.testing.assert_allclose(per_class, per_class[0])
+    for c in range(3):
+        per_subject = [w[groups == s].sum() for s in np.unique(groups[y == c])]
+        np.testing.assert_allclose(per_subject, per_subject[0])
+    with pytest.raises(ConfigError, match="subject ids"):
+        subject_balanced_weights(y, groups[:-1])
+
+
+@pytest.mark.parametrize("name", ["random_forest", "svm"])
+def test_classical_subject_balance_is_used_saved_and_refitted(name: str, tmp_path: Path) -> None:
+    """One subject with 200 windows of class 0 where four class-1 subjects are: weighted by
+    windows (classes balanced) that region is a tie; weighted by subjects it is class 1's."""
+    from emgdx.models.adapters import build_adapter
+    from emgdx.training import TrainConfig
+
+    rng = np.random.default_rng(1)
+    crowd = rng.normal(0.5, 0.3, (200, 12))  # one subject of class 0, many windows
+    few0 = rng.normal(-3.0, 0.3, (12, 12))  # four subjects of class 0, 3 windows each
+    few1 = rng.normal(0.5, 0.3, (12, 12))  # four subjects of class 1 beside the crowd
+    x = np.vstack([crowd, few0, few1]).astype(np.float32)
+    y = np.array([0] * 212 + [1] * 12)
+    groups = np.array(["big"] * 200 + [f"a{i // 3}" for i in range(12)]
+                      + [f"b{i // 3}" for i in range(12)])  # fmt: skip
+    test = rng.normal(0.5, 0.3, (50, 12)).astype(np.float32)
+
+    def fitted(balance: str) -> Any:
+        model = build_adapter(name, input_shapes=SHAPES["features"], n_classes=2, fs_hz=FS_HZ,
+                              seed=0, params=_FAST.get(name, {}))  # fmt: skip
+        model.fit({"x": x}, y, groups, TrainConfig(balance=balance), fs_hz=FS_HZ)
+        return model
+
+    by_windows, by_subjects = fitted("weights"), fitted("subjects")
+    p_windows = by_windows.predict_proba({"x": test})[:, 1].mean()
+    p_subjects = by_subjects.predict_proba({"x": test})[:, 1].mean()
+    assert p_subjects > p_windows + 0.1, (p_windows, p_subjects)
+    state = by_subjects.get_state()
+    assert "train_w" in state and "train_w" not in by_windows.get_state()
+    by_subjects.save(tmp_path / "m.safetensors")
+    again = build_adapter(name, input_shapes=SHAPES["features"], n_classes=2, fs_hz=FS_HZ,
+                          seed=0, params=_FAST.get(name, {}))  # fmt: skip
+    again.load(tmp_path / "m.safetensors")  # refits with the weights (checked by its probe)
+    expected = by_subjects.predict_proba({"x": test})
+    np.testing.assert_allclose(again.predict_proba({"x": test}), expected)

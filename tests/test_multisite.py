@@ -272,6 +272,53 @@ def test_evaluate_cli_few_shot(two_sim_sites: list[Path], tmp_path: Path) -> Non
     assert saved["config"]["model"] == "random_forest"
 
 
+def test_few_shot_fine_tuning_starts_every_draw_from_one_model_of_the_other_site(
+    two_sim_sites: list[Path], tmp_path: Path
+) -> None:
+    from emgdx.evaluation import fine_tuning_config
+    from emgdx.pipeline import Pipeline
+    from emgdx.training import TrainConfig
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        cohort = read_cohort(two_sim_sites)
+    fitted: list[Pipeline] = []
+
+    def make() -> Pipeline:
+        pipe = Pipeline(model="cnn1d", train=TrainConfig(epochs=2, device="cpu"))
+        fitted.append(pipe)
+        return pipe
+
+    def tuned() -> Pipeline:
+        pipe = make()
+        pipe.train = fine_tuning_config(pipe.train)
+        return pipe
+
+    windows = make().prepare(cohort)
+    fitted.clear()
+    curve = few_shot_curve(make, windows, target="site_b", shots=(0, 1), draws=2, fine_tune=tuned)
+    assert curve.rows["k"].tolist() == [0, 1, 1]
+    assert curve.config["labelled_subjects_used"] == "fine-tuned"
+    base, *copies = fitted
+    assert len(copies) == 2 and base.pretrained_ is None
+    assert set(base.train_subjects_) == set(
+        windows.index.loc[windows.index["site"] == "site_a", "subject_id"]
+    )
+    for pipe, labelled in zip(copies, curve.rows["labelled_subjects"][1:], strict=True):
+        assert pipe.pretrained_ is not None
+        assert pipe.pretrained_["weights_sha256"] == base.weights_sha256()
+        assert sorted(pipe.train_subjects_) == labelled.split(";")  # the target's k only
+        assert pipe.train.val_fraction == 0 and pipe.train_result_ is not None
+        assert len(pipe.train_result_.history) == pipe.train.epochs  # every epoch runs
+
+    args = ["evaluate", *map(str, two_sim_sites), "--model", "random_forest", "--cv", "fewshot",
+            "--target", "site_b", "--fine-tune", "--out", str(tmp_path)]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "torch model" in refused.stderr
+
+
 def test_adapt_batch_norm_takes_the_new_sites_statistics_and_nothing_else() -> None:
     import torch
 

@@ -23,7 +23,16 @@ import numpy as np
 from emgdx.errors import ConfigError
 from emgdx.recording import LABELS, normalise_label
 
-__all__ = ["TASKS", "Task", "check_task", "class_names", "encode_labels", "n_classes", "targets_of"]
+__all__ = [
+    "TASKS",
+    "Task",
+    "check_task",
+    "class_names",
+    "encode_labels",
+    "n_classes",
+    "subject_balanced_weights",
+    "targets_of",
+]
 
 Task = Literal["3class", "als_vs_rest", "als_vs_healthy"]
 #: The supported tasks, in documentation order.
@@ -118,3 +127,32 @@ def targets_of(labels: Sequence[str | None] | np.ndarray, task: str) -> np.ndarr
     targets = _TARGETS[check_task(task)]
     # normalise_label gives None for None, for NaN from a pandas column and for unknown text
     return np.array([targets.get(normalise_label(raw), -1) for raw in labels], dtype=np.int64)
+
+
+def subject_balanced_weights(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Per-window weights under which every class weighs the same and, within a class, every
+    subject weighs the same, however many windows it has; the mean weight is 1.
+
+    Windows per subject differ by more than tenfold between hospitals (11 s records, up to 30
+    per subject, at one; 5 s records, one or two per patient, at the other). Balancing classes
+    by window counts alone lets the subjects with most windows, mostly one hospital's, set the
+    decision; the evaluation counts subjects.
+
+    Examples
+    --------
+    >>> subject_balanced_weights(np.array([0, 0, 0, 1]), np.array(["a", "a", "b", "c"])).tolist()
+    [0.5, 0.5, 1.0, 2.0]
+    """
+    y = np.asarray(y, dtype=np.int64)
+    groups = np.asarray(groups).astype(str)
+    if y.shape != groups.shape:
+        raise ConfigError(f"{y.size} targets but {groups.size} subject ids")
+    # one key per (class, subject): a subject with windows of two classes counts in both
+    keys = np.char.add(np.char.add(y.astype(str), "\x00"), groups)
+    _, key_idx, per_key = np.unique(keys, return_inverse=True, return_counts=True)
+    classes, class_idx = np.unique(y, return_inverse=True)
+    subjects_per_class = np.array(
+        [np.unique(groups[y == c]).size for c in classes], dtype=np.float64
+    )
+    w = 1.0 / (per_key[key_idx] * subjects_per_class[class_idx] * classes.size)
+    return w * (y.size / w.sum())

@@ -32,6 +32,7 @@ from emgdx.augment import Augmenter, augmentation_to_dict, expand_presets, make_
 from emgdx.config import JsonConfig, ProgressCallback, check_fields, is_number, json_ready
 from emgdx.errors import ConfigError, SignalError
 from emgdx.evaluation.splits import inner_validation_split
+from emgdx.tasks import subject_balanced_weights
 
 __all__ = [
     "TrainConfig",
@@ -46,7 +47,7 @@ __all__ = [
 
 Optimizer = Literal["adam", "adamw", "sgd"]
 Schedule = Literal["none", "cosine", "plateau", "onecycle"]
-Balance = Literal["none", "weights", "sampler"]
+Balance = Literal["none", "weights", "sampler", "subjects"]
 Monitor = Literal["loss", "balanced_accuracy"]
 Freeze = Literal["none", "features", "all_but_classifier"]
 
@@ -87,7 +88,11 @@ class TrainConfig(JsonConfig):
         entropy, smooth) or ``"balanced_accuracy"`` (window level).
     balance
         ``"weights"``: loss weights ``n / (n_classes * n_c)``; ``"sampler"``: every epoch draws
-        windows with probability inversely proportional to their class frequency; ``"none"``.
+        windows with probability inversely proportional to their class frequency;
+        ``"subjects"``: every class and, within a class, every subject weighs the same however
+        many windows it has (:func:`emgdx.tasks.subject_balanced_weights`: the sampler's
+        probabilities for torch models, sample weights for classical ones); ``"none"``.
+        Classical models balance classes themselves unless ``"subjects"`` is set.
     label_smoothing
         Cross-entropy label smoothing (0 = none).
     max_grad_norm
@@ -558,6 +563,9 @@ def fit_torch(
         sample_p: torch.Tensor | None = None
         if cfg.balance == "sampler":
             sample_p = torch.tensor(balanced[y_train], dtype=torch.float64)
+        elif cfg.balance == "subjects":
+            by_subject = subject_balanced_weights(y_train, g[train_idx])
+            sample_p = torch.tensor(by_subject, dtype=torch.float64)
 
         model.to(device)
         opt = _make_optimizer(model, cfg)

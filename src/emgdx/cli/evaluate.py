@@ -24,7 +24,7 @@ app = typer.Typer(add_completion=False)
 @app.command()
 def evaluate(
     data: ui.DataFolders,
-    model: ui.ModelName = "cnn1d",
+    model: ui.ModelName = None,
     cv: Annotated[
         str,
         typer.Option(
@@ -67,6 +67,14 @@ def evaluate(
             "(AdaBN / feature alignment; meant for --cv site and fewshot).",
         ),
     ] = False,
+    fine_tune: Annotated[
+        bool,
+        typer.Option(
+            "--fine-tune",
+            help="fewshot: train once on the other sites, then fine-tune a copy on each draw's "
+            "labelled subjects (torch models) instead of adding them to the training data.",
+        ),
+    ] = False,
 ) -> None:
     """Cross-validate a model subject-wise and write results.json + report.html."""
     from emgdx.evaluation import CV_SCHEMES, LeakyEvaluationWarning, cross_validate, write_report
@@ -87,6 +95,7 @@ def evaluate(
             fs_hz=fs_hz,
             as_json=as_json,
             adapt=adapt,
+            fine_tune=fine_tune,
         )
         return
     if cv not in CV_SCHEMES:
@@ -169,7 +178,7 @@ def evaluate(
 def _few_shot(
     *,
     data: list[Path],
-    model: str,
+    model: str | None,
     task: str,
     epochs: int | None,
     seed: int,
@@ -182,10 +191,11 @@ def _few_shot(
     fs_hz: float | None,
     as_json: bool,
     adapt: bool,
+    fine_tune: bool,
 ) -> None:
     """``--cv fewshot``: the calibration curve, written to ``fewshot.json``."""
     from emgdx.config import atomic_write
-    from emgdx.evaluation import few_shot_curve
+    from emgdx.evaluation import few_shot_curve, fine_tuning_config
 
     with ui.failing():
         try:
@@ -196,6 +206,14 @@ def _few_shot(
             raise ConfigError("--cv fewshot needs --target SITE (a data folder's name)")
         ui.set_threads(threads)
         probe = ui.make_pipeline(model, task, epochs, seed, representation)
+        if fine_tune and probe.model_spec.kind != "torch":
+            raise ConfigError(f"--fine-tune needs a torch model; {probe.model_name} is not one")
+
+        def tuned() -> Pipeline:
+            pipe = ui.make_pipeline(model, task, epochs, seed, representation)
+            pipe.train = fine_tuning_config(pipe.train)
+            return pipe
+
         with ui.progress_bars("reading", "preparing", "runs", enabled=not as_json) as hooks:
             cohort = ui.read_folder(data, fs_hz, hooks["reading"])
             windows = probe.prepare(cohort, on_progress=hooks["preparing"])
@@ -210,6 +228,7 @@ def _few_shot(
                 config={"model": probe.model_name, "data": [str(d) for d in data]},
                 on_progress=hooks["runs"],
                 adapt=adapt,
+                fine_tune=tuned if fine_tune else None,
             )
         path = out_dir / "fewshot.json"
         atomic_write(path, json.dumps(result.to_dict(), indent=2, allow_nan=False))

@@ -15,7 +15,12 @@ from emgdx.evaluation.cv import (
     package_versions,
     windows_hash,
 )
-from emgdx.evaluation.fewshot import FEW_SHOTS, FewShotResult, few_shot_curve
+from emgdx.evaluation.fewshot import (
+    FEW_SHOTS,
+    FewShotResult,
+    few_shot_curve,
+    fine_tuning_config,
+)
 from emgdx.evaluation.metrics import (
     SCALAR_METRICS,
     bootstrap_ci,
@@ -62,6 +67,7 @@ __all__ = [
     "evaluate_predictions",
     "evaluate_table",
     "few_shot_curve",
+    "fine_tuning_config",
     "flat_metrics",
     "grouped_kfold",
     "inner_validation_split",

@@ -2,18 +2,24 @@
 
 For each ``k`` in ``shots`` and each draw, ``k`` labelled subjects per class of the *target*
 site join the training data of the other sites; the rest of the target site is the test set.
-``k = 0`` is leave-one-site-out (the zero-shot figure, one draw: nothing is drawn). The test set
-shrinks as ``k`` grows, so the curve compares like with like only within a draw; draws are
-repeated to average over which subjects were labelled. A ``k`` that would leave some class
-of the target with no test subject is skipped (and said so in :attr:`FewShotResult.skipped`).
+``k = 0`` is leave-one-site-out (the zero-shot figure, one draw: nothing is drawn).
+
+Two ways to use the ``k`` labelled subjects: *joined* (default), where they are added to the
+other sites' training data and the model is trained from scratch, or *fine-tuned*
+(``fine_tune=``), where one model is trained on the other sites only and then, for each draw,
+a copy of it is fine-tuned on the labelled subjects alone (transfer learning, torch models).
+The test set shrinks as ``k`` grows, so the curve compares like with like only within a
+draw; draws are repeated to average over which subjects were labelled. A ``k`` that would
+leave some class of the target with no test subject is skipped (and said so in
+:attr:`FewShotResult.skipped`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,7 +32,10 @@ from emgdx.recording import Windows
 from emgdx.tasks import class_names as task_class_names
 from emgdx.tasks import encode_labels
 
-__all__ = ["FEW_SHOTS", "FewShotResult", "few_shot_curve"]
+if TYPE_CHECKING:
+    from emgdx.training import TrainConfig
+
+__all__ = ["FEW_SHOTS", "FewShotResult", "few_shot_curve", "fine_tuning_config"]
 
 #: Labelled subjects per class of the new site (the issue's calibration curve).
 FEW_SHOTS: tuple[int, ...] = (0, 1, 2, 5, 10)
@@ -78,6 +87,19 @@ class FewShotResult:
         )
 
 
+def fine_tuning_config(train: TrainConfig) -> TrainConfig:
+    """``train`` made for fine-tuning on a few labelled subjects of a new site.
+
+    A handful of subjects leaves none to validate on, so every epoch runs (no validation split,
+    no early stopping) and there are few of them; the pretrained layers learn ten times more
+    slowly than the classifier head, so a few subjects adjust the decision more than they
+    rewrite the features learnt from the other sites.
+    """
+    return replace(
+        train, epochs=10, val_fraction=0.0, patience=None, lr=3e-4, features_lr_scale=0.1
+    )
+
+
 def _draw(by_class: dict[int, list[str]], k: int, rng: np.random.Generator) -> list[str]:
     return [s for subjects in by_class.values() for s in rng.choice(subjects, k, replace=False)]
 
@@ -95,6 +117,7 @@ def few_shot_curve(
     config: dict[str, Any] | None = None,
     on_progress: ProgressCallback | None = None,
     adapt: bool = False,
+    fine_tune: Callable[[], Any] | None = None,
 ) -> FewShotResult:
     """Train on the other sites plus ``k`` labelled subjects per class of ``target``; test on
     the rest of ``target`` (module docstring).
@@ -154,16 +177,29 @@ def few_shot_curve(
 
     rows = []
     positions = np.arange(len(windows))
+    base: Any = None
+    base_s = 0.0
+    if fine_tune is not None:
+        # one model of the other sites; every draw fine-tunes its own copy of it
+        t0 = time.perf_counter()
+        base = make_pipeline().fit(windows.select(positions[~at_target]))
+        base_s = time.perf_counter() - t0
     for run, (k, draw) in enumerate(plan):
         labelled = _draw(by_class, k, np.random.default_rng([seed, k, draw]))
         chosen = np.isin(groups, labelled)
         train_idx = positions[~at_target | chosen]
         test_idx = positions[at_target & ~chosen]
         assert_subject_disjoint(groups[train_idx], groups[test_idx])
-        pipeline = make_pipeline()
         t0 = time.perf_counter()
-        pipeline.fit(windows.select(train_idx))
-        fit_s = time.perf_counter() - t0
+        if base is None:
+            pipeline = make_pipeline()
+            pipeline.fit(windows.select(train_idx))
+        elif k == 0:
+            pipeline = base
+        else:
+            pipeline = fine_tune()  # type: ignore[misc]
+            pipeline.fit(windows.select(positions[chosen]), init_from=base)
+        fit_s = time.perf_counter() - t0 + (base_s if k == 0 else 0.0)
         if adapt:
             _adapt(pipeline, windows.select(test_idx))
         probs = _check_fold_probs(
@@ -194,6 +230,7 @@ def few_shot_curve(
         "draws": draws,
         "task": task,
         "seed": seed,
+        "labelled_subjects_used": "joined" if fine_tune is None else "fine-tuned",
         **(config or {}),
     }
     return FewShotResult(target, pd.DataFrame(rows), skipped, run_config)

@@ -299,8 +299,26 @@ class SklearnAdapter(ModelAdapter):
 
         return feature_matrix(inputs)
 
-    def fit(self, inputs: Inputs, y: np.ndarray, *_: Any, **__: Any) -> None:
-        self.set_state({"train_x": self.features(inputs), "train_y": np.asarray(y)})
+    def fit(
+        self, inputs: Inputs, y: np.ndarray, groups: np.ndarray, train: TrainConfig, **_: Any
+    ) -> None:
+        state = {"train_x": self.features(inputs), "train_y": np.asarray(y)}
+        if train.balance == "subjects":
+            from emgdx.tasks import subject_balanced_weights
+
+            state["train_w"] = subject_balanced_weights(y, groups)
+        self.set_state(state)
+
+    def _fit_weighted(self, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> None:
+        """Fit with per-window weights that already balance the classes, so the estimator's
+        own class weighting is switched off (it would balance a second time)."""
+        from sklearn.pipeline import Pipeline as SkPipeline
+
+        est = self.estimator
+        est.set_params(**{k: None for k in est.get_params() if k.endswith("class_weight")})
+        # a scikit-learn Pipeline routes the weights to its last step by name
+        last = f"{est.steps[-1][0]}__" if isinstance(est, SkPipeline) else ""
+        est.fit(x, y, **{f"{last}sample_weight": w})
 
     def _proba(self, features: np.ndarray) -> np.ndarray:
         # A class absent from training has no column in sklearn's output: put it back as 0.
@@ -339,8 +357,13 @@ class SklearnAdapter(ModelAdapter):
     def set_state(self, state: Mapping[str, np.ndarray]) -> None:
         x = np.ascontiguousarray(state["train_x"], dtype=np.float32)
         y = np.ascontiguousarray(state["train_y"], dtype=np.int64)
-        self.estimator.fit(x, y)
         self._train = {"train_x": x, "train_y": y}
+        if "train_w" in state:
+            w = np.ascontiguousarray(state["train_w"], dtype=np.float64)
+            self._train["train_w"] = w
+            self._fit_weighted(x, y, w)
+        else:
+            self.estimator.fit(x, y)
         self._align = {
             k: np.asarray(state[k]) for k in ("align_scale", "align_shift") if k in state
         }
