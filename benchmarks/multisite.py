@@ -4,8 +4,10 @@ Run from the project root (needs ../shared/data/n2001 and ../shared/data/algiers
 
     python benchmarks/multisite.py --rows cnn1d cnn1d-adabn --threads 2
     python benchmarks/multisite.py --rows all --threads 2        # every row (about an hour)
+    python benchmarks/multisite.py --rows rf-features --pooled   # pooled two-site 5-fold CV
     python benchmarks/multisite.py --shift                       # site shift of the measures
     python benchmarks/multisite.py --fewshot rf-features         # calibration curves, both ways
+    python benchmarks/multisite.py --fewshot cnn1d --fine-tune   # same, fine-tuning the CNN
 
 Each row trains on one hospital and tests on the other, both directions (``cross_validate(...,
 cv="site")``, seed 0), and is stored in ``docs/results/multisite/<row>.json`` (per site:
@@ -41,6 +43,7 @@ from emgdx.recording import Cohort
 from emgdx.training import TrainConfig
 
 OUT = DOCS / "results" / "multisite"
+OUT_POOLED = DOCS / "results" / "multisite-pooled"
 DOC = DOCS / "multisite.md"
 KEEP_MARKER = "<!-- hand-written below: kept when the tables are regenerated -->"
 QEMG_PRE = PreprocessConfig(window_s=2.5, hop_s=1.25)  # a few discharges per unit per window
@@ -82,6 +85,16 @@ ROWS: dict[str, tuple[str, Callable[[], Pipeline], bool]] = {
     "rf-features-aligned": (
         "same, features aligned to the new site",
         _pipe(model="random_forest"),
+        True,
+    ),
+    "rf-subjects": (
+        "random forest, handcrafted features, every subject weighs the same (not every window)",
+        _pipe(model="random_forest", train=TrainConfig(balance="subjects")),
+        False,
+    ),
+    "rf-subjects-aligned": (
+        "same, features aligned to the new site",
+        _pipe(model="random_forest", train=TrainConfig(balance="subjects")),
         True,
     ),
     "rf-spectral": (
@@ -142,11 +155,15 @@ def _summary(result: Any) -> dict[str, Any]:
     return out
 
 
-def run_row(name: str, cohort: Cohort, threads: int) -> dict[str, Any]:
+def run_row(name: str, cohort: Cohort, threads: int, pooled: bool = False) -> dict[str, Any]:
+    """Leave-one-site-out of one row, or (``pooled``) its 5-fold subject-wise cross-validation
+    of both hospitals together, stratified by site and class."""
     description, make, adapt = ROWS[name]
     t0 = time.perf_counter()
     windows = make().prepare(cohort)
-    result = cross_validate(make, windows, cv="site", adapt=adapt, n_boot=1000, seed=0)
+    scheme = {"cv": "pooled", "k": 5} if pooled else {"cv": "site"}
+    result = cross_validate(make, windows, **scheme, adapt=adapt, n_boot=1000, seed=0)
+    flag = " --pooled" if pooled else ""
     doc = {
         "row": name,
         "description": description,
@@ -155,7 +172,8 @@ def run_row(name: str, cohort: Cohort, threads: int) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - t0),
         "threads": threads,
         "machine": machine_line("torch", "scikit-learn"),
-        "command": f"python benchmarks/multisite.py --rows {name} --threads {threads}",
+        "command": f"python benchmarks/multisite.py --rows {name} --threads {threads}{flag}",
+        "cv": scheme,
         "folds": result.folds,
         "summary": _summary(result),
     }
@@ -201,6 +219,10 @@ def write_doc() -> None:
             )
     lines += ["", "Machines and times per row:", ""]
     lines += [f"- `{r['row']}`: {r['seconds']} s, {r['machine']}" for r in rows]
+    pooled = [json.loads(p.read_text()) for p in sorted(OUT_POOLED.glob("*.json"))]
+    if pooled:
+        pooled.sort(key=lambda r: order.get(r["row"], len(order)))
+        lines += ["", *_pooled_section(pooled)]
     shift = DOCS / "results" / "multisite-shift.json"
     if shift.is_file():
         lines += ["", *_shift_section(json.loads(shift.read_text()))]
@@ -213,6 +235,38 @@ def write_doc() -> None:
     if DOC.exists() and KEEP_MARKER in (old := DOC.read_text()):
         text += "\n" + KEEP_MARKER + old.split(KEEP_MARKER, 1)[1]
     atomic_write(DOC, text)
+
+
+def _pooled_section(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "## Pooled two-site cross-validation",
+        "",
+        "Both hospitals in one subject-wise 5-fold cross-validation, folds stratified by site",
+        "and class (seed 0): every subject is tested once by a model trained on both hospitals'",
+        "other subjects, the situation of the shipped model. Figures per hospital with",
+        "subject-bootstrap 95 % intervals; `without_hum` leaves out the records QC flags for",
+        "mains hum.",
+        "",
+        "| row | what | tested | record BA | record AUC | subject BA | recall H / N / M |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        for subset in ("site=n2001", "site=algiers", "without_hum"):
+            rec = row["summary"].get(f"{subset}/record")
+            sub = row["summary"].get(f"{subset}/subject")
+            if rec is None or sub is None:
+                continue
+            recall = " / ".join(
+                f"{sub['recall'][c]:.2f}" for c in ("healthy", "neurogenic", "myopathy")
+            )
+            lines.append(
+                f"| `{row['row']}` | {row['description']} | {subset} | "
+                f"{_cell(rec, 'balanced_accuracy')} | {_cell(rec, 'roc_auc')} | "
+                f"{_cell(sub, 'balanced_accuracy')} | {recall} |"
+            )
+    lines += ["", "Commands, machines and times:", ""]
+    lines += [f"- `{r['command']}`: {r['seconds']} s, {r['machine']}" for r in rows]
+    return lines
 
 
 def measure_shift() -> dict[str, Any]:
@@ -270,39 +324,69 @@ def _shift_section(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
-def run_fewshot(row: str, cohort: Cohort, draws: int) -> dict[str, Any]:
-    """Few-shot calibration curves of one row's pipeline, each hospital in turn the new one."""
-    from emgdx.evaluation import FEW_SHOTS, few_shot_curve
+def run_fewshot(row: str, cohort: Cohort, draws: int, fine_tune: bool) -> dict[str, Any]:
+    """Few-shot calibration curves of one row's pipeline, each hospital in turn the new one
+    (labelled subjects joined to the training data, or ``fine_tune``: used to fine-tune)."""
+    from emgdx.evaluation import FEW_SHOTS, few_shot_curve, fine_tuning_config
 
     description, make, adapt = ROWS[row]
+
+    def tuned() -> Pipeline:
+        pipe = make()
+        pipe.train = fine_tuning_config(pipe.train)
+        return pipe
+
     windows = make().prepare(cohort)
     curves = {}
     t0 = time.perf_counter()
     for target in SITES:
         curve = few_shot_curve(
-            make, windows, target=target, shots=FEW_SHOTS, draws=draws, adapt=adapt, seed=0
+            make,
+            windows,
+            target=target,
+            shots=FEW_SHOTS,
+            draws=draws,
+            adapt=adapt,
+            seed=0,
+            fine_tune=tuned if fine_tune else None,
         )
         curves[target] = curve.to_dict()
+    flag = " --fine-tune" if fine_tune else ""
     return json_ready(
         {
             "row": row,
+            "fine_tune": fine_tune,
             "description": description,
             "draws": draws,
             "curves": curves,
             "seconds": round(time.perf_counter() - t0),
             "machine": machine_line("torch", "scikit-learn"),
-            "command": f"python benchmarks/multisite.py --fewshot {row} --draws {draws}",
+            "command": f"python benchmarks/multisite.py --fewshot {row} --draws {draws}{flag}",
         }
     )
 
 
 def _fewshot_section(doc: dict[str, Any]) -> list[str]:
+    if doc.get("fine_tune"):
+        how = [
+            f"## Few-shot fine-tuning: `{doc['row']}` ({doc['description']})",
+            "",
+            "One model is trained on the other hospital; for each draw, a copy of it is",
+            "fine-tuned on k labelled subjects per class of the new hospital alone (10 epochs,",
+            "pretrained layers at a tenth of the head's learning rate); the rest of the new",
+            "hospital is the test set (so it shrinks as k grows).",
+        ]
+    else:
+        how = [
+            f"## Few-shot calibration: `{doc['row']}` ({doc['description']})",
+            "",
+            "k labelled subjects per class of the new hospital join the other hospital's",
+            "training data; the rest of the new hospital is the test set (so it shrinks as k",
+            "grows).",
+        ]
     lines = [
-        f"## Few-shot calibration: `{doc['row']}` ({doc['description']})",
-        "",
-        "k labelled subjects per class of the new hospital join the other hospital's training",
-        "data; the rest of the new hospital is the test set (so it shrinks as k grows). Mean",
-        f"[min–max] over {doc['draws']} draws of the labelled subjects (k = 0: one run).",
+        *how,
+        f"Mean [min–max] over {doc['draws']} draws of the labelled subjects (k = 0: one run).",
         f"Command: `{doc['command']}` ({doc['machine']}, {doc['seconds']} s).",
         "",
         "| new hospital | k | subjects tested | record BA | subject BA | recall H / N / M |",
@@ -360,9 +444,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", nargs="*", default=[], help=f"rows to run, or all: {list(ROWS)}")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--pooled", action="store_true", help="--rows: pooled 5-fold CV instead of site-out"
+    )
     parser.add_argument("--shift", action="store_true", help="measure the site shift of features")
     parser.add_argument("--fewshot", nargs="*", default=[], help="rows to draw curves for")
     parser.add_argument("--draws", type=int, default=5, help="draws per k of --fewshot")
+    parser.add_argument(
+        "--fine-tune", action="store_true", help="--fewshot: fine-tune instead of joining"
+    )
     args = parser.parse_args()
     import torch
 
@@ -371,19 +461,21 @@ def main() -> int:
     unknown = [n for n in names if n not in ROWS]
     if unknown:
         parser.error(f"unknown rows {unknown}; known: {list(ROWS)}")
-    OUT.mkdir(parents=True, exist_ok=True)
+    out = OUT_POOLED if args.pooled else OUT
+    out.mkdir(parents=True, exist_ok=True)
     if names:
         cohort = read_sites()
         for name in names:
             print(f"{name}: running", flush=True)
-            doc = run_row(name, cohort, args.threads)
-            atomic_write(OUT / f"{name}.json", json.dumps(doc, indent=1, allow_nan=False) + "\n")
+            doc = run_row(name, cohort, args.threads, args.pooled)
+            atomic_write(out / f"{name}.json", json.dumps(doc, indent=1, allow_nan=False) + "\n")
             print(f"{name}: {doc['seconds']} s", flush=True)
     for row in args.fewshot:
         if row not in ROWS:
             parser.error(f"unknown row {row}")
-        doc = run_fewshot(row, read_sites(), args.draws)
-        path = DOCS / "results" / f"multisite-fewshot-{row}.json"
+        doc = run_fewshot(row, read_sites(), args.draws, args.fine_tune)
+        suffix = "-finetune" if args.fine_tune else ""
+        path = DOCS / "results" / f"multisite-fewshot-{row}{suffix}.json"
         atomic_write(path, json.dumps(doc, indent=1, allow_nan=False) + "\n")
     if args.shift:
         doc = measure_shift()

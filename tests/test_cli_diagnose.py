@@ -123,9 +123,13 @@ def test_predict_bad_file_reported_good_one_still_predicted(
     assert code == 1 and "broken.csv" in stderr and good.stem in stdout
 
 
-def test_predict_usage_errors(tmp_path: Path, sim_dir: Path) -> None:
-    code, _, stderr = _invoke("predict", str(tmp_path / "no-model"), str(sim_dir))
-    assert code == 2 and "no-model" in stderr
+def test_predict_usage_errors(tmp_path: Path, sim_dir: Path, rf_model: tuple[Path, dict]) -> None:
+    record = str(next(sim_dir.glob("*.hea")))
+    # a leading folder is the model: one that holds none is named in the error
+    code, _, stderr = _invoke("predict", str(sim_dir), record)
+    assert code == 2 and str(sim_dir) in stderr and "Traceback" not in stderr
+    code, _, stderr = _invoke("predict", str(rf_model[0]))  # a model, but nothing to classify
+    assert code == 2 and "record files" in stderr
     code, _, _ = _invoke("predict")
     assert code == 2
 

@@ -48,7 +48,8 @@ def _free_port() -> int:
 
 
 def test_serve_starts_a_real_server(tmp_path: Path) -> None:
-    """`emgdx serve` as a clinic would start it: SQLite in EMGDX_HOME, no model (503)."""
+    """`emgdx serve` as a clinic would start it: SQLite in EMGDX_HOME, no model named (the
+    shipped one)."""
     port = _free_port()
     env = {**os.environ, "EMGDX_HOME": str(tmp_path)}
     proc = subprocess.Popen(
@@ -73,7 +74,9 @@ def test_serve_starts_a_real_server(tmp_path: Path) -> None:
                         f"server did not start: {proc.stdout.read() if proc.stdout else ''}"
                     )
                 time.sleep(0.3)
-        assert health["status"] == "ok" and health["model"] is None
+        from emgdx.pretrained import DEFAULT_MODEL
+
+        assert health["status"] == "ok" and health["model"]["name"] == DEFAULT_MODEL
         assert (tmp_path / "clinic.db").is_file()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
             page = r.read().decode()
@@ -84,7 +87,7 @@ def test_serve_starts_a_real_server(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         out = proc.communicate(timeout=20)[0]
-    assert "Traceback" not in out
+    assert "Traceback" not in out and "shipped model" in out
 
 
 def test_web_page_uses_no_external_resource() -> None:

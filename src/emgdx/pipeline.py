@@ -182,6 +182,8 @@ class Pipeline:
         self.train_result_: TrainResult | None = None
         self.data_hash_: str | None = None
         self.train_subjects_: list[str] = []
+        #: Sites (hospitals) of the training windows, when their index names them.
+        self.train_sites_: list[str] = []
         #: Reference ranges of quantitative EMG measures from the healthy training subjects
         #: (:func:`emgdx.reference.reference_ranges`), set by fit and kept by save/load.
         self.reference_: dict[str, Any] | None = None
@@ -317,6 +319,8 @@ class Pipeline:
             raise SignalError(f"inputs {self.input_shapes_} differ from the representation's")
         groups = windows.index["subject_id"].astype(str).to_numpy()
         self.train_subjects_ = sorted(set(groups.tolist()))
+        sites = windows.index["site"].dropna() if "site" in windows.index else []
+        self.train_sites_ = sorted({str(s) for s in sites if s})
         return windows, inputs, y, groups
 
     def fit(
@@ -633,7 +637,11 @@ class Pipeline:
                 "input_shapes": {k: list(v) for k, v in (self.input_shapes_ or {}).items()},
                 "weights_sha256": (digest := sha256_file(weights)),
                 "reference": self.reference_,
-                "data": {"windows_sha256": self.data_hash_, "train_subjects": self.train_subjects_},
+                "data": {
+                    "windows_sha256": self.data_hash_,
+                    "train_subjects": self.train_subjects_,
+                    "train_sites": self.train_sites_,
+                },
                 "pretrained": self.pretrained_,
                 "adaptation": self.adaptation_,
                 "train_result": None
@@ -695,6 +703,7 @@ class Pipeline:
         pipe.frontend.load_state(doc)
         pipe.data_hash_ = doc.get("data", {}).get("windows_sha256")
         pipe.train_subjects_ = list(doc.get("data", {}).get("train_subjects", []))
+        pipe.train_sites_ = list(doc.get("data", {}).get("train_sites", []))
         pipe.reference_ = doc.get("reference")
         pipe.pretrained_ = doc.get("pretrained")
         pipe.adaptation_ = doc.get("adaptation")

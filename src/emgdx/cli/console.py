@@ -144,6 +144,20 @@ def warn(message: str, label: str = "warning:") -> None:
     err.print(labelled(label, "bold yellow", message))
 
 
+def shipped_model_dir() -> Path:
+    """The model emgdx ships (trained on two hospitals), with a note saying it is in use."""
+    from emgdx.pretrained import default_model_dir
+
+    with failing():
+        model_dir = default_model_dir()
+    warn(
+        "no model named: using the shipped model (two hospitals, research use; its limits "
+        "are in docs/model-card.md)",
+        "note:",
+    )
+    return model_dir
+
+
 def demo_model_dir() -> Path:
     """The small model trained on simulated data (trained first when missing), with a warning."""
     from emgdx.clinic.settings import default_data_dir
@@ -170,7 +184,13 @@ Task = Annotated[
     str, typer.Option("--task", help="3class, als_vs_rest (ALS vs all) or als_vs_healthy.")
 ]
 ModelName = Annotated[
-    str, typer.Option("--model", help="Model name (cnn1d, cnn2d_stft, random_forest, ...).")
+    str | None,
+    typer.Option(
+        "--model",
+        help="Model name (cnn1d, cnn2d_stft, random_forest, ...). Without --model, "
+        "--representation and --epochs: the default configuration, the shipped model's "
+        "(docs/model-card.md).",
+    ),
 ]
 Epochs = Annotated[
     int | None,
@@ -226,11 +246,21 @@ def set_threads(threads: int | None) -> None:
 
 
 def make_pipeline(
-    model: str, task: str, epochs: int | None, seed: int, representation: str | None
+    model: str | None, task: str, epochs: int | None, seed: int, representation: str | None
 ) -> Pipeline:
-    """A fresh, unfitted pipeline as the CLI options describe it (raises ConfigError)."""
+    """A fresh, unfitted pipeline as the CLI options describe it (raises ConfigError).
+
+    No ``model``, ``representation`` or ``epochs``: the default configuration, the shipped
+    model's (:func:`emgdx.pretrained.default_pipeline`). ``epochs`` or ``representation``
+    without a model: the 1-D CNN."""
     from emgdx.pipeline import Pipeline
+    from emgdx.pretrained import default_pipeline
     from emgdx.training import TrainConfig
+
+    if model is None and representation is None and epochs is None:
+        return default_pipeline(seed, task)
+    if model is None:
+        model = "cnn1d"
 
     train = TrainConfig(seed=seed) if epochs is None else TrainConfig(seed=seed, epochs=epochs)
     return Pipeline(model=model, representation=representation, task=task, train=train)

@@ -196,6 +196,7 @@ def _few_shot(
     """``--cv fewshot``: the calibration curve, written to ``fewshot.json``."""
     from emgdx.config import atomic_write
     from emgdx.evaluation import few_shot_curve, fine_tuning_config
+    from emgdx.models import is_torch_model
 
     with ui.failing():
         try:
@@ -206,7 +207,7 @@ def _few_shot(
             raise ConfigError("--cv fewshot needs --target SITE (a data folder's name)")
         ui.set_threads(threads)
         probe = ui.make_pipeline(model, task, epochs, seed, representation)
-        if fine_tune and probe.model_spec.kind != "torch":
+        if fine_tune and not is_torch_model(probe.model_name):
             raise ConfigError(f"--fine-tune needs a torch model; {probe.model_name} is not one")
 
         def tuned() -> Pipeline:

@@ -152,7 +152,8 @@ def monitor(
         Path | None,
         typer.Argument(
             envvar="EMGDX_MODEL_DIR",
-            help="A folder written by `emgdx train` (or EMGDX_MODEL_DIR).",
+            help="A folder written by `emgdx train` (or EMGDX_MODEL_DIR; neither: the shipped "
+            "model, docs/model-card.md).",
             show_default=False,
         ),
     ] = None,
@@ -198,14 +199,11 @@ def monitor(
     ] = False,
 ) -> None:
     """Judge a live EMG stream window by window, with the same pipeline as offline."""
-    from emgdx.errors import ConfigError
     from emgdx.streaming import LiveMonitor, MonitorConfig, open_source, run_monitor
 
     ui.set_threads(threads)
-    if model_dir is None and demo_model:
-        model_dir = ui.demo_model_dir()
     if model_dir is None:
-        raise ui.fail(ConfigError("give a model folder (or EMGDX_MODEL_DIR, or --demo-model)"))
+        model_dir = ui.demo_model_dir() if demo_model else ui.shipped_model_dir()
     with ui.failing(OSError):
         pipe = ui.load_pipeline(model_dir, backend)
         kwargs: dict[str, Any] = (

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from emgdx.cli import console as ui
 from emgdx.config import json_ready
-from emgdx.errors import EmgdxError
+from emgdx.errors import ConfigError, EmgdxError
 
 if TYPE_CHECKING:
     from emgdx.pipeline import Pipeline
@@ -21,10 +21,23 @@ if TYPE_CHECKING:
 app = typer.Typer(add_completion=False)
 
 
+def model_and_files(paths: list[Path]) -> tuple[Path | None, list[Path]]:
+    """``[MODEL_DIR] FILE...``: a leading folder is the model (``None``: the shipped one)."""
+    if paths and paths[0].is_dir():
+        return paths[0], paths[1:]
+    return None, paths
+
+
 @app.command()
 def predict(
-    model_dir: Annotated[Path, typer.Argument(help="A folder written by `emgdx train`.")],
-    files: Annotated[list[Path], typer.Argument(help="Record files to classify.")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="[MODEL_DIR] FILE...: a model folder written by `emgdx train` (left out: the "
+            "shipped model, see docs/model-card.md), then the record files to classify.",
+            metavar="[MODEL_DIR] FILE...",
+        ),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     fs_hz: ui.FsHz = None,
     backend: ui.BackendOpt = "auto",
@@ -32,6 +45,11 @@ def predict(
     """Class probabilities with intervals, prediction, QC and notes per record of each file."""
     from emgdx.io import read
 
+    model_dir, files = model_and_files(paths)
+    if not files:
+        raise ui.fail(ConfigError("give the record files to classify (after the model folder)"))
+    if model_dir is None:
+        model_dir = ui.shipped_model_dir()
     pipe = ui.load_pipeline(model_dir, backend)
     rows: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []

@@ -39,7 +39,8 @@ def serve(
         typer.Option(
             "--model",
             envvar="EMGDX_MODEL_DIR",
-            help="A pipeline saved by `emgdx train`.",
+            help="A pipeline saved by `emgdx train` (default: the shipped model, "
+            "docs/model-card.md).",
             exists=True,
             file_okay=False,
         ),
@@ -73,10 +74,8 @@ def serve(
     from emgdx.clinic.app import UVICORN_OPTIONS, create_app
 
     _configure_logging()
-    if model is None and demo_model:
-        model = ui.demo_model_dir()
     if model is None:
-        ui.warn("no model (--model or EMGDX_MODEL_DIR): analyses answer 503")
+        model = ui.demo_model_dir() if demo_model else ui.shipped_model_dir()
     with ui.failing():
         settings = settings_or_exit(
             database_url,

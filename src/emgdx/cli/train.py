@@ -29,7 +29,7 @@ def _class_counts(windows: Windows, pipe: Pipeline) -> dict[str, int]:
 @app.command()
 def train(
     data: ui.DataFolders,
-    model: ui.ModelName = "cnn1d",
+    model: ui.ModelName = None,
     out_dir: Annotated[
         Path, typer.Option("--out", help="Folder to save the fitted pipeline into.")
     ] = Path("emgdx-model"),
@@ -66,6 +66,8 @@ def train(
     show = not as_json
     ui.set_threads(threads)
     with ui.failing():
+        if model is None and init_from is not None:
+            model = "cnn1d"  # fine-tuning needs a torch model
         pipe = ui.make_pipeline(model, task, epochs, seed, representation)
         if freeze != "none" and init_from is None:
             raise ConfigError("--freeze needs --init-from (a pretrained model to freeze)")

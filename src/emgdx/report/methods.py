@@ -42,6 +42,10 @@ REFERENCES: dict[str, str] = {
     "n2001": "Nikolic M. Detailed analysis of clinical electromyography signals. PhD thesis, "
     "University of Copenhagen, 2001; McGill K.C., Lateva Z.C., Marateb H.R. EMGLAB: an "
     "interactive EMG decomposition program. J Neurosci Methods 149:121–133, 2005.",
+    "algiers": "Messekher A., Mekaoui S., Kedir-Talha M., Kediha M.I., Mostefaoui F. "
+    "Electromyographic data recordings during isometric contractions of the biceps brachii and "
+    "deltoid collected from patients and healthy subjects. Mendeley Data V1, 2023, "
+    "doi:10.17632/543xpjycj9.1.",
 }
 
 _MODEL_TEXT = {
@@ -222,8 +226,19 @@ def methods_paragraph(
             f"{ref.get('n_subjects', 0)} healthy subjects of the training data "
             "(matched for contraction level where known)."
         )
-    if set(pipeline.train_subjects_) and all(
-        s.upper().startswith("N2001") for s in pipeline.train_subjects_
+    known = {  # cited only when named (citing numbers the reference)
+        "n2001": "EMGLAB N2001 biceps brachii recordings (Copenhagen)",
+        "algiers": "biceps brachii and deltoid recordings of Mustapha Pacha University "
+        "Hospital, Algiers",
+    }
+    sites = set(pipeline.train_sites_)
+    if (
+        not sites
+        and set(pipeline.train_subjects_)
+        and all(s.upper().startswith("N2001") for s in pipeline.train_subjects_)
     ):
-        parts.append(f"Training data: EMGLAB N2001 biceps brachii recordings {cite('n2001')}.")
+        sites = {"n2001"}  # a model saved before sites were recorded
+    if sites and sites <= set(known):
+        named = [f"{known[s]} {cite(s)}" for s in sorted(sites)]
+        parts.append("Training data: " + " and ".join(named) + ".")
     return " ".join(parts), cite.references()

@@ -1,0 +1,95 @@
+"""The shipped model and the default configuration of `emgdx train`."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from emgdx.cli import app
+from emgdx.io import read_cohort
+from emgdx.pipeline import Pipeline
+from emgdx.pretrained import DEFAULT_MODEL, DEFAULT_MODEL_DIR, default_model_dir, default_pipeline
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Pipeline:
+    return Pipeline.load(default_model_dir())
+
+
+def test_train_without_model_options_fits_the_default_configuration(tmp_path: Path) -> None:
+    sim = tmp_path / "sim"
+    made = runner.invoke(
+        app, ["simulate", str(sim), "--subjects-per-class", "2", "--duration-s", "3"]
+    )
+    assert made.exit_code == 0, made.output
+    result = runner.invoke(app, ["train", str(sim), "--out", str(tmp_path / "m"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["model"] == DEFAULT_MODEL
+    fitted = Pipeline.load(tmp_path / "m")
+    assert fitted.to_config() == default_pipeline().to_config()
+    assert fitted.train_sites_ == []  # one folder: no site named
+    # naming any model option leaves the default: --epochs alone means the 1-D CNN
+    assert runner.invoke(app, ["train", str(sim), "--epochs", "1", "--out", str(tmp_path / "c"),
+                               "--json"]).exit_code == 0  # fmt: skip
+    assert Pipeline.load(tmp_path / "c").model_name == "cnn1d"
+
+
+def test_shipped_model_is_the_default_configuration_trained_on_both_hospitals(
+    shipped: Pipeline,
+) -> None:
+    assert shipped.to_config() == default_pipeline().to_config()
+    assert shipped.train_sites_ == ["algiers", "n2001"]
+    assert len(shipped.train_subjects_) == 18 + 119
+    assert shipped.reference_ is not None and shipped.reference_["available"]
+    # its card travels with it, and is the one in the docs
+    card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text()
+    assert card == (ROOT / "docs" / "model-card.md").read_text()
+    assert shipped.weights_sha256() in card  # the card names the weights it describes
+
+
+def test_predict_without_a_model_uses_the_shipped_one(
+    shipped: Pipeline, n2001: Path, algiers: Path
+) -> None:
+    """A fit check, not an evaluation (these records trained it; docs/model-card.md has the
+    subject-wise figures): broken weights or a wrong front end would miss most of them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cohort = read_cohort([n2001, algiers])
+    picked = cohort.manifest.groupby(["site", "label"]).head(2)
+    files = [str(cohort[rid].source) for rid in picked.index]
+    result = runner.invoke(app, ["predict", *files, "--json"])
+    assert result.exit_code == 0, result.output
+    assert "shipped model" in result.stderr
+    out = json.loads(result.stdout)
+    assert Path(out["model"]["dir"]) == DEFAULT_MODEL_DIR
+    assert out["model"]["weights_sha256"] == shipped.weights_sha256()
+    rows = out["records"]
+    assert len(rows) == len(files) == 12
+    right = sum(r["predicted"] == picked.loc[r["record_id"], "label"] for r in rows)
+    assert right >= 10, rows
+
+
+def test_serve_and_monitor_default_to_the_shipped_model() -> None:
+    from emgdx.cli import console
+
+    assert console.make_pipeline(None, "3class", None, 0, None).to_config() == (
+        default_pipeline().to_config()
+    )
+    assert console.shipped_model_dir() == DEFAULT_MODEL_DIR
+
+
+def test_a_missing_shipped_model_is_a_clear_error(monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:  # fmt: skip
+    import emgdx.pretrained as pretrained
+
+    monkeypatch.setattr(pretrained, "DEFAULT_MODEL_DIR", tmp_path / "gone")
+    result = runner.invoke(app, ["predict", str(tmp_path / "x.hea")])
+    assert result.exit_code == 2
+    assert "shipped model is missing" in result.stderr and "Traceback" not in result.output
