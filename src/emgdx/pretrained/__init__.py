@@ -16,7 +16,7 @@ this configuration trained on both hospitals (``emgdx train ../shared/data/n2001
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from emgdx.errors import PipelineLoadError
 
@@ -30,7 +30,7 @@ DEFAULT_MODEL = "random_forest"
 #: Every class, and every subject within a class, weighs the same in training: windows per
 #: subject differ more than tenfold between the hospitals
 #: (:func:`emgdx.tasks.subject_balanced_weights`).
-DEFAULT_BALANCE = "subjects"
+DEFAULT_BALANCE: Final = "subjects"
 #: Where the shipped model lives inside the installed package.
 DEFAULT_MODEL_DIR = Path(__file__).with_name("default")
 
