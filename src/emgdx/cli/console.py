@@ -151,8 +151,8 @@ def shipped_model_dir() -> Path:
     with failing():
         model_dir = default_model_dir()
     warn(
-        "no model named: using the shipped model (two hospitals, research use; its limits "
-        "are in docs/model-card.md)",
+        "no model named: using the shipped model (two hospitals, research use; read its "
+        f"limits in {model_dir / 'MODEL_CARD.md'})",
         "note:",
     )
     return model_dir
