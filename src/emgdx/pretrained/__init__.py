@@ -4,7 +4,7 @@ The configuration is the best one the two-hospital study found (``docs/multisite
 a random forest on the handcrafted features (time, spectral, wavelet and spike measures) of
 the default front end, every subject weighing the same in training. In pooled subject-wise
 cross-validation of both hospitals it scored subject balanced accuracy 0.95 (Copenhagen) and
-0.78 (Algiers) against 0.93 and 0.52 for the 1-D CNN, and it also transferred better to the
+0.78 (Algiers) against 0.93 and 0.54 for the 1-D CNN, and it also transferred better to the
 other hospital. The shipped model is exactly
 this configuration trained on both hospitals (``emgdx train ../shared/data/n2001
 ../shared/data/algiers``); its data, figures, intended use and limits are in
