@@ -555,3 +555,30 @@ def test_real_n2001_records_through_qc_and_preprocessing(n2001: Path) -> None:
     assert not reports["N2001A08BB02"].usable_mask[-1], "QC should mask A08's garbage tail"
     last = win.index.loc[win.index["record_id"] == "N2001A08BB02", "start_s"].max()
     assert last + 1.0 <= recs[1].duration_s - 0.2
+
+
+def test_one_sample_is_refused_not_a_native_crash(tmp_path: Path) -> None:
+    """scipy's polyphase resampler dies with SIGFPE on one sample (it killed the clinic server
+    and `emgdx predict`); it runs in a subprocess here so that a regression fails this test
+    instead of killing the test run."""
+    import subprocess
+    import sys
+
+    from emgdx.preprocess import resample
+
+    with pytest.raises(SignalError, match="at least 2"):
+        resample(np.ones(1, dtype=np.float32), 10_000.0, 6_000.0)
+    y, _ = resample(np.ones(1, dtype=np.float32), 6_000.0, 6_000.0)  # same rate: nothing to do
+    assert y.shape == (1,)
+    one = tmp_path / "one.npy"
+    np.save(one, np.array([1.0], dtype=np.float32))
+    run = subprocess.run(
+        [sys.executable, "-m", "emgdx.cli", "predict", str(one), "--fs-hz", "10000", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 1, run.stderr  # a problem reported, not a signal (< 0)
+    problems = json.loads(run.stdout)["failed"]
+    assert len(problems) == 1 and str(one) in problems[0]["problem"]
+    assert "Traceback" not in run.stderr

@@ -732,6 +732,10 @@ def resample(
     """
     plan = resample_plan(fs_from_hz, fs_to_hz)
     data = np.asarray(x)
+    if data.shape[0] < 2 and not plan.identity:
+        # scipy's polyphase filter divides by zero on one sample: a native crash (SIGFPE)
+        # that kills the process, so it is refused here.
+        raise SignalError(f"cannot resample {data.shape[0]} sample(s): at least 2 are needed")
     if plan.identity:
         return data.copy(), plan.fs_to_hz
     if data.dtype != np.float32:
