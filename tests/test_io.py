@@ -798,3 +798,25 @@ def test_cohort_without_records(tmp_path: Path) -> None:
         read_cohort(tmp_path)
     with pytest.raises(MissingFileError, match="no such folder"):
         read_cohort(tmp_path / "missing")
+
+
+def test_csv_with_one_huge_cell_costs_no_memory_and_fails_cleanly(tmp_path: Path) -> None:
+    """One long cell once sized a fixed-width string array for every cell (+2 GB for 151 KB)."""
+    import tracemalloc
+
+    rows = "\n".join(f"{i},{i}" for i in range(20_000))
+    cases = {
+        "letters.csv": f"a,b\n{rows}\n1,{'x' * 100_000}\n",  # under the csv field limit
+        "limit.csv": f"a,b\n{rows}\n1,{'x' * 200_000}\n",  # over it: csv.Error inside
+    }
+    for name, text in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        tracemalloc.start()
+        with pytest.raises(NonNumericDataError) as info:
+            read(path, fs_hz=1000.0)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 40 * path.stat().st_size, (name, peak)
+        message = str(info.value)
+        assert name in message and len(message) < 300  # the cell is not echoed whole

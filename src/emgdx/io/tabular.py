@@ -121,13 +121,17 @@ def read_table(path: Path, *, fs_hz: float | None, uv_per_unit: float | None) ->
     ]
     if not numbered:
         raise EmptySignalError(path, "the table holds no rows")
-    delim = sniff_delimiter([ln for _, ln in numbered])
-    if delim is None:
-        rows = [ln.split() for _, ln in numbered]
-    else:
-        rows = [
-            [c.strip() for c in r] for r in csv.reader((ln for _, ln in numbered), delimiter=delim)
-        ]
+    try:
+        delim = sniff_delimiter([ln for _, ln in numbered])
+        if delim is None:
+            rows = [ln.split() for _, ln in numbered]
+        else:
+            rows = [
+                [c.strip() for c in r]
+                for r in csv.reader((ln for _, ln in numbered), delimiter=delim)
+            ]
+    except csv.Error as exc:  # e.g. a field over the csv module's size limit
+        raise NonNumericDataError(path, f"not a table of numbers: {exc}") from None
     line_numbers = [no for no, _ in numbered]
     if delim == ";" and not any("." in c for c in rows[-1]):
         rows = [[c.replace(",", ".") for c in r] for r in rows]
@@ -144,20 +148,19 @@ def read_table(path: Path, *, fs_hz: float | None, uv_per_unit: float | None) ->
                 path, f"line {no} has {len(r)} values, expected {n_cols} (one per column)"
             )
 
-    cells = np.array(body, dtype=str)
-    values = np.empty(cells.shape, dtype=np.float64)
-    for j in range(n_cols):
+    # Column by column from the parsed cells: a fixed-width string array would be sized by
+    # the longest cell (one 100 KB cell in a small file asked for gigabytes).
+    columns = [[r[j] for r in body] for j in range(n_cols)]
+    values = np.empty((len(body), n_cols), dtype=np.float64)
+    for j, column in enumerate(columns):
         try:
-            values[:, j] = cells[:, j].astype(np.float64)
+            values[:, j] = np.fromiter(map(float, column), dtype=np.float64, count=len(column))
         except ValueError:
-            for i, cell in enumerate(cells[:, j]):
-                if not is_number(cell):
-                    raise NonNumericDataError(
-                        path,
-                        f"line {body_lines[i]}, column {header[j]!r}: {str(cell)!r} "
-                        "is not a number",
-                    ) from None
-            raise  # pragma: no cover - astype failed but every cell parses
+            i = next(i for i, cell in enumerate(column) if not is_number(cell))
+            cell = column[i] if len(column[i]) <= 40 else column[i][:40] + "…"
+            raise NonNumericDataError(
+                path, f"line {body_lines[i]}, column {header[j][:40]!r}: {cell!r} is not a number"
+            ) from None
 
     meta: dict[str, Any] = {"format": "tsv" if delim == "\t" else "csv"}
     index_cols = _index_columns(header, values) if has_header else []
@@ -175,7 +178,9 @@ def read_table(path: Path, *, fs_hz: float | None, uv_per_unit: float | None) ->
         unit_s = time_column_unit_s(header[time_col]) or 1.0
         t = values[:, time_col] * unit_s
         meta["time_column"] = header[time_col]
-        fs_from_time = _fs_from_time(path, t, cells[:, time_col], unit_s, header[time_col], fs_hz)
+        fs_from_time = _fs_from_time(
+            path, t, np.asarray(columns[time_col]), unit_s, header[time_col], fs_hz
+        )
         meta["time_start_s"] = float(t[0])
     if fs_hz is not None:
         fs = check_fs(path, fs_hz, "argument")
