@@ -37,6 +37,7 @@ import pandas as pd
 from emgdx.errors import (
     ChannelMismatchError,
     ConfigError,
+    EmgdxError,
     MissingFileError,
     NoRecordsError,
     ReadError,
@@ -95,6 +96,34 @@ def _dispatch(fmt: Format, path: Path, fs_hz: float | None, uv_per_unit: float |
     return read_wav(path, uv_per_unit=uv_per_unit)
 
 
+def _parse(path: Path, fs_hz: float | None, uv_per_unit: float | None) -> tuple[Path, FileData]:
+    """Find the format and parse: the only exceptions that leave are ``emgdx.errors`` ones.
+
+    The readers validate what they parse, but the third-party parsers under them (wfdb,
+    edfio, scipy.io.wavfile, numpy) raise their own exceptions on malformed files
+    (IndexError, ZeroDivisionError, UnboundLocalError, OSError, ...). A hostile or broken
+    file must give a clear error naming it, never a traceback, so anything else is turned
+    into a :class:`ReadError` here, with the folders cut from its message.
+    """
+    fmt = "file"
+    try:
+        fmt, target = detect_format(path)
+        return target, _dispatch(fmt, target, fs_hz, uv_per_unit)
+    except EmgdxError:
+        raise
+    except MemoryError:
+        raise ReadError(path, f"too large to read into memory as a {fmt} file") from None
+    except Exception as exc:  # any third-party parser error: see the docstring
+        message = str(exc)
+        for folder in {str(path.parent), str(path.parent.resolve())} - {"", "."}:
+            message = message.replace(folder + os.sep, "")
+        if len(message) > 200:
+            message = message[:200] + "…"
+        raise ReadError(
+            path, f"not a readable {fmt} file ({type(exc).__name__}: {message})"
+        ) from None
+
+
 def _check_label(label: str | None) -> Label | None:
     if label is None:
         return None
@@ -134,7 +163,7 @@ def _read(
     manifest: pd.DataFrame | None = None,
     site: str | None = None,
 ) -> list[Recording]:
-    fmt, target = detect_format(path)
+    target = path
     stem = target.stem
     fs_source = "argument"
     if fs_hz is None:
@@ -146,7 +175,7 @@ def _read(
     if uv_per_unit is not None and not float(uv_per_unit) > 0:
         raise ConfigError(f"uv_per_unit must be a positive number, got {uv_per_unit!r}")
 
-    data = _dispatch(fmt, target, fs_hz, uv_per_unit)
+    target, data = _parse(path, fs_hz, uv_per_unit)
     picked = _select(target, data, channels)
     n_total = len(data.channels)
     recordings = []
