@@ -820,3 +820,22 @@ def test_csv_with_one_huge_cell_costs_no_memory_and_fails_cleanly(tmp_path: Path
         assert peak < 40 * path.stat().st_size, (name, peak)
         message = str(info.value)
         assert name in message and len(message) < 300  # the cell is not echoed whole
+
+
+def test_npz_decompression_bomb_is_refused_before_inflating(tmp_path: Path) -> None:
+    import tracemalloc
+
+    bomb = tmp_path / "bomb.npz"
+    np.savez_compressed(bomb, signal=np.zeros(8 * 2**20, dtype=np.float64), fs_hz=2000.0)
+    assert bomb.stat().st_size < 2**20  # 64 MiB of zeros in well under 1 MiB
+    tracemalloc.start()
+    with pytest.raises(HeaderMismatchError, match="inflate to 64 MiB"):
+        read(bomb)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 8 * 2**20
+    # real EMG compresses a few-fold only: a 20 MiB recording is read
+    fine = tmp_path / "fine.npz"
+    rng = np.random.default_rng(0)
+    np.savez_compressed(fine, signal=rng.normal(0, 50, 5 * 2**20).astype(np.float32), fs_hz=2e4)
+    assert read(fine)[0].signal.size == 5 * 2**20

@@ -174,6 +174,30 @@ def _scalar(path: Path, value: np.ndarray, key: str) -> float:
         ) from None
 
 
+#: An archive may inflate to this many bytes at most (a decoded recording of hours)...
+MAX_INFLATED_BYTES = 2 * 2**30
+#: ... and, past :data:`SMALL_INFLATED_BYTES`, to at most this many times its size on disk:
+#: EMG compresses a few-fold, a decompression bomb a thousandfold.
+MAX_INFLATE_RATIO = 100
+SMALL_INFLATED_BYTES = 16 * 2**20
+
+
+def _check_inflated_size(path: Path) -> None:
+    """Refuse an archive whose members' declared sizes are implausible, before inflating them
+    (zipfile stops at the declared size, so the declaration bounds the memory)."""
+    with zipfile.ZipFile(path) as archive:
+        inflated = sum(info.file_size for info in archive.infolist())
+    on_disk = max(path.stat().st_size, 1)
+    too_big = inflated > MAX_INFLATED_BYTES
+    if too_big or (inflated > SMALL_INFLATED_BYTES and inflated > MAX_INFLATE_RATIO * on_disk):
+        raise HeaderMismatchError(
+            path,
+            f"its members inflate to {inflated / 2**20:.0f} MiB from {on_disk / 2**20:.2f} MiB "
+            f"on disk; refused (at most {MAX_INFLATED_BYTES // 2**30} GiB, and at most "
+            f"{MAX_INFLATE_RATIO}x the file's size past {SMALL_INFLATED_BYTES // 2**20} MiB)",
+        )
+
+
 def read_npz(path: Path, *, fs_hz: float | None, uv_per_unit: float | None) -> FileData:
     """Read a ``.npz`` archive (see the module docstring for the keys it understands).
 
@@ -191,6 +215,7 @@ def read_npz(path: Path, *, fs_hz: float | None, uv_per_unit: float | None) -> F
     FileData
     """
     try:
+        _check_inflated_size(path)
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except zipfile.BadZipFile as exc:
