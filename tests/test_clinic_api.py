@@ -400,7 +400,7 @@ def test_record_too_slow_for_the_model_is_refused_at_upload(clinic: Clinic, app:
     c = clinic
     _, vid = _patient_visit(c)
     buf = io.BytesIO()
-    np.save(buf, np.random.default_rng(0).normal(0, 50, 3000).astype(np.float32))
+    np.save(buf, np.random.default_rng(0).normal(0, 50, 6000).astype(np.float32))
     part = [("files", ("slow.npy", buf.getvalue(), "application/octet-stream"))]
     r = c.client.post(
         f"/api/v1/visits/{vid}/recordings", files=part, data={"fs_hz": "300"}, headers=c.headers
@@ -418,6 +418,22 @@ def test_record_too_slow_for_the_model_is_refused_at_upload(clinic: Clinic, app:
     )
     assert r.status_code == 201 and "reduced_band" in r.json()["recordings"][0]["qc_flags"]
     assert _count(app, Recording, visit_id=vid) == 2
+
+
+def test_record_shorter_than_a_window_is_refused_at_upload(clinic: Clinic, app: Any) -> None:
+    """A 1-sample record once killed the server at analysis (SIGFPE in the resampler)."""
+    c = clinic
+    _, vid = _patient_visit(c)
+    for n in (1, 2, 100):  # 100 samples at 10 kHz: 10 ms
+        buf = io.BytesIO()
+        np.save(buf, np.ones(n, dtype=np.float32))
+        part = [("files", (f"short{n}.npy", buf.getvalue(), "application/octet-stream"))]
+        r = c.client.post(f"/api/v1/visits/{vid}/recordings", files=part,
+                          data={"fs_hz": "10000"}, headers=c.headers)  # fmt: skip
+        assert r.status_code == 422, r.text
+        detail = r.json()["detail"]
+        assert detail.startswith(f"short{n}.npy: {n} sample(s)") and "analysis window" in detail
+    assert _count(app, Recording, visit_id=vid) == 0
 
 
 def test_client_paths_never_reach_the_disk(

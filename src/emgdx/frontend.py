@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from emgdx.config import ProgressCallback, is_number
-from emgdx.errors import ConfigError, EmgdxError, SamplingRateError, SignalError
+from emgdx.errors import ConfigError, EmgdxError, EmptySignalError, SamplingRateError, SignalError
 from emgdx.normalise import Normalisation, Normaliser
 from emgdx.preprocess import (
     NYQUIST_FRACTION,
@@ -158,6 +158,27 @@ class FrontEnd:
         """The lowest sampling rate that carries the whole band the model looks at."""
         band = self.config.band_hz
         return None if band is None else 2.0 * band[1] / NYQUIST_FRACTION
+
+    def check_recording(self, recording: Recording) -> None:
+        """What a clinic checks at upload: the rate (:meth:`check_sampling_rate`) and that the
+        record holds at least one analysis window.
+
+        Raises
+        ------
+        SamplingRateError, EmptySignalError
+            Naming the record and the minimum.
+        """
+        self.check_sampling_rate(recording)
+        window_s = self.config.window_s
+        duration_s = recording.signal.size / recording.fs_hz
+        if duration_s < window_s:
+            name = Path(recording.source).name if recording.source else recording.record_id
+            raise EmptySignalError(
+                name,
+                f"{recording.signal.size} sample(s), {duration_s:.3g} s at {recording.fs_hz:g} "
+                f"Hz: shorter than this model's {window_s:g} s analysis window (at least "
+                f"{math.ceil(window_s * recording.fs_hz):d} samples)",
+            )
 
     def check_sampling_rate(self, recording: Recording) -> None:
         """Warn about, or refuse, a record sampled too slowly for the band.

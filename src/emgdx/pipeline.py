@@ -243,6 +243,10 @@ class Pipeline:
         """See :meth:`emgdx.frontend.FrontEnd.check_sampling_rate`."""
         self.frontend.check_sampling_rate(recording)
 
+    def check_recording(self, recording: Recording) -> None:
+        """See :meth:`emgdx.frontend.FrontEnd.check_recording`."""
+        self.frontend.check_recording(recording)
+
     # ---- data ---------------------------------------------------------------------------------
 
     def prepare(self, data: DataLike, *, on_progress: ProgressCallback | None = None) -> Windows:

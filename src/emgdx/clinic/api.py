@@ -353,7 +353,7 @@ def upload_recordings(
         fs_hz=fs_hz,
         uv_per_unit=uv_per_unit,
         # With a model loaded, a record it cannot judge is refused now, not at analysis.
-        check=runner.pipeline.check_sampling_rate if runner else None,
+        check=runner.pipeline.check_recording if runner else None,
     )
     with _state(request).db.session() as session:
         visit = _visit(session, clinic_id, visit_id)
