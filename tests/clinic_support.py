@@ -3,6 +3,7 @@ and a client with a clinic and its token."""
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 import uuid
@@ -63,6 +64,8 @@ class Clinic:
 
 
 def make_app(database_url: str, model_dir: Path | None, **settings: object):
+    # the service's own folder (upload staging) in a fresh temporary folder, not the home
+    settings.setdefault("data_dir", Path(tempfile.mkdtemp(prefix="emgdx-test-home-")))
     return create_app(ClinicSettings(database_url=database_url, model_dir=model_dir, **settings))  # type: ignore[arg-type]
 
 

@@ -436,6 +436,36 @@ def test_record_shorter_than_a_window_is_refused_at_upload(clinic: Clinic, app: 
     assert _count(app, Recording, visit_id=vid) == 0
 
 
+def test_uploads_are_staged_in_the_data_folder_and_leftovers_removed_at_start(
+    model_dir: Path, headers_on_disk: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import emgdx.clinic.ingest as ingest
+
+    home = tmp_path / "home"
+    leftover = home / "staging" / "upload-killed"
+    leftover.mkdir(parents=True)
+    (leftover / "patient.hea").write_text("what a kill -9 left")
+    application = make_app(f"sqlite:///{tmp_path / 'c.db'}", model_dir, data_dir=home)
+    assert not leftover.exists()  # removed at start-up
+    c = add_clinic(application, "Staging")
+    _, vid = _patient_visit(c)
+    seen: list[Path] = []
+    read_group = ingest._read_group
+
+    def spy(folder: Path, *args: Any) -> Any:
+        seen.append(folder)
+        assert any(folder.iterdir())  # the upload is there while it is read
+        return read_group(folder, *args)
+
+    monkeypatch.setattr(ingest, "_read_group", spy)
+    r = c.client.post(f"/api/v1/visits/{vid}/recordings", files=record_files(headers_on_disk[0]),
+                      headers=c.headers)  # fmt: skip
+    assert r.status_code == 201, r.text
+    assert seen and all(f.parent == home / "staging" for f in seen)
+    assert list((home / "staging").iterdir()) == []  # nothing left once stored
+    application.state.db.dispose()
+
+
 def test_client_paths_never_reach_the_disk(
     clinic: Clinic, app: Any, headers_on_disk: list[Path], tmp_path: Path
 ) -> None:

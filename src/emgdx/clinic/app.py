@@ -23,6 +23,7 @@ from emgdx import __version__
 from emgdx.clinic.analysis import AnalysisRunner
 from emgdx.clinic.api import router
 from emgdx.clinic.db import Database
+from emgdx.clinic.ingest import configure_staging
 from emgdx.clinic.live import LiveHub
 from emgdx.clinic.live import router as live_router
 from emgdx.clinic.middleware import RequestGuard
@@ -80,6 +81,10 @@ def create_app(
 ) -> FastAPI:
     """The application: database (migrated), model (``settings.model_dir`` or ``pipeline``)."""
     settings = settings or ClinicSettings.from_env()
+    assert settings.data_dir is not None  # set by ClinicSettings
+    removed = configure_staging(settings.data_dir / "staging")
+    if removed:
+        log.warning("removed %d upload(s) left half-staged by an earlier process", removed)
     db = Database(settings.database_url, run_migrations=settings.migrate)
     if pipeline is None and settings.model_dir is not None:
         from emgdx.pipeline import Pipeline

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,6 +26,7 @@ __all__ = [
     "ParsedRecord",
     "UploadError",
     "UploadedFile",
+    "configure_staging",
     "parse_upload",
     "read_stored",
 ]
@@ -134,9 +136,30 @@ def _reworded(filename: str, folder: Path) -> Iterator[None]:
         raise UploadError(f"{filename}: {str(exc).replace(f'{folder}/', '')}") from None
 
 
+_STAGING_PREFIX = "upload-"
+_staging_root: Path | None = None
+
+
+def configure_staging(root: Path) -> int:
+    """Stage uploads under ``root`` (the service's data folder, not the system's temporary
+    folder: uploads carry patient data) and remove what a killed process left there.
+    Returns how many leftovers were removed."""
+    global _staging_root
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    leftovers = [p for p in root.glob(f"{_STAGING_PREFIX}*") if p.is_dir()]
+    for folder in leftovers:
+        shutil.rmtree(folder, ignore_errors=True)
+    _staging_root = root
+    return len(leftovers)
+
+
 @contextmanager
 def _materialised(files: Sequence[UploadedFile]) -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="emgdx-upload-") as tmp:
+    if _staging_root is None:
+        from emgdx.clinic.settings import default_data_dir
+
+        configure_staging(default_data_dir() / "staging")
+    with tempfile.TemporaryDirectory(prefix=_STAGING_PREFIX, dir=_staging_root) as tmp:
         folder = Path(tmp)
         for f in files:
             (folder / f.filename).write_bytes(f.content)

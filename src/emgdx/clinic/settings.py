@@ -48,6 +48,10 @@ class ClinicSettings:
         Evidence figures per record in an analysis (0: none, 1-3 as in the report).
     migrate
         Run the Alembic migrations at start-up (default True).
+    data_dir
+        The service's own folder (default :func:`default_data_dir`): uploads are staged in its
+        ``staging`` folder while they are read, never in the system's temporary folder, and
+        what a killed process left there is removed at start-up.
     backend
         Model inference: ``"auto"`` (ONNX when the model folder has ``model.onnx``, written by
         ``emgdx export``, and onnxruntime is installed; else torch), ``"torch"``, ``"onnx"``
@@ -63,8 +67,12 @@ class ClinicSettings:
     explain_figures: int = 3
     migrate: bool = True
     backend: str = "auto"
+    data_dir: Path | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "data_dir", Path(self.data_dir) if self.data_dir else default_data_dir()
+        )
         if not self.database_url:
             object.__setattr__(
                 self, "database_url", f"sqlite:///{default_data_dir() / 'clinic.db'}"
@@ -91,7 +99,7 @@ class ClinicSettings:
             raw = os.environ.get(f"EMGDX_{f.name.upper()}")
             if raw is None:
                 continue
-            if f.name == "model_dir":
+            if f.name in ("model_dir", "data_dir"):
                 values[f.name] = Path(raw)
             elif f.name == "migrate":
                 values[f.name] = raw.strip().lower() not in ("0", "false", "no", "")
