@@ -466,6 +466,48 @@ def test_uploads_are_staged_in_the_data_folder_and_leftovers_removed_at_start(
     application.state.db.dispose()
 
 
+def test_idempotency_key_makes_a_retried_post_answer_instead_of_create_twice(
+    clinic: Clinic, app: Any, headers_on_disk: list[Path]
+) -> None:
+    c = clinic
+    keyed = {**c.headers, "Idempotency-Key": "k-patient-1"}
+    body = {"external_id": "MRN-IDEM", "name": "Ada Retry"}
+    first = c.client.post("/api/v1/patients", json=body, headers=keyed)
+    again = c.client.post("/api/v1/patients", json=body, headers=keyed)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json() and again.headers.get("Idempotent-Replayed") == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    assert c.client.post("/api/v1/patients", json=body, headers=c.headers).status_code == 409
+    pid = first.json()["id"]
+    visit_key = {**c.headers, "Idempotency-Key": "k-visit-1"}
+    v1 = c.client.post(f"/api/v1/patients/{pid}/visits", json={"date": "2026-02-01"},
+                       headers=visit_key)  # fmt: skip
+    v2 = c.client.post(f"/api/v1/patients/{pid}/visits", json={"date": "2026-02-01"},
+                       headers=visit_key)  # fmt: skip
+    assert v1.json()["id"] == v2.json()["id"]
+    vid = v1.json()["id"]
+    upload_key = {**c.headers, "Idempotency-Key": "k-upload-1"}
+    url = f"/api/v1/visits/{vid}/recordings"
+    u1 = c.client.post(url, files=record_files(headers_on_disk[0]), headers=upload_key)
+    u2 = c.client.post(url, files=record_files(headers_on_disk[0]), headers=upload_key)
+    assert u1.status_code == u2.status_code == 201 and u1.json() == u2.json()
+    assert _count(app, Recording, visit_id=vid) == 1
+    analysis_key = {**c.headers, "Idempotency-Key": "k-analysis-1"}
+    a1 = c.client.post(f"/api/v1/visits/{vid}/analysis", headers=analysis_key)
+    a2 = c.client.post(f"/api/v1/visits/{vid}/analysis", headers=analysis_key)
+    assert a1.status_code == a2.status_code == 201 and a1.json()["id"] == a2.json()["id"]
+    assert _count(app, Analysis, visit_id=vid) == 1
+    # a key belongs to one request: reused for another, it is refused
+    other = c.client.post(url, files=record_files(headers_on_disk[1]), headers=analysis_key)
+    assert other.status_code == 422 and "another request" in other.json()["detail"]
+    assert _count(app, Recording, visit_id=vid) == 1
+    # keys are per clinic: another clinic's same key is its own
+    d = add_clinic(app, f"Other {uuid.uuid4().hex[:6]}")
+    mine = c.client.post("/api/v1/patients", json={"external_id": "X"},
+                         headers={**d.headers, "Idempotency-Key": "k-patient-1"})  # fmt: skip
+    assert mine.status_code == 201 and mine.json()["id"] != pid
+
+
 def test_client_paths_never_reach_the_disk(
     clinic: Clinic, app: Any, headers_on_disk: list[Path], tmp_path: Path
 ) -> None:
@@ -647,7 +689,7 @@ def test_migrations_match_the_models(app: Any) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diff == []
         version = conn.execute(text("select version_num from alembic_version")).scalar()
-    assert version == "0001"
+    assert version == "0002"
 
 
 def test_migrations_downgrade_and_upgrade_again(tmp_path: Path) -> None:

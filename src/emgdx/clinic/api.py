@@ -9,8 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Body, Depends, File, Form, HTTPException, Request, UploadFile
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Body, Depends, File, Form, Header, HTTPException, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy import func, select
@@ -23,6 +23,7 @@ from emgdx.clinic.ingest import UploadedFile, parse_upload, safe_filename
 from emgdx.clinic.models import (
     Analysis,
     Figure,
+    IdempotentRequest,
     Patient,
     Recording,
     RecordingFile,
@@ -74,6 +75,70 @@ def clinic_of(
 
 
 ClinicId = Annotated[str, Depends(clinic_of)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="Any unique string chosen by the client: a retry of this POST with the "
+        "same key (after a lost answer) gets the first answer again, and nothing is created "
+        "twice. Reusing a key for another request is refused (422).",
+    ),
+]
+
+
+def _request_line(request: Request) -> str:
+    return f"{request.method} {request.url.path}"[:300]
+
+
+def _replayed(
+    session: Session, clinic_id: str, key: str | None, request: Request
+) -> JSONResponse | None:
+    """The stored answer to an earlier request with this key, if there was one."""
+    if key is None:
+        return None
+    row = session.scalar(
+        select(IdempotentRequest).where(
+            IdempotentRequest.clinic_id == clinic_id, IdempotentRequest.key == key
+        )
+    )
+    if row is None:
+        return None
+    if row.request != _request_line(request):
+        raise HTTPException(
+            422, f"this Idempotency-Key was used for another request ({row.request})"
+        )
+    return JSONResponse(
+        row.response, status_code=row.status_code, headers={"Idempotent-Replayed": "true"}
+    )
+
+
+def _remember(
+    session: Session, clinic_id: str, key: str | None, request: Request, answer: BaseModel
+) -> None:
+    """Store the answer under the key, in the transaction that created what it describes."""
+    if key is not None:
+        session.add(
+            IdempotentRequest(
+                clinic_id=clinic_id,
+                key=key,
+                request=_request_line(request),
+                status_code=201,
+                response=answer.model_dump(mode="json"),
+            )
+        )
+
+
+def _replayed_after_conflict(
+    request: Request, clinic_id: str, key: str | None
+) -> JSONResponse | None:
+    """A commit refused on a unique constraint: if it was a concurrent retry of the same
+    keyed request, the other one's stored answer."""
+    if key is None:
+        return None
+    with _state(request).db.session() as session:
+        return _replayed(session, clinic_id, key, request)
 
 
 _VisitChild = TypeVar("_VisitChild", Analysis, Recording)
@@ -226,18 +291,27 @@ def me(request: Request, clinic_id: ClinicId) -> s.Me:
 @router.post(
     "/patients",
     status_code=201,
-    responses={**ERRORS, 409: {"model": s.Error}},
+    response_model=s.PatientOut,
+    responses={**ERRORS, 409: {"model": s.Error}, 422: {"model": s.Error}},
     tags=["patients"],
 )
-def create_patient(request: Request, clinic_id: ClinicId, body: s.PatientIn) -> s.PatientOut:
+def create_patient(
+    request: Request, clinic_id: ClinicId, body: s.PatientIn, key: IdempotencyKey = None
+) -> Any:
     """Register a patient under the clinic's own identifier."""
     try:
         with _state(request).db.session() as session:
+            if (replay := _replayed(session, clinic_id, key, request)) is not None:
+                return replay
             patient = Patient(clinic_id=clinic_id, **body.model_dump())
             session.add(patient)
             session.flush()
-            return _out(s.PatientOut, patient, n_visits=0)
+            out = _out(s.PatientOut, patient, n_visits=0)
+            _remember(session, clinic_id, key, request, out)
+            return out
     except IntegrityError:
+        if (replay := _replayed_after_conflict(request, clinic_id, key)) is not None:
+            return replay
         raise HTTPException(409, "a patient with this external_id exists already") from None
 
 
@@ -268,17 +342,36 @@ def get_patient(request: Request, clinic_id: ClinicId, patient_id: str) -> s.Pat
         return _out(s.PatientDetail, p, n_visits=len(visits), visits=visits)
 
 
-@router.post("/patients/{patient_id}/visits", status_code=201, responses=ERRORS, tags=["visits"])
+@router.post(
+    "/patients/{patient_id}/visits",
+    status_code=201,
+    response_model=s.VisitOut,
+    responses={**ERRORS, 422: {"model": s.Error}},
+    tags=["visits"],
+)
 def create_visit(
-    request: Request, clinic_id: ClinicId, patient_id: str, body: s.VisitIn
-) -> s.VisitOut:
+    request: Request,
+    clinic_id: ClinicId,
+    patient_id: str,
+    body: s.VisitIn,
+    key: IdempotencyKey = None,
+) -> Any:
     """Open a visit (an examination day) for the patient."""
-    with _state(request).db.session() as session:
-        p = _patient(session, clinic_id, patient_id)
-        visit = Visit(patient_id=p.id, visit_date=body.date, notes=body.notes)
-        session.add(visit)
-        session.flush()
-        return _visit_out(session, visit)
+    try:
+        with _state(request).db.session() as session:
+            if (replay := _replayed(session, clinic_id, key, request)) is not None:
+                return replay
+            p = _patient(session, clinic_id, patient_id)
+            visit = Visit(patient_id=p.id, visit_date=body.date, notes=body.notes)
+            session.add(visit)
+            session.flush()
+            out = _visit_out(session, visit)
+            _remember(session, clinic_id, key, request, out)
+            return out
+    except IntegrityError:
+        if (replay := _replayed_after_conflict(request, clinic_id, key)) is not None:
+            return replay
+        raise
 
 
 @router.get("/patients/{patient_id}/visits", responses=ERRORS, tags=["visits"])
@@ -305,6 +398,7 @@ def get_visit(request: Request, clinic_id: ClinicId, visit_id: str) -> s.VisitDe
 @router.post(
     "/visits/{visit_id}/recordings",
     status_code=201,
+    response_model=s.RecordingList,
     responses={**ERRORS, 413: {"model": s.Error}, 422: {"model": s.Error}},
     tags=["recordings"],
 )
@@ -329,11 +423,14 @@ def upload_recordings(
         float | None,
         Form(gt=0, le=1e9, description="µV per stored unit for files without a voltage unit."),
     ] = None,
-) -> s.RecordingList:
+    key: IdempotencyKey = None,
+) -> Any:
     """Add recordings to a visit. Every file is read and checked first; if any is unreadable,
     none is stored and the answer (422) names the file and the problem."""
     settings = _state(request).settings
     with _state(request).db.session() as session:
+        if (replay := _replayed(session, clinic_id, key, request)) is not None:
+            return replay  # a retry: stored once already
         _visit(session, clinic_id, visit_id)  # 404 before reading anything
     if len(files) > settings.max_files_per_request:
         raise HTTPException(422, f"at most {settings.max_files_per_request} files per upload")
@@ -355,35 +452,43 @@ def upload_recordings(
         # With a model loaded, a record it cannot judge is refused now, not at analysis.
         check=runner.pipeline.check_recording if runner else None,
     )
-    with _state(request).db.session() as session:
-        visit = _visit(session, clinic_id, visit_id)
-        rows = []
-        for rec in parsed:
-            row = Recording(
-                visit_id=visit.id,
-                name=rec.name,
-                format=rec.format,
-                channels=rec.channels,
-                fs_hz=rec.fs_hz,
-                duration_s=rec.duration_s,
-                muscle=muscle or None,
-                qc_flags=rec.qc_flags,
-                read_options=rec.read_options,
-                created_at=dt.datetime.now(dt.UTC),
-            )
-            row.files = [
-                RecordingFile(
-                    filename=f.filename,
-                    size_bytes=len(f.content),
-                    sha256=f.sha256,
-                    content=f.content,
+    try:
+        with _state(request).db.session() as session:
+            visit = _visit(session, clinic_id, visit_id)
+            rows = []
+            for rec in parsed:
+                row = Recording(
+                    visit_id=visit.id,
+                    name=rec.name,
+                    format=rec.format,
+                    channels=rec.channels,
+                    fs_hz=rec.fs_hz,
+                    duration_s=rec.duration_s,
+                    muscle=muscle or None,
+                    qc_flags=rec.qc_flags,
+                    read_options=rec.read_options,
+                    created_at=dt.datetime.now(dt.UTC),
                 )
-                for f in rec.files
-            ]
-            session.add(row)
-            rows.append(row)
-        session.flush()
-        return s.RecordingList(recordings=[_recording_out(r) for r in rows])
+                row.files = [
+                    RecordingFile(
+                        filename=f.filename,
+                        size_bytes=len(f.content),
+                        sha256=f.sha256,
+                        content=f.content,
+                    )
+                    for f in rec.files
+                ]
+                session.add(row)
+                rows.append(row)
+            session.flush()
+            out = s.RecordingList(recordings=[_recording_out(r) for r in rows])
+            _remember(session, clinic_id, key, request, out)
+            return out
+    except IntegrityError:
+        # a concurrent retry with the same key committed first: its answer
+        if (replay := _replayed_after_conflict(request, clinic_id, key)) is not None:
+            return replay
+        raise
 
 
 @router.get("/visits/{visit_id}/recordings", responses=ERRORS, tags=["recordings"])
@@ -397,6 +502,7 @@ def list_recordings(request: Request, clinic_id: ClinicId, visit_id: str) -> s.R
 @router.post(
     "/visits/{visit_id}/analysis",
     status_code=201,
+    response_model=s.AnalysisOut,
     responses={**ERRORS, 409: {"model": s.Error}, 422: {"model": s.Error}, 503: {"model": s.Error}},
     tags=["analyses"],
 )
@@ -405,7 +511,8 @@ def analyse_visit(
     clinic_id: ClinicId,
     visit_id: str,
     body: Annotated[s.AnalysisIn | None, Body()] = None,
-) -> s.AnalysisOut:
+    key: IdempotencyKey = None,
+) -> Any:
     """Run the model over all the visit's recordings: diagnosis, QC, measures, evidence figures
     and the clinical report, stored together in one transaction (nothing is stored on failure)."""
     state = _state(request)
@@ -414,6 +521,8 @@ def analyse_visit(
         raise HTTPException(503, "no model is loaded on this server (start it with --model)")
     explain = (body or s.AnalysisIn()).explain
     with state.db.session() as session:
+        if (replay := _replayed(session, clinic_id, key, request)) is not None:
+            return replay
         visit = _visit(session, clinic_id, visit_id)
         if not visit.recordings:
             raise HTTPException(409, "the visit has no recordings yet; upload some first")
@@ -425,16 +534,24 @@ def analyse_visit(
         recording_ids = {r.id for r in visit.recordings}
     report = runner.analyse(recordings, patient=patient, visit=visit_info, explain=explain)
     analysis = runner.to_rows(visit_id, report, origin)
-    with state.db.session() as session:
-        visit = _visit(session, clinic_id, visit_id)  # still there (and still this clinic's)?
-        if not recording_ids <= {r.id for r in visit.recordings}:
-            raise HTTPException(
-                409, "the visit's recordings changed during the analysis; run it again"
-            )
-        analysis.created_at = dt.datetime.now(dt.UTC)
-        session.add(analysis)
-        session.flush()
-        return _analysis_out(analysis)
+    try:
+        with state.db.session() as session:
+            visit = _visit(session, clinic_id, visit_id)  # still there (and still this clinic's)?
+            if not recording_ids <= {r.id for r in visit.recordings}:
+                raise HTTPException(
+                    409, "the visit's recordings changed during the analysis; run it again"
+                )
+            analysis.created_at = dt.datetime.now(dt.UTC)
+            session.add(analysis)
+            session.flush()
+            out = _analysis_out(analysis)
+            _remember(session, clinic_id, key, request, out)
+            return out
+    except IntegrityError:
+        # a concurrent retry with the same key committed first: its answer
+        if (replay := _replayed_after_conflict(request, clinic_id, key)) is not None:
+            return replay
+        raise
 
 
 @router.get("/visits/{visit_id}/analysis", responses=ERRORS, tags=["analyses"])

@@ -38,6 +38,7 @@ __all__ = [
     "Base",
     "Clinic",
     "Figure",
+    "IdempotentRequest",
     "Patient",
     "RecordResult",
     "Recording",
@@ -266,3 +267,21 @@ class Figure(Base):
     png: Mapped[bytes] = deferred(mapped_column(LargeBinary))
 
     record_result: Mapped[RecordResult] = relationship(back_populates="figures")
+
+
+class IdempotentRequest(Base):
+    """A POST that created something, under the client's ``Idempotency-Key``: a retry with the
+    same key gets the stored answer instead of creating it again. Stored in the same
+    transaction as what the request created, so the two are committed together or not at all."""
+
+    __tablename__ = "idempotent_request"
+    __table_args__ = (UniqueConstraint("clinic_id", "key", name="clinic_key"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    clinic_id: Mapped[str] = mapped_column(ForeignKey("clinic.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(200))
+    # "POST <path>": the same key on another request is refused, not replayed
+    request: Mapped[str] = mapped_column(String(300))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
