@@ -4,6 +4,7 @@ clinic separation, tokens, upload limits and validation, transactions, safe erro
 from __future__ import annotations
 
 import io
+import json
 import logging
 import uuid
 from pathlib import Path
@@ -506,6 +507,66 @@ def test_idempotency_key_makes_a_retried_post_answer_instead_of_create_twice(
     mine = c.client.post("/api/v1/patients", json={"external_id": "X"},
                          headers={**d.headers, "Idempotency-Key": "k-patient-1"})  # fmt: skip
     assert mine.status_code == 201 and mine.json()["id"] != pid
+
+
+def test_erasure_takes_everything_derived_and_is_audit_logged(
+    clinic: Clinic, app: Any, headers_on_disk: list[Path]
+) -> None:
+    from emgdx.clinic.models import AuditEvent, IdempotentRequest, Patient, Visit
+
+    c = clinic
+    keyed = {**c.headers, "Idempotency-Key": f"erase-{uuid.uuid4().hex}"}
+    pid = c.client.post("/api/v1/patients", json={"external_id": "MRN-ERASE", "name": "Eve Gone"},
+                        headers=keyed).json()["id"]  # fmt: skip
+    visits = []
+    for date in ("2026-03-01", "2026-04-01"):
+        vid = c.client.post(f"/api/v1/patients/{pid}/visits", json={"date": date},
+                            headers=c.headers).json()["id"]  # fmt: skip
+        url = f"/api/v1/visits/{vid}/recordings"
+        for hea in headers_on_disk[:2]:
+            assert c.client.post(url, files=record_files(hea), headers=c.headers).status_code == 201
+        assert c.client.post(f"/api/v1/visits/{vid}/analysis", headers=c.headers).status_code == 201
+        visits.append(vid)
+    # another clinic cannot erase it: not found, and nothing goes
+    other = add_clinic(app, f"Other {uuid.uuid4().hex[:6]}")
+    assert c.client.delete(f"/api/v1/patients/{pid}", headers=other.headers).status_code == 404
+    # a recording goes with the analysis that read it; the visit's other recording stays
+    listed = c.client.get(f"/api/v1/visits/{visits[0]}/recordings", headers=c.headers).json()
+    first, second = (r["id"] for r in listed["recordings"])
+    r = c.client.delete(f"/api/v1/recordings/{first}", headers=c.headers)
+    assert r.status_code == 200 and r.json()["deleted"] == {
+        "recordings": 1, "analyses": 1, "stored_answers": 0}  # fmt: skip
+    assert _count(app, Recording, visit_id=visits[0]) == 1
+    assert _count(app, Analysis, visit_id=visits[0]) == 0
+    assert (
+        c.client.get(f"/api/v1/visits/{visits[0]}/analysis", headers=c.headers).status_code == 404
+    )
+    assert c.client.delete(f"/api/v1/recordings/{first}", headers=c.headers).status_code == 404
+    # a visit goes with its recordings and analyses
+    r = c.client.delete(f"/api/v1/visits/{visits[1]}", headers=c.headers)
+    assert r.json()["deleted"] == {"visits": 1, "recordings": 2, "analyses": 1, "stored_answers": 0}
+    # the patient goes with the rest, and with the stored answer that held their name
+    r = c.client.delete(f"/api/v1/patients/{pid}", headers=c.headers)
+    assert r.json()["deleted"] == {"patients": 1, "visits": 1, "recordings": 1, "analyses": 0,
+                                   "stored_answers": 1}  # fmt: skip
+    assert _count(app, Patient, id=pid) == 0 and _count(app, Visit, patient_id=pid) == 0
+    assert _count(app, Recording, visit_id=visits[0]) == 0
+    assert _count(app, IdempotentRequest, clinic_id=_clinic_id(app, c)) == 0
+    assert _count(app, Recording, id=second) == 0
+    # the audit log: who, what, when; ids and counts, nothing of the patient
+    log = c.client.get("/api/v1/audit", headers=c.headers).json()["events"]
+    assert [e["action"] for e in log] == ["delete patient", "delete visit", "delete recording"]
+    assert all(e["actor"].startswith("token emgdx_") for e in log)
+    assert "Eve" not in json.dumps(log) and "MRN-ERASE" not in json.dumps(log)
+    assert c.client.get("/api/v1/audit", headers=other.headers).json()["events"] == []
+    assert _count(app, AuditEvent, clinic_id=_clinic_id(app, c)) == 3
+
+
+def _clinic_id(app: Any, c: Clinic) -> str:
+    from emgdx.clinic.models import Clinic as ClinicRow
+
+    with app.state.db.session() as session:
+        return str(session.scalar(select(ClinicRow.id).where(ClinicRow.name == c.name)))
 
 
 def test_client_paths_never_reach_the_disk(

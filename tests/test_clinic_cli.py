@@ -41,6 +41,43 @@ def test_clinic_admin_commands(tmp_path: Path) -> None:
     assert runner.invoke(app, ["clinic", "upgrade", "--database-url", "mysql://x/y"]).exit_code != 0
 
 
+def test_clinic_delete_and_audit_commands(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from sqlalchemy import select
+
+    from emgdx.clinic.db import Database
+    from emgdx.clinic.models import Clinic, Patient, Visit
+
+    runner = CliRunner()
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    env = {"EMGDX_DATABASE_URL": url}
+    assert runner.invoke(app, ["clinic", "create", "Ward B"], env=env).exit_code == 0
+    db = Database(url)
+    with db.session() as session:
+        clinic_id = session.execute(select(Clinic.id)).scalar_one()  # the one clinic
+        patient = Patient(clinic_id=clinic_id, external_id="MRN-9", name="Zed Erased")
+        patient.visits = [
+            Visit(visit_date=dt.date(2026, 5, 1)),
+            Visit(visit_date=dt.date(2026, 6, 1)),
+        ]
+        session.add(patient)
+        session.flush()
+        pid = patient.id
+    db.dispose()
+    both = runner.invoke(app, ["clinic", "delete", "Ward B", "--patient", pid, "--visit", "x"],
+                         env=env)  # fmt: skip
+    assert both.exit_code == 2 and "exactly one" in both.output
+    missing = runner.invoke(app, ["clinic", "delete", "Ward B", "--visit", "nope"], env=env)
+    assert missing.exit_code == 2 and "no visit nope" in missing.output
+    done = runner.invoke(app, ["clinic", "delete", "Ward B", "--patient", pid], env=env)
+    assert done.exit_code == 0, done.output
+    assert f"erased patient {pid}: 1 patients, 2 visits" in done.output
+    log = runner.invoke(app, ["clinic", "audit", "Ward B"], env=env)
+    assert log.exit_code == 0 and "delete patient" in log.output and "cli " in log.output
+    assert "Zed" not in log.output and "MRN-9" not in log.output
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

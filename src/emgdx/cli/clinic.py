@@ -109,3 +109,59 @@ def list_(database_url: DatabaseUrl = None) -> None:
         for t in clinic["tokens"]:  # type: ignore[attr-defined]
             state = "revoked" if t["revoked"] else "live"
             ui.out.print(f"    {t['prefix']}…  {state}  {t['label']}")
+
+
+@app.command("delete")
+def delete(
+    name: Annotated[str, typer.Argument(help="The clinic the data belongs to.")],
+    patient: Annotated[str | None, typer.Option(help="Erase this patient (id).")] = None,
+    visit: Annotated[str | None, typer.Option(help="Erase this visit (id).")] = None,
+    recording: Annotated[str | None, typer.Option(help="Erase this recording (id).")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Erase a patient, visit or recording with everything derived from it (an erasure
+    request); the audit log records who and when, without the data."""
+    import getpass
+
+    from emgdx.clinic.admin import clinic_id_by_name
+    from emgdx.clinic.erasure import NotFound, erase
+    from emgdx.errors import ConfigError
+
+    chosen = [(k, v) for k, v in (("patient", patient), ("visit", visit),
+                                   ("recording", recording)) if v]  # fmt: skip
+    with ui.failing():
+        if len(chosen) != 1:
+            raise ConfigError("give exactly one of --patient, --visit or --recording")
+        ((target, target_id),) = chosen
+        db = _database(database_url)
+        try:
+            with db.session() as session:
+                counts = erase(session, clinic_id_by_name(session, name), target,  # type: ignore[arg-type]
+                               target_id, actor=f"cli {getpass.getuser()}")  # fmt: skip
+        except NotFound:
+            raise ConfigError(f"clinic {name!r} has no {target} {target_id}") from None
+    gone = ", ".join(f"{n} {what}" for what, n in counts.items() if n)
+    ui.out.print(f"erased {target} {target_id}: {gone}")
+
+
+@app.command("audit")
+def audit(
+    name: Annotated[str, typer.Argument(help="The clinic.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """The clinic's audit log (erasures), newest first."""
+    from sqlalchemy import select
+
+    from emgdx.clinic.admin import clinic_id_by_name
+    from emgdx.clinic.models import AuditEvent
+
+    with ui.failing(), _database(database_url).session() as session:
+        clinic_id = clinic_id_by_name(session, name)
+        rows = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.clinic_id == clinic_id)
+            .order_by(AuditEvent.at.desc(), AuditEvent.id)
+        ).all()
+        for e in rows:
+            ui.out.print(f"{e.at:%Y-%m-%d %H:%M:%S}Z  {e.actor}  {e.action} {e.target_id}  "
+                         f"{e.details}")  # fmt: skip

@@ -24,10 +24,12 @@ from emgdx.errors import ConfigError
 __all__ = [
     "TOKEN_PREFIX",
     "authenticate",
+    "clinic_id_by_name",
     "create_clinic",
     "create_token",
     "hash_token",
     "list_clinics",
+    "live_token",
     "revoke_token",
 ]
 
@@ -43,6 +45,11 @@ def _clinic_by_name(session: Session, name: str) -> Clinic:
     if clinic is None:
         raise ConfigError(f"no clinic named {name!r} (create it with `emgdx clinic create`)")
     return clinic
+
+
+def clinic_id_by_name(session: Session, name: str) -> str:
+    """The id of the clinic called ``name`` (ConfigError if there is none)."""
+    return _clinic_by_name(session, name).id
 
 
 def create_clinic(db: Database, name: str) -> str:
@@ -108,6 +115,12 @@ def revoke_token(db: Database, prefix: str) -> int:
 
 def authenticate(session: Session, token: str) -> Clinic | None:
     """The clinic a live token belongs to, or None."""
+    row = live_token(session, token)
+    return None if row is None else row.clinic
+
+
+def live_token(session: Session, token: str) -> ApiToken | None:
+    """The stored row of a live (known, unrevoked) token, or None."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
     digest = hash_token(token)
@@ -119,4 +132,4 @@ def authenticate(session: Session, token: str) -> Clinic | None:
         or not hmac.compare_digest(row.token_sha256, digest)
     ):
         return None
-    return row.clinic
+    return row

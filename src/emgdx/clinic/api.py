@@ -18,10 +18,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from emgdx.clinic import schemas as s
-from emgdx.clinic.admin import authenticate
+from emgdx.clinic.admin import live_token
+from emgdx.clinic.erasure import ErasureTarget, NotFound, erase
 from emgdx.clinic.ingest import UploadedFile, parse_upload, safe_filename
 from emgdx.clinic.models import (
     Analysis,
+    AuditEvent,
     Figure,
     IdempotentRequest,
     Patient,
@@ -65,13 +67,15 @@ def clinic_of(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     with _state(request).db.session() as session:
-        clinic = authenticate(session, credentials.credentials)
-        if clinic is None:
+        token = live_token(session, credentials.credentials)
+        if token is None:
             raise HTTPException(
                 401, "invalid or revoked token", headers={"WWW-Authenticate": "Bearer"}
             )
-        request.state.clinic_id = clinic.id
-        return clinic.id
+        request.state.clinic_id = token.clinic_id
+        # who, for the audit log: the token's public prefix and label, never the secret
+        request.state.actor = f"token {token.prefix}" + (f" ({token.label})" if token.label else "")
+        return token.clinic_id
 
 
 ClinicId = Annotated[str, Depends(clinic_of)]
@@ -700,3 +704,45 @@ def timeline_png(request: Request, clinic_id: ClinicId, patient_id: str) -> Resp
         points, names = _timeline(session, clinic_id, patient_id)
     png = timeline_plot(points, trends(points, names), names)
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+# --------------------------------------------------------------------------- erasure
+
+
+def _erase(request: Request, clinic_id: str, target: ErasureTarget, target_id: str) -> s.Erased:
+    try:
+        with _state(request).db.session() as session:
+            counts = erase(session, clinic_id, target, target_id, actor=request.state.actor)
+    except NotFound:
+        raise _not_found(target) from None
+    return s.Erased(target=target, id=target_id, deleted=counts)
+
+
+@router.delete("/patients/{patient_id}", responses=ERRORS, tags=["patients"])
+def delete_patient(request: Request, clinic_id: ClinicId, patient_id: str) -> s.Erased:
+    """Erase a patient with all their visits, recordings and analyses (audit-logged)."""
+    return _erase(request, clinic_id, "patient", patient_id)
+
+
+@router.delete("/visits/{visit_id}", responses=ERRORS, tags=["visits"])
+def delete_visit(request: Request, clinic_id: ClinicId, visit_id: str) -> s.Erased:
+    """Erase a visit with its recordings and analyses (audit-logged)."""
+    return _erase(request, clinic_id, "visit", visit_id)
+
+
+@router.delete("/recordings/{recording_id}", responses=ERRORS, tags=["recordings"])
+def delete_recording(request: Request, clinic_id: ClinicId, recording_id: str) -> s.Erased:
+    """Erase a recording's files and every analysis that read it (audit-logged)."""
+    return _erase(request, clinic_id, "recording", recording_id)
+
+
+@router.get("/audit", responses=ERRORS, tags=["service"])
+def audit_log(request: Request, clinic_id: ClinicId) -> s.AuditList:
+    """The clinic's audit log (erasures), newest first; it holds ids and counts, no data."""
+    with _state(request).db.session() as session:
+        rows = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.clinic_id == clinic_id)
+            .order_by(AuditEvent.at.desc(), AuditEvent.id)
+        ).all()
+        return s.AuditList(events=[_out(s.AuditEventOut, e) for e in rows])

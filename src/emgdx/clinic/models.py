@@ -35,6 +35,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, rel
 __all__ = [
     "Analysis",
     "ApiToken",
+    "AuditEvent",
     "Base",
     "Clinic",
     "Figure",
@@ -285,3 +286,20 @@ class IdempotentRequest(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     response: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class AuditEvent(Base):
+    """Who did what to which record, and when: erasures (never any signal or patient data;
+    the target is named by its id only)."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    clinic_id: Mapped[str] = mapped_column(ForeignKey("clinic.id", ondelete="CASCADE"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # "token <prefix> (<label>)" for the API, "cli <user>" for the command line
+    actor: Mapped[str] = mapped_column(String(300))
+    action: Mapped[str] = mapped_column(String(50))
+    target_id: Mapped[str] = mapped_column(String(36))
+    # what went with it: counts of visits, recordings, analyses, ...
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)

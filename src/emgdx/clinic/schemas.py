@@ -313,3 +313,23 @@ class LiveSessionOut(BaseModel):
 
 class LiveSessionList(BaseModel):
     sessions: list[LiveSessionOut]
+
+
+class Erased(BaseModel):
+    target: str = Field(description="patient, visit or recording")
+    id: str
+    deleted: dict[str, int] = Field(
+        description="What went with it: patients, visits, recordings, analyses, stored answers."
+    )
+
+
+class AuditEventOut(BaseModel):
+    at: dt.datetime
+    actor: str = Field(description="The token (its prefix and label) or the command-line user.")
+    action: str
+    target_id: str
+    details: dict[str, int]
+
+
+class AuditList(BaseModel):
+    events: list[AuditEventOut]

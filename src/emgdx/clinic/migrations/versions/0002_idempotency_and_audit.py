@@ -1,4 +1,5 @@
-"""idempotent requests: a retried POST with the same Idempotency-Key is answered, not redone
+"""idempotent requests (a retried POST with the same Idempotency-Key is answered, not redone)
+and the audit log of erasures
 
 Revision ID: 0002
 Revises: 0001
@@ -39,9 +40,31 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_idempotent_request_clinic_id"), ["clinic_id"], unique=False
         )
+    op.create_table(
+        "audit_event",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("clinic_id", sa.String(length=36), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("actor", sa.String(length=300), nullable=False),
+        sa.Column("action", sa.String(length=50), nullable=False),
+        sa.Column("target_id", sa.String(length=36), nullable=False),
+        sa.Column("details", sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["clinic_id"],
+            ["clinic.id"],
+            name=op.f("fk_audit_event_clinic_id_clinic"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_event")),
+    )
+    with op.batch_alter_table("audit_event", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_audit_event_clinic_id"), ["clinic_id"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("audit_event", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_audit_event_clinic_id"))
+    op.drop_table("audit_event")
     with op.batch_alter_table("idempotent_request", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_idempotent_request_clinic_id"))
     op.drop_table("idempotent_request")
