@@ -287,6 +287,19 @@ def test_upload_size_limits(clinic: Clinic, app: Any, headers_on_disk: list[Path
     assert _count(app, Recording, visit_id=vid) == 0
 
 
+def test_header_limits(clinic: Clinic) -> None:
+    from emgdx.clinic.middleware import MAX_HEADER_BYTES, MAX_HEADERS
+
+    c = clinic
+    ok = c.client.get("/api/v1/patients", headers={**c.headers, "X-Pad": "a" * 1000})
+    assert ok.status_code == 200
+    fat = c.client.get("/api/v1/patients", headers={**c.headers, "X-Pad": "a" * MAX_HEADER_BYTES})
+    assert fat.status_code == 431 and "headers too large" in fat.json()["detail"]
+    many = {**c.headers, **{f"X-H{i}": "1" for i in range(MAX_HEADERS + 1)}}
+    r = c.client.get("/api/v1/patients", headers=many)
+    assert r.status_code == 431 and r.headers["x-request-id"] == r.json()["request_id"]
+
+
 @pytest.mark.parametrize(
     ("files", "message"),
     [

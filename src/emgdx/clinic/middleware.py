@@ -47,22 +47,37 @@ async def _send_error(send: Any, status: int, detail: str, request_id: str) -> N
     await send({"type": "http.response.body", "body": payload})
 
 
+#: Most header bytes (names + values) and headers a request may carry: a token, cookies and
+#: the usual browser headers take 1-3 KiB; more is an error or an attack (431).
+MAX_HEADER_BYTES = 16 * 1024
+MAX_HEADERS = 100
+
+
 class RequestGuard:
     """Outermost layer of the app.
 
     * gives every request an id (``X-Request-ID`` header, ``scope["state"]["request_id"]``)
       and every response the :data:`SECURITY_HEADERS`;
     * refuses bodies over ``max_body_bytes`` with 413, before reading them when the client
-      declares the length, else as soon as the limit is passed;
+      declares the length, else as soon as the limit is passed, and more than
+      ``max_headers`` headers or ``max_header_bytes`` of them with 431;
     * logs one line per request: method, route *template* (``/api/v1/patients/{patient_id}``,
       never the ids or query), status, time, request id and clinic id: no patient data;
     * turns any unhandled exception into a 500 that says nothing about the server's insides
       (the traceback goes to the log, keyed by the request id).
     """
 
-    def __init__(self, app: Any, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: Any,
+        max_body_bytes: int,
+        max_header_bytes: int = MAX_HEADER_BYTES,
+        max_headers: int = MAX_HEADERS,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
+        self.max_headers = max_headers
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -74,7 +89,17 @@ class RequestGuard:
         status = {"code": 0, "started": False}
         too_large = {"hit": False}
 
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = scope.get("headers") or []
+        header_bytes = sum(len(k) + len(v) for k, v in headers)
+        if len(headers) > self.max_headers or header_bytes > self.max_header_bytes:
+            problem = (
+                f"request headers too large: {len(headers)} headers, {header_bytes} bytes "
+                f"(at most {self.max_headers} and {self.max_header_bytes} bytes)"
+            )
+            await _send_error(send, 431, problem, request_id)
+            self._log(scope, 431, started, request_id)
+            return
+        declared = dict(headers).get(b"content-length")
         if declared is not None:
             try:
                 length = int(declared)
