@@ -839,3 +839,35 @@ def test_npz_decompression_bomb_is_refused_before_inflating(tmp_path: Path) -> N
     rng = np.random.default_rng(0)
     np.savez_compressed(fine, signal=rng.normal(0, 50, 5 * 2**20).astype(np.float32), fs_hz=2e4)
     assert read(fine)[0].signal.size == 5 * 2**20
+
+
+def test_fuzz_findings_fail_fast_and_cheap(tmp_path: Path) -> None:
+    """Two inputs benchmarks/fuzz_readers.py found: a WFDB header whose ADC resolution is a
+    40-digit number (2 ** bits took hours), and a 4 KB WAV declaring 160 MB of samples
+    (allocated before reading)."""
+    import time
+    import tracemalloc
+
+    wfdb.wrsamp("rec", fs=2000, units=["uV"], sig_name=["emg"],
+                p_signal=np.zeros((2000, 1)), fmt=["16"], write_dir=str(tmp_path))  # fmt: skip
+    hea = tmp_path / "rec.hea"
+    fields = hea.read_text().splitlines()
+    parts = fields[1].split()
+    parts[3] = "9" * 40  # the ADC resolution field
+    hea.write_text("\n".join([fields[0], " ".join(parts), *fields[2:]]) + "\n")
+    t0 = time.perf_counter()
+    with pytest.raises(HeaderMismatchError, match="ADC resolution"):
+        read(hea)
+    assert time.perf_counter() - t0 < 5
+
+    wav = tmp_path / "liar.wav"
+    wavfile.write(wav, 2000, np.zeros(2000, dtype=np.int16))
+    data = bytearray(wav.read_bytes())
+    at = data.index(b"data") + 4
+    data[at : at + 4] = (160 * 2**20).to_bytes(4, "little")
+    wav.write_bytes(bytes(data))
+    tracemalloc.start()
+    with pytest.raises(TruncatedDataError, match="declares"):
+        read(wav)
+    assert tracemalloc.get_traced_memory()[1] < 10 * 2**20
+    tracemalloc.stop()

@@ -24,6 +24,30 @@ from emgdx.io._common import ChannelData, FileData, check_fs, integer_range, uv_
 __all__ = ["read_wav"]
 
 
+def _check_data_chunk(path: Path) -> None:
+    """Refuse a data chunk that declares more bytes than the file holds, before scipy
+    allocates what it declares (a 4 KB file declaring 160 MB cost 160 MB)."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return  # not a plain RIFF WAVE (e.g. RF64): scipy's own checks apply
+        order = "<" if head[:4] == b"RIFF" else ">"
+        offset = 12
+        while offset + 8 <= size:
+            fh.seek(offset)
+            chunk_id, chunk_size = struct.unpack(f"{order}4sI", fh.read(8))
+            if chunk_id == b"data":
+                if offset + 8 + chunk_size > size:
+                    raise TruncatedDataError(
+                        path,
+                        f"WAV data is cut short: the header declares {chunk_size} bytes of "
+                        f"samples, the file holds {max(size - offset - 8, 0)}",
+                    )
+                return
+            offset += 8 + chunk_size + (chunk_size & 1)  # chunks are word-aligned
+
+
 def read_wav(path: Path, *, uv_per_unit: float | None) -> FileData:
     """Read a PCM or float WAV file.
 
@@ -38,6 +62,7 @@ def read_wav(path: Path, *, uv_per_unit: float | None) -> FileData:
     -------
     FileData
     """
+    _check_data_chunk(path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

@@ -295,6 +295,11 @@ def read_wfdb(path: Path, *, fs_hz: float | None, uv_per_unit: float | None) -> 
         sig *= np.float32(scale)
         adc_res = header.adc_res[i]
         bits = int(adc_res) if adc_res else _FORMATS[formats[i]][0]
+        if not 1 <= bits <= 64:
+            # checked before 2 ** bits: a garbled 40-digit resolution would take hours
+            raise HeaderMismatchError(
+                path, f"signal {i}: ADC resolution of {str(adc_res)[:20]} bits is not 1-64"
+            )
         zero = int(header.adc_zero[i] or 0) if adc_res else 0
         lo_d, hi_d = zero - 2 ** (bits - 1), zero + 2 ** (bits - 1) - 1
         lo_uv, hi_uv = sorted(((lo_d - baseline) * scale, (hi_d - baseline) * scale))
