@@ -871,3 +871,20 @@ def test_fuzz_findings_fail_fast_and_cheap(tmp_path: Path) -> None:
         read(wav)
     assert tracemalloc.get_traced_memory()[1] < 10 * 2**20
     tracemalloc.stop()
+
+    # and lengths of headers: a .npy header, a WAV format chunk, each "960 MB long"
+    npy = tmp_path / "liar.npy"
+    np.save(npy, np.zeros(2000, dtype=np.float32))
+    raw = bytearray(npy.read_bytes())
+    raw[6:8] = b"99"  # the version bytes: numpy then reads a 4-byte header length
+    npy.write_bytes(bytes(raw))
+    fmt_chunk = bytearray(wav.read_bytes())
+    at = fmt_chunk.index(b"fmt ") + 4
+    fmt_chunk[at : at + 4] = (956 * 2**20).to_bytes(4, "little")
+    wav.write_bytes(bytes(fmt_chunk))
+    for path in (npy, wav):
+        tracemalloc.start()
+        with pytest.raises((HeaderMismatchError, TruncatedDataError)):
+            read(path, fs_hz=2000.0)
+        assert tracemalloc.get_traced_memory()[1] < 10 * 2**20, path.name
+        tracemalloc.stop()

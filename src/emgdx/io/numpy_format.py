@@ -50,6 +50,16 @@ def _check_npy_header(path: Path) -> None:
     with path.open("rb") as fh:
         try:
             version = np.lib.format.read_magic(fh)
+            # the header's declared length, checked before numpy reads (and allocates) it
+            width = 2 if version == (1, 0) else 4
+            declared = int.from_bytes(fh.read(width), "little")
+            fh.seek(-width, 1)
+            if version not in ((1, 0), (2, 0), (3, 0)) or declared > path.stat().st_size:
+                raise HeaderMismatchError(
+                    path,
+                    f".npy version {version} with a {declared}-byte header: not a valid "
+                    "or complete .npy file",
+                )
             if version == (1, 0):
                 shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
             else:

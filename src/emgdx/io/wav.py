@@ -25,8 +25,9 @@ __all__ = ["read_wav"]
 
 
 def _check_data_chunk(path: Path) -> None:
-    """Refuse a data chunk that declares more bytes than the file holds, before scipy
-    allocates what it declares (a 4 KB file declaring 160 MB cost 160 MB)."""
+    """Refuse a chunk that declares more bytes than the file holds, before scipy allocates
+    what it declares (a 4 KB file declaring 160 MB of samples, or a 956 MB format chunk,
+    cost that much memory)."""
     size = path.stat().st_size
     with path.open("rb") as fh:
         head = fh.read(12)
@@ -37,13 +38,14 @@ def _check_data_chunk(path: Path) -> None:
         while offset + 8 <= size:
             fh.seek(offset)
             chunk_id, chunk_size = struct.unpack(f"{order}4sI", fh.read(8))
+            if offset + 8 + chunk_size > size:
+                what = "samples" if chunk_id == b"data" else f"its {chunk_id!r} chunk"
+                raise TruncatedDataError(
+                    path,
+                    f"WAV data is cut short: the header declares {chunk_size} bytes of {what}, "
+                    f"the file holds {max(size - offset - 8, 0)}",
+                )
             if chunk_id == b"data":
-                if offset + 8 + chunk_size > size:
-                    raise TruncatedDataError(
-                        path,
-                        f"WAV data is cut short: the header declares {chunk_size} bytes of "
-                        f"samples, the file holds {max(size - offset - 8, 0)}",
-                    )
                 return
             offset += 8 + chunk_size + (chunk_size & 1)  # chunks are word-aligned
 
