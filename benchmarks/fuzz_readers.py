@@ -165,6 +165,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout-s", type=float, default=10.0)
     parser.add_argument("--mem-cap-mb", type=int, default=2048)
+    parser.add_argument("--out", type=Path, default=OUT, help="where the JSON goes")
     args = parser.parse_args()
     rows = []
     for fmt in args.formats:
@@ -179,8 +180,8 @@ def main() -> int:
         "mem_cap_mb": args.mem_cap_mb,
         "formats": rows,
     }
-    atomic_write(OUT, json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {OUT}")
+    atomic_write(args.out, json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {args.out}")
     return 0
 
 
