@@ -26,7 +26,7 @@ import shlex
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -187,6 +187,25 @@ def _cell(entry: dict[str, Any], key: str) -> str:
     return f"{value:.2f}" + (f" [{ci[0]:.2f}–{ci[1]:.2f}]" if ci and None not in ci else "")
 
 
+def _table_rows(row: dict[str, Any], subsets: Sequence[tuple[str, str]]) -> list[str]:
+    """One table line per evaluated subset of a stored row: (subset key, how it is shown)."""
+    lines = []
+    for subset, shown in subsets:
+        rec = row["summary"].get(f"{subset}/record")
+        sub = row["summary"].get(f"{subset}/subject")
+        if rec is None or sub is None:
+            continue
+        recall = " / ".join(
+            f"{sub['recall'][c]:.2f}" for c in ("healthy", "neurogenic", "myopathy")
+        )
+        lines.append(
+            f"| `{row['row']}` | {row['description']} | {shown} | "
+            f"{_cell(rec, 'balanced_accuracy')} | {_cell(rec, 'roc_auc')} | "
+            f"{_cell(sub, 'balanced_accuracy')} | {recall} |"
+        )
+    return lines
+
+
 def write_doc() -> None:
     rows = [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))]
     order = {name: i for i, name in enumerate(ROWS)}
@@ -203,20 +222,8 @@ def write_doc() -> None:
         "| row | what | test site | record BA | record AUC | subject BA | recall H / N / M |",
         "|---|---|---|---|---|---|---|",
     ]
-    for row in rows:
-        for site, arrow in (("algiers", "N2001 → Algiers"), ("n2001", "Algiers → N2001")):
-            rec = row["summary"].get(f"site={site}/record")
-            sub = row["summary"].get(f"site={site}/subject")
-            if rec is None or sub is None:
-                continue
-            recall = " / ".join(
-                f"{sub['recall'][c]:.2f}" for c in ("healthy", "neurogenic", "myopathy")
-            )
-            lines.append(
-                f"| `{row['row']}` | {row['description']} | {arrow} | "
-                f"{_cell(rec, 'balanced_accuracy')} | {_cell(rec, 'roc_auc')} | "
-                f"{_cell(sub, 'balanced_accuracy')} | {recall} |"
-            )
+    subsets = (("site=algiers", "N2001 → Algiers"), ("site=n2001", "Algiers → N2001"))
+    lines += [line for row in rows for line in _table_rows(row, subsets)]
     lines += ["", "Machines and times per row:", ""]
     lines += [f"- `{r['row']}`: {r['seconds']} s, {r['machine']}" for r in rows]
     pooled = [json.loads(p.read_text()) for p in sorted(OUT_POOLED.glob("*.json"))]
@@ -250,20 +257,8 @@ def _pooled_section(rows: list[dict[str, Any]]) -> list[str]:
         "| row | what | tested | record BA | record AUC | subject BA | recall H / N / M |",
         "|---|---|---|---|---|---|---|",
     ]
-    for row in rows:
-        for subset in ("site=n2001", "site=algiers", "without_hum"):
-            rec = row["summary"].get(f"{subset}/record")
-            sub = row["summary"].get(f"{subset}/subject")
-            if rec is None or sub is None:
-                continue
-            recall = " / ".join(
-                f"{sub['recall'][c]:.2f}" for c in ("healthy", "neurogenic", "myopathy")
-            )
-            lines.append(
-                f"| `{row['row']}` | {row['description']} | {subset} | "
-                f"{_cell(rec, 'balanced_accuracy')} | {_cell(rec, 'roc_auc')} | "
-                f"{_cell(sub, 'balanced_accuracy')} | {recall} |"
-            )
+    subsets = [(s, s) for s in ("site=n2001", "site=algiers", "without_hum")]
+    lines += [line for row in rows for line in _table_rows(row, subsets)]
     lines += ["", "Commands, machines and times:", ""]
     lines += [f"- `{r['command']}`: {r['seconds']} s, {r['machine']}" for r in rows]
     return lines
