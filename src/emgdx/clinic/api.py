@@ -7,6 +7,8 @@ and a resource of another clinic answers 404 exactly like one that does not exis
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Depends, File, Form, Header, HTTPException, Request, UploadFile
@@ -132,6 +134,23 @@ def _remember(
                 response=answer.model_dump(mode="json"),
             )
         )
+
+
+def _answers_concurrent_retries(route: Callable[..., Any]) -> Callable[..., Any]:
+    """A keyed route whose commit is refused on a unique constraint answers with the stored
+    answer of the concurrent retry that committed first (FastAPI passes arguments by name)."""
+
+    @functools.wraps(route)
+    def guarded(**kwargs: Any) -> Any:
+        try:
+            return route(**kwargs)
+        except IntegrityError:
+            replay = _replayed_after_conflict(kwargs["request"], kwargs["clinic_id"], kwargs["key"])
+            if replay is not None:
+                return replay
+            raise
+
+    return guarded
 
 
 def _replayed_after_conflict(
@@ -353,6 +372,7 @@ def get_patient(request: Request, clinic_id: ClinicId, patient_id: str) -> s.Pat
     responses={**ERRORS, 422: {"model": s.Error}},
     tags=["visits"],
 )
+@_answers_concurrent_retries
 def create_visit(
     request: Request,
     clinic_id: ClinicId,
@@ -361,21 +381,16 @@ def create_visit(
     key: IdempotencyKey = None,
 ) -> Any:
     """Open a visit (an examination day) for the patient."""
-    try:
-        with _state(request).db.session() as session:
-            if (replay := _replayed(session, clinic_id, key, request)) is not None:
-                return replay
-            p = _patient(session, clinic_id, patient_id)
-            visit = Visit(patient_id=p.id, visit_date=body.date, notes=body.notes)
-            session.add(visit)
-            session.flush()
-            out = _visit_out(session, visit)
-            _remember(session, clinic_id, key, request, out)
-            return out
-    except IntegrityError:
-        if (replay := _replayed_after_conflict(request, clinic_id, key)) is not None:
+    with _state(request).db.session() as session:
+        if (replay := _replayed(session, clinic_id, key, request)) is not None:
             return replay
-        raise
+        p = _patient(session, clinic_id, patient_id)
+        visit = Visit(patient_id=p.id, visit_date=body.date, notes=body.notes)
+        session.add(visit)
+        session.flush()
+        out = _visit_out(session, visit)
+        _remember(session, clinic_id, key, request, out)
+        return out
 
 
 @router.get("/patients/{patient_id}/visits", responses=ERRORS, tags=["visits"])
@@ -406,6 +421,7 @@ def get_visit(request: Request, clinic_id: ClinicId, visit_id: str) -> s.VisitDe
     responses={**ERRORS, 413: {"model": s.Error}, 422: {"model": s.Error}},
     tags=["recordings"],
 )
+@_answers_concurrent_retries
 def upload_recordings(
     request: Request,
     clinic_id: ClinicId,
@@ -456,43 +472,37 @@ def upload_recordings(
         # With a model loaded, a record it cannot judge is refused now, not at analysis.
         check=runner.pipeline.check_recording if runner else None,
     )
-    try:
-        with _state(request).db.session() as session:
-            visit = _visit(session, clinic_id, visit_id)
-            rows = []
-            for rec in parsed:
-                row = Recording(
-                    visit_id=visit.id,
-                    name=rec.name,
-                    format=rec.format,
-                    channels=rec.channels,
-                    fs_hz=rec.fs_hz,
-                    duration_s=rec.duration_s,
-                    muscle=muscle or None,
-                    qc_flags=rec.qc_flags,
-                    read_options=rec.read_options,
-                    created_at=dt.datetime.now(dt.UTC),
+    with _state(request).db.session() as session:
+        visit = _visit(session, clinic_id, visit_id)
+        rows = []
+        for rec in parsed:
+            row = Recording(
+                visit_id=visit.id,
+                name=rec.name,
+                format=rec.format,
+                channels=rec.channels,
+                fs_hz=rec.fs_hz,
+                duration_s=rec.duration_s,
+                muscle=muscle or None,
+                qc_flags=rec.qc_flags,
+                read_options=rec.read_options,
+                created_at=dt.datetime.now(dt.UTC),
+            )
+            row.files = [
+                RecordingFile(
+                    filename=f.filename,
+                    size_bytes=len(f.content),
+                    sha256=f.sha256,
+                    content=f.content,
                 )
-                row.files = [
-                    RecordingFile(
-                        filename=f.filename,
-                        size_bytes=len(f.content),
-                        sha256=f.sha256,
-                        content=f.content,
-                    )
-                    for f in rec.files
-                ]
-                session.add(row)
-                rows.append(row)
-            session.flush()
-            out = s.RecordingList(recordings=[_recording_out(r) for r in rows])
-            _remember(session, clinic_id, key, request, out)
-            return out
-    except IntegrityError:
-        # a concurrent retry with the same key committed first: its answer
-        if (replay := _replayed_after_conflict(request, clinic_id, key)) is not None:
-            return replay
-        raise
+                for f in rec.files
+            ]
+            session.add(row)
+            rows.append(row)
+        session.flush()
+        out = s.RecordingList(recordings=[_recording_out(r) for r in rows])
+        _remember(session, clinic_id, key, request, out)
+        return out
 
 
 @router.get("/visits/{visit_id}/recordings", responses=ERRORS, tags=["recordings"])
@@ -510,6 +520,7 @@ def list_recordings(request: Request, clinic_id: ClinicId, visit_id: str) -> s.R
     responses={**ERRORS, 409: {"model": s.Error}, 422: {"model": s.Error}, 503: {"model": s.Error}},
     tags=["analyses"],
 )
+@_answers_concurrent_retries
 def analyse_visit(
     request: Request,
     clinic_id: ClinicId,
@@ -538,24 +549,18 @@ def analyse_visit(
         recording_ids = {r.id for r in visit.recordings}
     report = runner.analyse(recordings, patient=patient, visit=visit_info, explain=explain)
     analysis = runner.to_rows(visit_id, report, origin)
-    try:
-        with state.db.session() as session:
-            visit = _visit(session, clinic_id, visit_id)  # still there (and still this clinic's)?
-            if not recording_ids <= {r.id for r in visit.recordings}:
-                raise HTTPException(
-                    409, "the visit's recordings changed during the analysis; run it again"
-                )
-            analysis.created_at = dt.datetime.now(dt.UTC)
-            session.add(analysis)
-            session.flush()
-            out = _analysis_out(analysis)
-            _remember(session, clinic_id, key, request, out)
-            return out
-    except IntegrityError:
-        # a concurrent retry with the same key committed first: its answer
-        if (replay := _replayed_after_conflict(request, clinic_id, key)) is not None:
-            return replay
-        raise
+    with state.db.session() as session:
+        visit = _visit(session, clinic_id, visit_id)  # still there (and still this clinic's)?
+        if not recording_ids <= {r.id for r in visit.recordings}:
+            raise HTTPException(
+                409, "the visit's recordings changed during the analysis; run it again"
+            )
+        analysis.created_at = dt.datetime.now(dt.UTC)
+        session.add(analysis)
+        session.flush()
+        out = _analysis_out(analysis)
+        _remember(session, clinic_id, key, request, out)
+        return out
 
 
 @router.get("/visits/{visit_id}/analysis", responses=ERRORS, tags=["analyses"])
