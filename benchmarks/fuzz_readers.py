@@ -4,7 +4,10 @@
     python benchmarks/fuzz_readers.py --n 2000 --formats csv wav
 
 Each input is one seed file of a format (tests/fuzz_support.py: WFDB, EMGLAB, EDF, CSV, NPY,
-NPZ, WAV) with 1-4 random byte edits (flips, nasty bytes, cuts, insertions, long digit runs),
+NPZ, WAV) with 1-4 random edits, half of them byte edits (flips, nasty bytes, cuts,
+insertions, long digit runs), half structured (a hostile value in a header field, an EDF
+field, a WAV chunk value, the .npy header dict, an NPZ member before compression, a CSV
+export's encoding, separator or shape),
 read by ``emgdx.io.read`` in a worker process whose address space is capped
 (``--mem-cap-mb``). The parent gives each input ``--timeout-s``: a worker that takes longer
 is killed (a *timeout*), one that dies is a *crash*, and both are replaced. Per input it
@@ -38,6 +41,7 @@ from _common import DOCS, machine_line
 from fuzz_support import FORMATS, KINDS, entry_name, mutate
 
 OUT = DOCS / "results" / "fuzz_readers.json"
+KIND_WEIGHTS = [0.5 / (len(KINDS) - 1) if k != "field" else 0.5 for k in KINDS]
 
 
 def _worker(conn: Any, fmt: str, folder: str, mem_cap_mb: int) -> None:
@@ -57,8 +61,13 @@ def _worker(conn: Any, fmt: str, folder: str, mem_cap_mb: int) -> None:
         if job is None:
             return
         which, edits = job
-        for name, content in originals.items():
-            (root / name).write_bytes(mutate(content, edits) if name == which else content)
+        try:
+            for name, content in originals.items():
+                edited = mutate(name, content, edits) if name == which else content
+                (root / name).write_bytes(edited)
+        except Exception as exc:  # a bug of the mutators, reported apart from the readers'
+            conn.send(("mutator_error", repr(exc)[:300], 0.0, 0, 0))
+            continue
         tracemalloc.reset_peak()
         t0 = time.perf_counter()
         decoded = 0
@@ -107,9 +116,10 @@ def fuzz_format(fmt: str, n: int, seed: int, timeout_s: float, mem_cap_mb: int) 
         for _ in range(n):
             which = names[int(rng.integers(len(names)))]
             size = len(seeds[which])
+            # half the edits structured (a hostile value in a field), half byte edits
             edits = [
-                (KINDS[int(rng.integers(len(KINDS)))], int(rng.integers(max(size, 1))),
-                 int(rng.integers(256)))
+                (KINDS[int(rng.choice(len(KINDS), p=KIND_WEIGHTS))],
+                 int(rng.integers(max(size, 1))), int(rng.integers(256)))
                 for _ in range(int(rng.integers(1, 5)))
             ]  # fmt: skip
             conn.send((which, edits))

@@ -19,7 +19,8 @@ from fuzz_support import FORMATS, KINDS, SIGNAL, N, entry_name, mutate
 
 @st.composite
 def mutations(draw: st.DrawFn, size: int) -> list[tuple[str, int, int]]:
-    """A few edits of one file: flip a byte, overwrite with a "nasty" byte, cut, or insert."""
+    """A few edits of one file: byte edits (flip, nasty byte, cut, insert, digits) or a hostile
+    value in one of the format's fields."""
     return draw(st.lists(st.tuples(st.sampled_from(KINDS), st.integers(0, max(size - 1, 0)),
                                    st.integers(0, 255)), min_size=1, max_size=4))  # fmt: skip
 
@@ -43,7 +44,7 @@ def test_mutated_files_read_or_fail_with_an_emgdx_error(
     @given(which=st.sampled_from(names), data=st.data())
     def fuzz(which: str, data: st.DataObject) -> None:
         original = originals[which]
-        mutated = mutate(original, data.draw(mutations(len(original))))
+        mutated = mutate(which, original, data.draw(mutations(len(original))))
         for name, content in originals.items():
             (folder / name).write_bytes(mutated if name == which else content)
         try:

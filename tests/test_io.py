@@ -888,3 +888,42 @@ def test_fuzz_findings_fail_fast_and_cheap(tmp_path: Path) -> None:
             read(path, fs_hz=2000.0)
         assert tracemalloc.get_traced_memory()[1] < 10 * 2**20, path.name
         tracemalloc.stop()
+
+
+def test_structured_fuzz_findings(tmp_path: Path) -> None:
+    """What the structured mutators of benchmarks/fuzz_readers.py found: an .npz member whose
+    header declares 10^12 strings (numpy allocated what it declared before reading), a CSV
+    exported as UTF-16 ("unknown format"), and a quote left open on one line (every later
+    line became one cell)."""
+    import io
+    import tracemalloc
+    import zipfile
+
+    header = "{'descr': '<U10', 'fortran_order': False, 'shape': (1000000000000,), }"
+    header += " " * (-(10 + len(header) + 1) % 64) + "\n"
+    member = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode()
+    npz = tmp_path / "liar.npz"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("signal.npy", member + bytes(4000))
+        zf.writestr("fs_hz.npy", member)
+    npz.write_bytes(buf.getvalue())
+    tracemalloc.start()
+    with pytest.raises(TruncatedDataError, match=r"member '(fs_hz|signal)\.npy'"):
+        read(npz)
+    assert tracemalloc.get_traced_memory()[1] < 10 * 2**20
+    tracemalloc.stop()
+
+    rows = "".join(f"{i / 1000:.3f},{np.sin(i / 5):.4f}\n" for i in range(1000))
+    utf16 = tmp_path / "export.csv"
+    utf16.write_bytes(("time_s,emg_uV\n" + rows).encode("utf-16"))
+    (rec,) = read(utf16)
+    assert rec.fs_hz == pytest.approx(1000.0) and rec.signal.size == 1000
+
+    lines = ("time_s,emg_uV\n" + rows).splitlines()
+    lines[10] = '"' + lines[10].replace(",", '","')  # the closing quote lost
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text("\n".join(lines) + "\n")
+    (rec,) = read(quoted)
+    assert rec.signal.size == 1000
+    assert rec.signal[9] == pytest.approx(np.sin(9 / 5), abs=1e-4)  # the quoted row

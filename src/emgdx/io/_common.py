@@ -171,7 +171,10 @@ def check_signal(path: Path, signal: np.ndarray, fs_hz: float, channel: str | No
 
 
 def decode_text(raw: bytes) -> str:
-    """A text file's content: UTF-8 (without a BOM), else Latin-1, which takes any bytes."""
+    """A text file's content: UTF-16 when it starts with its byte-order mark, else UTF-8
+    (without a BOM), else Latin-1, which takes any bytes."""
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return raw.decode("utf-16", "replace")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -14,9 +14,11 @@
 
 from __future__ import annotations
 
+import io
 import zipfile
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -45,40 +47,49 @@ _FS_KEYS = ("fs_hz", "fs")
 _RESERVED_KEYS = (*_SIGNAL_KEYS, *_FS_KEYS, "channels", "units")
 
 
-def _check_npy_header(path: Path) -> None:
-    """Refuse object arrays and files shorter than their header's shape says."""
-    with path.open("rb") as fh:
-        try:
-            version = np.lib.format.read_magic(fh)
-            # the header's declared length, checked before numpy reads (and allocates) it
-            width = 2 if version == (1, 0) else 4
-            declared = int.from_bytes(fh.read(width), "little")
-            fh.seek(-width, 1)
-            if version not in ((1, 0), (2, 0), (3, 0)) or declared > path.stat().st_size:
-                raise HeaderMismatchError(
-                    path,
-                    f".npy version {version} with a {declared}-byte header: not a valid "
-                    "or complete .npy file",
-                )
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
-            else:
-                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
-        except ValueError as exc:
-            raise HeaderMismatchError(path, f"malformed .npy header: {exc}") from exc
-        data_start = fh.tell()
+def _check_array_header(path: Path, fh: BinaryIO, size: int, what: str) -> None:
+    """Refuse an array (a ``.npy`` file, or one member of an ``.npz``) that is not a valid
+    ``.npy`` stream, holds objects, or declares more values than its ``size`` bytes can hold:
+    checked before numpy reads it, because numpy allocates what the header declares."""
+    try:
+        version = np.lib.format.read_magic(fh)
+        # the header's declared length, checked before numpy reads (and allocates) it
+        width = 2 if version == (1, 0) else 4
+        declared = int.from_bytes(fh.read(width), "little")
+        if version not in ((1, 0), (2, 0), (3, 0)) or declared > size:
+            raise HeaderMismatchError(
+                path,
+                f"{what}: .npy version {version} with a {declared}-byte header: not a valid "
+                "or complete .npy array",
+            )
+        header = fh.read(declared)
+        stream = io.BytesIO(np.lib.format.MAGIC_PREFIX + bytes(version)
+                            + declared.to_bytes(width, "little") + header)  # fmt: skip
+        np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+    except ValueError as exc:
+        raise HeaderMismatchError(path, f"{what}: malformed .npy header: {exc}") from exc
     if dtype.hasobject:
         raise ChannelMismatchError(
             path,
-            "holds an object array (ragged channels of different lengths, or non-numeric "
-            "data); save a numeric 2-D array with channels of equal length",
+            f"{what} holds an object array (ragged channels of different lengths, or "
+            "non-numeric data); save a numeric 2-D array with channels of equal length",
         )
-    n_expected = int(np.prod(shape))
-    n_held = (path.stat().st_size - data_start) // max(dtype.itemsize, 1)
+    n_expected = int(np.prod(shape, dtype=object))  # exact: a hostile shape overflows int64
+    data_start = len(np.lib.format.MAGIC_PREFIX) + 2 + width + declared
+    n_held = max(size - data_start, 0) // max(dtype.itemsize, 1)
     if n_held < n_expected:
         raise TruncatedDataError(
-            path, f"header says {n_expected} values of shape {shape}, the file holds {n_held}"
+            path, f"{what}: header says {n_expected} values of shape {shape}, it holds {n_held}"
         )
+
+
+def _check_npy_header(path: Path) -> None:
+    with path.open("rb") as fh:
+        _check_array_header(path, fh, path.stat().st_size, "the array")
 
 
 def _numeric(path: Path, arr: np.ndarray, what: str) -> np.ndarray:
@@ -192,20 +203,26 @@ MAX_INFLATE_RATIO = 100
 SMALL_INFLATED_BYTES = 16 * 2**20
 
 
-def _check_inflated_size(path: Path) -> None:
+def _check_archive(path: Path) -> None:
     """Refuse an archive whose members' declared sizes are implausible, before inflating them
-    (zipfile stops at the declared size, so the declaration bounds the memory)."""
+    (zipfile stops at the declared size, so the declaration bounds the memory), and members
+    whose ``.npy`` headers declare more than they hold (numpy would allocate it)."""
     with zipfile.ZipFile(path) as archive:
-        inflated = sum(info.file_size for info in archive.infolist())
-    on_disk = max(path.stat().st_size, 1)
-    too_big = inflated > MAX_INFLATED_BYTES
-    if too_big or (inflated > SMALL_INFLATED_BYTES and inflated > MAX_INFLATE_RATIO * on_disk):
-        raise HeaderMismatchError(
-            path,
-            f"its members inflate to {inflated / 2**20:.0f} MiB from {on_disk / 2**20:.2f} MiB "
-            f"on disk; refused (at most {MAX_INFLATED_BYTES // 2**30} GiB, and at most "
-            f"{MAX_INFLATE_RATIO}x the file's size past {SMALL_INFLATED_BYTES // 2**20} MiB)",
-        )
+        members = archive.infolist()
+        inflated = sum(info.file_size for info in members)
+        on_disk = max(path.stat().st_size, 1)
+        too_big = inflated > MAX_INFLATED_BYTES
+        if too_big or (inflated > SMALL_INFLATED_BYTES and inflated > MAX_INFLATE_RATIO * on_disk):
+            raise HeaderMismatchError(
+                path,
+                f"its members inflate to {inflated / 2**20:.0f} MiB from "
+                f"{on_disk / 2**20:.2f} MiB on disk; refused (at most "
+                f"{MAX_INFLATED_BYTES // 2**30} GiB, and at most {MAX_INFLATE_RATIO}x the "
+                f"file's size past {SMALL_INFLATED_BYTES // 2**20} MiB)",
+            )
+        for info in members:
+            with archive.open(info) as fh:
+                _check_array_header(path, fh, info.file_size, f"member {info.filename!r}")
 
 
 def read_npz(path: Path, *, fs_hz: float | None, uv_per_unit: float | None) -> FileData:
@@ -225,7 +242,7 @@ def read_npz(path: Path, *, fs_hz: float | None, uv_per_unit: float | None) -> F
     FileData
     """
     try:
-        _check_inflated_size(path)
+        _check_archive(path)
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except zipfile.BadZipFile as exc:
@@ -238,8 +255,10 @@ def read_npz(path: Path, *, fs_hz: float | None, uv_per_unit: float | None) -> F
                 "data); store numeric arrays only",
             ) from exc
         raise HeaderMismatchError(path, f"cannot load the archive: {exc}") from exc
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise TruncatedDataError(path, f"cannot read the archive (truncated?): {exc}") from exc
+    except NotImplementedError as exc:  # zipfile: a compression method it does not know
+        raise HeaderMismatchError(path, f"cannot read the archive: {exc}") from exc
 
     stored_fs: float | None = None
     fs_key = next((k for k in _FS_KEYS if k in arrays), None)

@@ -24,9 +24,12 @@ Format = Literal["wfdb", "edf", "bdf", "wav", "npy", "npz", "csv"]
 
 _TABLE_EXTENSIONS = (".csv", ".tsv", ".txt", ".tab")
 _SIGNAL_EXTENSIONS = (".dat", ".bin", "")
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 def _text(head: bytes) -> str | None:
+    if head[:2] in _UTF16_BOMS:  # spreadsheets' "Unicode text" export
+        return _printable(head[: len(head) // 2 * 2].decode("utf-16", "replace"))
     if b"\x00" in head:
         return None
     try:
@@ -37,6 +40,10 @@ def _text(head: bytes) -> str | None:
             return head[:-4].decode("utf-8-sig")
         except UnicodeDecodeError:
             text = head.decode("latin-1")
+    return _printable(text)
+
+
+def _printable(text: str) -> str | None:
     printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
     return text if printable >= 0.95 * max(len(text), 1) else None
 

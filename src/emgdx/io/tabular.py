@@ -3,6 +3,8 @@
 * Delimiter: tab, semicolon, comma or pipe, whichever splits every sampled line into the same
   number (> 1) of fields; otherwise runs of whitespace (which also covers one-column files).
   With ``;`` as delimiter, decimal commas (``1,5``) are read as decimal points.
+* Encoding: UTF-8 (with or without a BOM), UTF-16 with a BOM, else Latin-1. Cells may be
+  quoted; a quote is never taken to span lines.
 * Header row: present when any cell of the first row is not a number. Lines starting with
   ``#`` are comments.
 * Time column (header only): a column named ``time``, ``t``, ``time_s``, ``seconds``,
@@ -126,10 +128,11 @@ def read_table(path: Path, *, fs_hz: float | None, uv_per_unit: float | None) ->
         if delim is None:
             rows = [ln.split() for _, ln in numbered]
         else:
-            rows = [
-                [c.strip() for c in r]
-                for r in csv.reader((ln for _, ln in numbered), delimiter=delim)
-            ]
+            lines = [ln for _, ln in numbered]
+            rows = list(csv.reader(lines, delimiter=delim))
+            if len(rows) != len(lines):  # an unclosed quote ran across lines: parse each alone
+                rows = [next(csv.reader([ln], delimiter=delim)) for ln in lines]
+            rows = [[c.strip() for c in r] for r in rows]
     except csv.Error as exc:  # e.g. a field over the csv module's size limit
         raise NonNumericDataError(path, f"not a table of numbers: {exc}") from None
     line_numbers = [no for no, _ in numbered]
