@@ -69,6 +69,13 @@ def make_app(database_url: str, model_dir: Path | None, **settings: object):
     return create_app(ClinicSettings(database_url=database_url, model_dir=model_dir, **settings))  # type: ignore[arg-type]
 
 
+def close_app(app) -> None:
+    """What the service's shutdown does: stop the analysis workers, close the database."""
+    if app.state.runner is not None:
+        app.state.runner.close()
+    app.state.db.dispose()
+
+
 def add_clinic(app, name: str) -> Clinic:
     create_clinic(app.state.db, name)
     token = create_token(app.state.db, name, label="tests")

@@ -18,6 +18,7 @@ from sqlalchemy import func, select, text
 from clinic_support import (
     Clinic,
     add_clinic,
+    close_app,
     make_app,
     record_files,
     train_small_model,
@@ -53,7 +54,7 @@ def app(
         url = request.getfixturevalue("postgres_url")
     application = make_app(url, model_dir, max_file_bytes=2_000_000, max_request_bytes=4_000_000)
     yield application
-    application.state.db.dispose()
+    close_app(application)
 
 
 @pytest.fixture
@@ -477,7 +478,7 @@ def test_uploads_are_staged_in_the_data_folder_and_leftovers_removed_at_start(
     assert r.status_code == 201, r.text
     assert seen and all(f.parent == home / "staging" for f in seen)
     assert list((home / "staging").iterdir()) == []  # nothing left once stored
-    application.state.db.dispose()
+    close_app(application)
 
 
 def test_idempotency_key_makes_a_retried_post_answer_instead_of_create_twice(
@@ -757,13 +758,15 @@ def test_migrations_match_the_models(app: Any) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
+    from emgdx.clinic.db import migrations_dir
     from emgdx.clinic.models import Base
 
     with app.state.db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diff == []
         version = conn.execute(text("select version_num from alembic_version")).scalar()
-    assert version == "0002"
+    newest = max(p.name[:4] for p in migrations_dir().glob("versions/0*.py"))
+    assert version == newest
 
 
 def test_migrations_downgrade_and_upgrade_again(tmp_path: Path) -> None:
@@ -786,3 +789,63 @@ def test_migrations_downgrade_and_upgrade_again(tmp_path: Path) -> None:
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     migrate(engine)
     assert "patient" in inspect(engine).get_table_names()
+
+
+def test_a_crashed_or_hung_analysis_fails_alone(
+    tmp_path: Path, model_dir: Path, headers_on_disk: list[Path]
+) -> None:
+    """Analyses run in worker processes: a worker killed by a native crash (SIGSEGV) or hung
+    (SIGSTOP, past the timeout) fails that one analysis, stored with its reason; the server
+    answers on, and the next analysis runs in a fresh worker."""
+    import os
+    import signal
+    import time
+
+    app = make_app(f"sqlite:///{tmp_path / 'c.db'}", model_dir, analysis_timeout_s=3)
+    c = add_clinic(app, "Crashes")
+    pid, vid = _patient_visit(c)
+    r = c.client.post(
+        f"/api/v1/visits/{vid}/recordings",
+        files=record_files(headers_on_disk[0]),
+        headers=c.headers,
+    )
+    assert r.status_code == 201, r.text
+    url = f"/api/v1/visits/{vid}/analysis"
+
+    def analyse() -> dict[str, Any]:
+        r = c.client.post(url, json={"explain": False}, headers=c.headers)
+        assert r.status_code == 201, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    first = analyse()
+    assert first["status"] == "done" and first["failure"] is None
+    pool = app.state.runner.pool
+    (worker,) = pool.pids()
+    assert worker != os.getpid()
+
+    os.kill(worker, signal.SIGSEGV)
+    crashed = analyse()
+    assert crashed["status"] == "failed" and "SIGSEGV" in crashed["failure"], crashed
+    assert crashed["predicted"] is None and crashed["records"] == []
+    page = c.client.get(crashed["report_html_url"], headers=c.headers)
+    assert page.status_code == 409 and "SIGSEGV" in page.json()["detail"]
+    assert c.client.get(f"/api/v1/visits/{vid}", headers=c.headers).json()["status"] == "failed"
+    timeline = c.client.get(f"/api/v1/patients/{pid}/timeline", headers=c.headers).json()
+    assert [p["analysis_id"] for p in timeline["points"]] == [first["id"]]  # failures left out
+
+    again = analyse()
+    assert again["status"] == "done" and again["probs"] == pytest.approx(first["probs"])
+    (replacement,) = pool.pids()
+    assert replacement != worker
+
+    os.kill(replacement, signal.SIGSTOP)
+    t0 = time.monotonic()
+    hung = analyse()
+    assert hung["status"] == "failed" and "longer than 3 s" in hung["failure"], hung
+    assert time.monotonic() - t0 < 30
+    assert analyse()["status"] == "done"
+    assert c.client.get(f"/api/v1/visits/{vid}", headers=c.headers).json()["status"] == "analysed"
+
+    app.state.runner.close()
+    assert pool.pids() == []
+    close_app(app)

@@ -10,7 +10,10 @@ reject invalid data with a 4xx.
 
 from __future__ import annotations
 
+import json
 import os
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import hypothesis.strategies as st
@@ -23,6 +26,7 @@ from schemathesis.specs.openapi import checks as oa_checks
 
 from clinic_support import (
     add_clinic,
+    close_app,
     make_app,
     record_files,
     train_small_model,
@@ -87,7 +91,12 @@ def fuzz_state(tmp_path_factory: pytest.TempPathFactory) -> Any:
     REAL_IDS.update(ids)
     yield {"app": app, "headers": h, "ids": ids}
     REAL_IDS.clear()
-    app.state.db.dispose()
+    close_app(app)
+    if report := os.environ.get("EMGDX_FUZZ_REPORT"):
+        counts: dict[str, dict[str, int]] = {}
+        for (phase, code), n in sorted(RESPONSES.items()):
+            counts.setdefault(phase, {})[str(code)] = n
+        Path(report).write_text(json.dumps(counts, indent=1) + "\n")
 
 
 def _schema_app() -> Any:
@@ -104,6 +113,9 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", _schema_app())
 
 #: Ids that exist in the fuzzed app's database, filled in by the ``fuzz_state`` fixture.
 REAL_IDS: dict[str, str] = {}
+#: Responses by phase and status code; written to $EMGDX_FUZZ_REPORT (a JSON file) when set,
+#: for benchmarks/fuzz_api.py.
+RESPONSES: Counter[tuple[str, int]] = Counter()
 
 
 @schema.hook
@@ -123,13 +135,19 @@ def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any]) -> An
     return st.sampled_from([path_parameters, real])
 
 
-def _call(case: Any, state: dict[str, Any], checks: list[Any]) -> None:
+def _explain_off(case: Any) -> None:
     if case.method.upper() == "POST" and case.operation.path.endswith("/analysis"):
         # Evidence figures cost seconds per analysis; the fuzzer's analyses skip them (an
         # absent body or {} means explain=true).
         if case.body is None or (isinstance(case.body, dict) and case.body.get("explain", True)):
             case.body = {**(case.body or {}), "explain": False}
-    case.call_and_validate(app=state["app"], headers=state["headers"], checks=checks)
+
+
+def _call(case: Any, state: dict[str, Any], checks: list[Any], phase: str) -> None:
+    _explain_off(case)
+    response = case.call(app=state["app"], headers=state["headers"])
+    RESPONSES[phase, response.status_code] += 1
+    case.validate_response(response, checks=checks)
 
 
 # Two tests rather than one with every check: hypothesis stops an operation at its first
@@ -139,13 +157,49 @@ def _call(case: Any, state: dict[str, Any], checks: list[Any]) -> None:
 @schema.parametrize()
 @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_input_makes_the_server_fail(case: Any, fuzz_state: Any) -> None:
-    _call(case, fuzz_state, ROBUSTNESS_CHECKS)
+    _call(case, fuzz_state, ROBUSTNESS_CHECKS, "robustness")
 
 
 @schema.parametrize()
 @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 def test_responses_match_the_openapi_document(case: Any, fuzz_state: Any) -> None:
-    _call(case, fuzz_state, CONTRACT_CHECKS)
+    _call(case, fuzz_state, CONTRACT_CHECKS, "contract")
+
+
+#: Stateful phase: sequences of up to 10 calls, chained by the links schemathesis infers from
+#: the schema (a created patient's id into its visits, a visit's into uploads and analyses, a
+#: listed analysis into its reports, ids into erasures ...).
+STATEFUL_EXAMPLES = int(os.environ.get("EMGDX_FUZZ_STATEFUL_EXAMPLES", "15"))
+
+
+def test_call_sequences_keep_the_contract(fuzz_state: Any) -> None:
+    """Every check above, on chained calls, in a clinic of its own (its erasures cannot touch
+    the seeded rows)."""
+    clinic = add_clinic(fuzz_state["app"], "Stateful clinic")
+    app, headers = fuzz_state["app"], clinic.headers
+
+    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+        def call(self, case: Any, **kwargs: Any) -> Any:
+            _explain_off(case)
+            response = case.call(app=app, headers=headers, **kwargs)
+            RESPONSES["stateful", response.status_code] += 1
+            return response
+
+        def validate_response(
+            self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any
+        ) -> None:
+            case.validate_response(
+                response, checks=ROBUSTNESS_CHECKS + CONTRACT_CHECKS, transport_kwargs=kwargs
+            )
+
+    Workflow.run(
+        settings=settings(
+            max_examples=STATEFUL_EXAMPLES,
+            stateful_step_count=10,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
 
 
 def test_fuzzed_schema_is_the_served_one(fuzz_state: Any) -> None:

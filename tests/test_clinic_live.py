@@ -25,6 +25,7 @@ from clinic_support import (
     Clinic,
     LslOutlet,
     add_clinic,
+    close_app,
     make_app,
     record_files,
     train_small_model,
@@ -58,7 +59,7 @@ def app(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[A
     application = make_app(f"sqlite:///{tmp_path_factory.mktemp('db') / 'clinic.db'}", model_dir)
     yield application
     application.state.live.shutdown()
-    application.state.db.dispose()
+    close_app(application)
 
 
 @pytest.fixture
@@ -349,7 +350,7 @@ def test_no_model_answers_503(tmp_path: Path) -> None:
     r = c.client.post(f"{LIVE}/sessions", json={"source": "lsl:x"}, headers=c.headers)
     assert r.status_code == 503 and "no model" in r.json()["detail"]
     assert c.client.get(f"{LIVE}/sessions", headers=c.headers).json() == {"sessions": []}
-    app.state.db.dispose()
+    close_app(app)
 
 
 def test_openapi_documents_the_live_routes(clinic: Clinic) -> None:
@@ -374,7 +375,7 @@ def test_app_shutdown_stops_every_session(
         _start(c, recording_id=rid, speed=0.2)
         assert len(_live_threads()) == 1
     assert not _live_threads()
-    app.state.db.dispose()
+    close_app(app)
 
 
 # --------------------------------------------------------------------------- LSL

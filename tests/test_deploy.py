@@ -282,7 +282,9 @@ def test_clinic_service_uses_the_onnx_backend(exported_dir: Path) -> None:
 
     folder = exported_dir
     for backend, expected in (("auto", "onnx"), ("onnx-int8", "onnx-int8"), ("torch", "torch")):
-        settings = ClinicSettings(database_url="sqlite://", model_dir=folder, backend=backend)
+        settings = ClinicSettings(
+            database_url="sqlite://", model_dir=folder, backend=backend, isolate_analyses=False
+        )
         runner_ = create_app(settings).state.runner
         assert runner_.model_info["backend"] == expected
         assert runner_.pipeline.backend == expected

@@ -1,22 +1,26 @@
 """Run the model over a visit's recordings and store the result, all in one transaction.
 
-The slow part (reading, model, explanations, report rendering) runs outside any database
-transaction; the result is then written in a single one. If anything fails, nothing of the
-analysis is stored and the visit stays as it was.
+The slow part (model, explanations, report rendering) runs outside any database transaction,
+in a worker process (:mod:`emgdx.clinic.workers`) unless isolation is switched off; the result
+is then written in a single transaction. An analysis that fails (an error, a crash of the
+worker, a timeout) is stored as a failed analysis with its reason and nothing else.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import html
 import math
 import threading
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from emgdx.clinic.ingest import UploadedFile, read_stored
 from emgdx.clinic.models import Analysis, Figure, RecordResult, Visit
+from emgdx.clinic.workers import AnalysisFailed, AnalysisJob, AnalysisProduct, WorkerPool, run_job
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -24,7 +28,7 @@ if TYPE_CHECKING:
     from emgdx.pipeline import Pipeline
     from emgdx.report import ClinicalReport
 
-__all__ = ["AnalysisRunner", "finite"]
+__all__ = ["AnalysisFailed", "AnalysisRunner", "finite"]
 
 
 def finite(value: Any) -> float | None:
@@ -74,14 +78,39 @@ def visit_measures(report: ClinicalReport) -> dict[str, float | None]:
 
 
 class AnalysisRunner:
-    """Analyses visits with one loaded pipeline; at most ``workers`` at the same time."""
+    """Analyses visits with one pipeline; at most ``workers`` at the same time.
 
-    def __init__(self, pipeline: Pipeline, *, workers: int = 1, explain_figures: int = 3) -> None:
+    With ``isolate`` (the default) each analysis runs in one of ``workers`` worker processes
+    that load the pipeline from ``model_dir`` (or from a copy of ``pipeline`` saved under
+    ``scratch_dir``); a crash or a run over ``timeout_s`` fails that analysis only. Without it,
+    analyses run in the server's own process (for embedding and quick tests).
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        workers: int = 1,
+        explain_figures: int = 3,
+        isolate: bool = True,
+        model_dir: Path | None = None,
+        scratch_dir: Path | None = None,
+        backend: str = "auto",
+        timeout_s: float = 600.0,
+    ) -> None:
         self.pipeline = pipeline
         self.explain_figures = explain_figures
         # The model already uses every core; more parallel analyses only queue inside torch.
         self._slots = threading.BoundedSemaphore(workers)
         self.model_info = pipeline.identity().to_dict()
+        self.pool: WorkerPool | None = None
+        if isolate:
+            folder = model_dir or _saved_copy(pipeline, scratch_dir, self.model_info)
+            self.pool = WorkerPool(folder, size=workers, backend=backend, timeout_s=timeout_s)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
 
     def load_inputs(
         self, session: Session, visit: Visit
@@ -111,25 +140,45 @@ class AnalysisRunner:
         patient: Mapping[str, str],
         visit: Mapping[str, str],
         explain: bool,
-    ) -> ClinicalReport:
-        from emgdx.report import build_report
-
+    ) -> AnalysisProduct:
+        """The visit's report and its renderings, or :class:`AnalysisFailed` with the reason."""
+        job = AnalysisJob(recordings, patient, visit, explain, self.explain_figures)
+        if self.pool is not None:
+            return self.pool.run(job)
         with self._slots:
-            return build_report(
-                self.pipeline,
-                recordings,
-                patient=patient,
-                visit=visit,
-                explain_method="integrated_gradients" if explain else None,
-                n_figures=self.explain_figures if explain else 0,
-            )
+            try:
+                return run_job(self.pipeline, job)
+            except Exception as exc:  # the same outcome as in a worker: a failed analysis
+                raise AnalysisFailed(f"{type(exc).__name__}: {exc}") from exc
+
+    def failed_row(self, visit_id: str, reason: str) -> Analysis:
+        """A failed analysis as an (unsaved) row: the reason, and nothing that looks like a
+        result."""
+        page = (
+            "<!doctype html><meta charset='utf-8'><title>emgdx: analysis failed</title>"
+            f"<h1>Analysis failed</h1><p>{html.escape(reason)}</p>"
+        )
+        return Analysis(
+            visit_id=visit_id,
+            status="failed",
+            failure=reason,
+            model_name=self.model_info["name"],
+            model_version=self.model_info["version"],
+            weights_sha256=self.model_info["weights_sha256"],
+            predicted=None,
+            probs={},
+            intervals={},
+            summary=f"Analysis failed: {reason}",
+            measures={},
+            report_html=page,
+            report_pdf=b"",
+        )
 
     def to_rows(
-        self, visit_id: str, report: ClinicalReport, origin: list[tuple[str, str]]
+        self, visit_id: str, product: AnalysisProduct, origin: list[tuple[str, str]]
     ) -> Analysis:
         """The report as (unsaved) rows: Analysis → RecordResult → Figure."""
-        from emgdx.report import render_html, render_pdf
-
+        report = product.report
         names = report.class_names
         verdict = report.diagnosis.visit  # one analysed record: the visit is that record
         analysis = Analysis(
@@ -141,8 +190,8 @@ class AnalysisRunner:
             **_probs_and_intervals(names, verdict.probs, verdict.interval),
             summary=report.summary_line,
             measures=visit_measures(report),
-            report_html=render_html(report),
-            report_pdf=render_pdf(report),
+            report_html=product.html,
+            report_pdf=product.pdf,
         )
         for position, (section, (recording_id, channel)) in enumerate(
             zip(report.records, origin, strict=True)
@@ -166,3 +215,13 @@ class AnalysisRunner:
             ]
             analysis.records.append(result)
         return analysis
+
+
+def _saved_copy(pipeline: Pipeline, scratch_dir: Path | None, info: Mapping[str, str]) -> Path:
+    """A pipeline given as an object, saved once for the worker processes to load."""
+    if scratch_dir is None:
+        raise ValueError("isolated analyses need the model's folder or a scratch folder")
+    folder = scratch_dir / f"model-{info['weights_sha256'][:16]}"
+    if not (folder / "pipeline.json").is_file():
+        pipeline.save(folder, overwrite=True)
+    return folder

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from emgdx.clinic import schemas as s
 from emgdx.clinic.admin import live_token
+from emgdx.clinic.analysis import AnalysisFailed
 from emgdx.clinic.erasure import ErasureTarget, NotFound, erase
 from emgdx.clinic.ingest import UploadedFile, parse_upload, safe_filename
 from emgdx.clinic.models import (
@@ -38,6 +40,7 @@ from emgdx.clinic.trends import TimelinePoint, alerts, quantity_label, timeline_
 
 __all__ = ["router"]
 
+log = logging.getLogger("emgdx.clinic")
 router = APIRouter(
     prefix="/api/v1",
     # Any route: a body that cannot be parsed at all (400), one over the size limit (413).
@@ -217,13 +220,20 @@ def clinic_recording(session: Session, clinic_id: str, recording_id: str) -> Rec
     return _of_visit_in_clinic(session, Recording, recording_id, clinic_id, "recording")
 
 
-def _latest_analysis(session: Session, visit_id: str) -> Analysis | None:
-    return session.scalar(
-        select(Analysis)
-        .where(Analysis.visit_id == visit_id)
-        .order_by(Analysis.created_at.desc(), Analysis.id)
-        .limit(1)
-    )
+def _reported_analysis(session: Session, clinic_id: str, analysis_id: str) -> Analysis:
+    """The analysis, if it has a report (a failed one has none: 409 with its reason)."""
+    a = _analysis(session, clinic_id, analysis_id)
+    if a.status == "failed":
+        raise HTTPException(409, f"the analysis failed, so it has no report: {a.failure}")
+    return a
+
+
+def _latest_analysis(session: Session, visit_id: str, *, done: bool = False) -> Analysis | None:
+    """The visit's newest analysis (with ``done``, its newest one that did not fail)."""
+    query = select(Analysis).where(Analysis.visit_id == visit_id)
+    if done:
+        query = query.where(Analysis.status == "done")
+    return session.scalar(query.order_by(Analysis.created_at.desc(), Analysis.id).limit(1))
 
 
 # --------------------------------------------------------------------------- serialisers
@@ -248,7 +258,9 @@ def _visit_out(session: Session, v: Visit) -> s.VisitOut:
         v,
         date=v.visit_date,
         n_recordings=len(v.recordings),
-        status="analysed" if covered else "new",
+        status=("failed" if latest.status == "failed" else "analysed")
+        if covered and latest is not None
+        else "new",
     )
 
 
@@ -529,7 +541,9 @@ def analyse_visit(
     key: IdempotencyKey = None,
 ) -> Any:
     """Run the model over all the visit's recordings: diagnosis, QC, measures, evidence figures
-    and the clinical report, stored together in one transaction (nothing is stored on failure)."""
+    and the clinical report, stored together in one transaction. An analysis that fails (an
+    error, a crash of its worker process, a timeout) is stored with ``status: "failed"`` and
+    the reason in ``failure``, and nothing else."""
     state = _state(request)
     runner = state.runner
     if runner is None:
@@ -547,8 +561,12 @@ def analyse_visit(
             patient["name"] = visit.patient.name
         visit_info = {"date": visit.visit_date.isoformat()}
         recording_ids = {r.id for r in visit.recordings}
-    report = runner.analyse(recordings, patient=patient, visit=visit_info, explain=explain)
-    analysis = runner.to_rows(visit_id, report, origin)
+    try:
+        product = runner.analyse(recordings, patient=patient, visit=visit_info, explain=explain)
+        analysis = runner.to_rows(visit_id, product, origin)
+    except AnalysisFailed as exc:  # stored as a failed analysis, with the reason
+        log.warning("analysis of visit %s failed: %s", visit_id, exc.reason)
+        analysis = runner.failed_row(visit_id, exc.reason)
     with state.db.session() as session:
         visit = _visit(session, clinic_id, visit_id)  # still there (and still this clinic's)?
         if not recording_ids <= {r.id for r in visit.recordings}:
@@ -601,7 +619,7 @@ def get_analysis(request: Request, clinic_id: ClinicId, analysis_id: str) -> s.A
 def report_html(request: Request, clinic_id: ClinicId, analysis_id: str) -> Response:
     """The clinical report, a self-contained HTML page."""
     with _state(request).db.session() as session:
-        a = _analysis(session, clinic_id, analysis_id)
+        a = _reported_analysis(session, clinic_id, analysis_id)
         return HTMLResponse(a.report_html, headers={"Cache-Control": "no-store"})
 
 
@@ -614,7 +632,7 @@ def report_html(request: Request, clinic_id: ClinicId, analysis_id: str) -> Resp
 def report_pdf(request: Request, clinic_id: ClinicId, analysis_id: str) -> Response:
     """The clinical report as an A4 PDF."""
     with _state(request).db.session() as session:
-        a = _analysis(session, clinic_id, analysis_id)
+        a = _reported_analysis(session, clinic_id, analysis_id)
         return Response(
             a.report_pdf,
             media_type="application/pdf",
@@ -654,7 +672,7 @@ def _timeline(
     points: list[TimelinePoint] = []
     names: list[str] = []
     for v in p.visits:
-        a = _latest_analysis(session, v.id)
+        a = _latest_analysis(session, v.id, done=True)  # a failed analysis has no result
         if a is None:
             continue
         names = names or list(a.probs)

@@ -92,7 +92,14 @@ def create_app(
         pipeline = Pipeline.load(settings.model_dir, backend=settings.backend)
     runner = (
         AnalysisRunner(
-            pipeline, workers=settings.analysis_workers, explain_figures=settings.explain_figures
+            pipeline,
+            workers=settings.analysis_workers,
+            explain_figures=settings.explain_figures,
+            isolate=settings.isolate_analyses,
+            model_dir=settings.model_dir,
+            scratch_dir=settings.data_dir / "models",
+            backend=settings.backend,
+            timeout_s=settings.analysis_timeout_s,
         )
         if pipeline is not None
         else None
@@ -105,6 +112,8 @@ def create_app(
             yield
         finally:
             live.shutdown()  # every live session's thread stopped and joined
+            if runner is not None:
+                runner.close()  # the analysis worker processes stopped
             db.dispose()
 
     app = FastAPI(

@@ -110,8 +110,9 @@ class VisitOut(BaseModel):
     notes: str | None
     created_at: dt.datetime
     n_recordings: int
-    status: Literal["new", "analysed"] = Field(
-        description="'analysed' when the latest analysis covers every recording of the visit."
+    status: Literal["new", "analysed", "failed"] = Field(
+        description="'analysed' when the latest analysis covers every recording of the visit, "
+        "'failed' when that analysis failed, else 'new'."
     )
 
 
@@ -179,6 +180,11 @@ class AnalysisSummary(BaseModel):
     id: str
     visit_id: str
     created_at: dt.datetime
+    status: Literal["done", "failed"] = Field(
+        description="'failed': the analysis could not be completed (an error, a crash of its "
+        "worker process, a timeout); ``failure`` says why, and there is no result or report."
+    )
+    failure: str | None
     predicted: str | None
     summary: str
 

@@ -44,6 +44,11 @@ class ClinicSettings:
     analysis_workers
         Analyses that run at the same time; more requests wait their turn (the model uses
         the CPU fully, so running more at once only adds memory and latency).
+    isolate_analyses
+        Run analyses in worker processes (default True): a crash in native code or a hung
+        analysis then fails that analysis only, never the server.
+    analysis_timeout_s
+        An analysis running longer is stopped and stored as failed (default 600 s).
     explain_figures
         Evidence figures per record in an analysis (0: none, 1-3 as in the report).
     migrate
@@ -64,6 +69,8 @@ class ClinicSettings:
     max_request_bytes: int = 256 * MIB
     max_files_per_request: int = 64
     analysis_workers: int = 1
+    isolate_analyses: bool = True
+    analysis_timeout_s: int = 600
     explain_figures: int = 3
     migrate: bool = True
     backend: str = "auto"
@@ -86,6 +93,8 @@ class ClinicSettings:
             raise ConfigError("max_file_bytes cannot exceed max_request_bytes")
         if self.analysis_workers < 1:
             raise ConfigError(f"analysis_workers must be >= 1, got {self.analysis_workers}")
+        if self.analysis_timeout_s <= 0:
+            raise ConfigError(f"analysis_timeout_s must be positive, got {self.analysis_timeout_s}")
         if not 0 <= self.explain_figures <= 3:
             raise ConfigError(f"explain_figures must be 0-3, got {self.explain_figures}")
         if self.backend not in ("auto", "torch", "onnx", "onnx-int8"):
@@ -101,7 +110,7 @@ class ClinicSettings:
                 continue
             if f.name in ("model_dir", "data_dir"):
                 values[f.name] = Path(raw)
-            elif f.name == "migrate":
+            elif f.name in ("migrate", "isolate_analyses"):
                 values[f.name] = raw.strip().lower() not in ("0", "false", "no", "")
             elif f.name in ("database_url", "backend"):
                 values[f.name] = raw

@@ -219,7 +219,8 @@ def timeline_plot(
             )
     ax_p.set_ylim(-0.02, 1.02)
     ax_p.set_ylabel("model probability")
-    ax_p.legend(loc="upper left", fontsize=8, ncols=len(class_names))
+    if class_names:  # a patient without analysed visits has no classes to name
+        ax_p.legend(loc="upper left", fontsize=8, ncols=len(class_names))
     ax_p.set_title(
         "Visit-level probabilities (bars: bootstrap interval; dashed: trend)", fontsize=9
     )

@@ -18,7 +18,7 @@ import io
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import numpy as np
 
@@ -47,7 +47,7 @@ _FS_KEYS = ("fs_hz", "fs")
 _RESERVED_KEYS = (*_SIGNAL_KEYS, *_FS_KEYS, "channels", "units")
 
 
-def _check_array_header(path: Path, fh: BinaryIO, size: int, what: str) -> None:
+def _check_array_header(path: Path, fh: IO[bytes], size: int, what: str) -> None:
     """Refuse an array (a ``.npy`` file, or one member of an ``.npz``) that is not a valid
     ``.npy`` stream, holds objects, or declares more values than its ``size`` bytes can hold:
     checked before numpy reads it, because numpy allocates what the header declares."""

@@ -612,7 +612,8 @@ function visitsCard(patient) {
 }
 
 function statusBadge(status) {
-  return h("span", { class: `badge badge-${status === "analysed" ? "ok" : "neutral"}` }, status ?? "new");
+  const tone = { analysed: "ok", failed: "warn" }[status] ?? "neutral";
+  return h("span", { class: `badge badge-${tone}` }, status ?? "new");
 }
 
 /** The "new visit" form; opens the visit once it is created (the next step is the upload). */
@@ -913,6 +914,16 @@ function analysisContent(ctx, analysis) {
 
 /** The result: predicted class, probabilities with intervals, summary, reports, per-record detail. */
 function resultView(ctx, a) {
+  if (a.status === "failed") {
+    // no result and no report: the reason, and a way to try again
+    return h(
+      "div",
+      { class: "result result-failed", testid: "result", "data-analysis-id": a.id, "data-status": "failed" },
+      h("div", { class: "predicted cls-none", testid: "result-predicted", "data-class": "" }, "analysis failed"),
+      h("p", { class: "summary", testid: "result-failure" }, a.failure),
+      h("p", { class: "muted small" }, `${a.model?.name ?? ""} ${a.model?.version ?? ""} · ${dateTime(a.created_at)} · "Analyse again" runs it anew.`),
+    );
+  }
   const names = new Map(ctx.recordings.map((r) => [r.id, r.name]));
   return h(
     "div",
