@@ -124,7 +124,8 @@ def delete(
     import getpass
 
     from emgdx.clinic.admin import clinic_id_by_name
-    from emgdx.clinic.erasure import NotFound, erase
+    from emgdx.clinic.erasure import erase
+    from emgdx.clinic.scoped import NotFound
     from emgdx.errors import ConfigError
 
     chosen = [(k, v) for k, v in (("patient", patient), ("visit", visit),

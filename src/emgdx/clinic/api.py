@@ -18,12 +18,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from emgdx.clinic import schemas as s
+from emgdx.clinic import scoped
 from emgdx.clinic.admin import live_token
 from emgdx.clinic.analysis import AnalysisFailed
-from emgdx.clinic.erasure import ErasureTarget, NotFound, erase
+from emgdx.clinic.erasure import ErasureTarget, erase
 from emgdx.clinic.ingest import UploadedFile, parse_upload, safe_filename
 from emgdx.clinic.models import (
     Analysis,
@@ -167,62 +168,12 @@ def _replayed_after_conflict(
         return _replayed(session, clinic_id, key, request)
 
 
-_VisitChild = TypeVar("_VisitChild", Analysis, Recording)
 _Out = TypeVar("_Out", bound=BaseModel)
-
-
-def _not_found(what: str) -> HTTPException:
-    return HTTPException(404, f"no such {what}")
-
-
-def _patient(session: Session, clinic_id: str, patient_id: str) -> Patient:
-    patient = session.scalar(
-        select(Patient).where(Patient.id == patient_id, Patient.clinic_id == clinic_id)
-    )
-    if patient is None:
-        raise _not_found("patient")
-    return patient
-
-
-def _visit(session: Session, clinic_id: str, visit_id: str) -> Visit:
-    visit = session.scalar(
-        select(Visit)
-        .join(Patient)
-        .where(Visit.id == visit_id, Patient.clinic_id == clinic_id)
-        .options(selectinload(Visit.recordings).selectinload(Recording.files))
-    )
-    if visit is None:
-        raise _not_found("visit")
-    return visit
-
-
-def _of_visit_in_clinic(
-    session: Session, model: type[_VisitChild], object_id: str, clinic_id: str, what: str
-) -> _VisitChild:
-    """A row belonging to a visit of this clinic (404 for another clinic's, as for none)."""
-    row = session.scalar(
-        select(model)
-        .join(Visit)
-        .join(Patient)
-        .where(model.id == object_id, Patient.clinic_id == clinic_id)
-    )
-    if row is None:
-        raise _not_found(what)
-    return row
-
-
-def _analysis(session: Session, clinic_id: str, analysis_id: str) -> Analysis:
-    return _of_visit_in_clinic(session, Analysis, analysis_id, clinic_id, "analysis")
-
-
-def clinic_recording(session: Session, clinic_id: str, recording_id: str) -> Recording:
-    """A stored recording of this clinic (404 for another clinic's, as for one that is not)."""
-    return _of_visit_in_clinic(session, Recording, recording_id, clinic_id, "recording")
 
 
 def _reported_analysis(session: Session, clinic_id: str, analysis_id: str) -> Analysis:
     """The analysis, if it has a report (a failed one has none: 409 with its reason)."""
-    a = _analysis(session, clinic_id, analysis_id)
+    a = scoped.analysis(session, clinic_id, analysis_id)
     if a.status == "failed":
         raise HTTPException(409, f"the analysis failed, so it has no report: {a.failure}")
     return a
@@ -372,7 +323,7 @@ def list_patients(request: Request, clinic_id: ClinicId) -> s.PatientList:
 def get_patient(request: Request, clinic_id: ClinicId, patient_id: str) -> s.PatientDetail:
     """A patient with its visits (oldest first)."""
     with _state(request).db.session() as session:
-        p = _patient(session, clinic_id, patient_id)
+        p = scoped.patient(session, clinic_id, patient_id)
         visits = [_visit_out(session, v) for v in p.visits]
         return _out(s.PatientDetail, p, n_visits=len(visits), visits=visits)
 
@@ -396,7 +347,7 @@ def create_visit(
     with _state(request).db.session() as session:
         if (replay := _replayed(session, clinic_id, key, request)) is not None:
             return replay
-        p = _patient(session, clinic_id, patient_id)
+        p = scoped.patient(session, clinic_id, patient_id)
         visit = Visit(patient_id=p.id, visit_date=body.date, notes=body.notes)
         session.add(visit)
         session.flush()
@@ -409,7 +360,7 @@ def create_visit(
 def list_visits(request: Request, clinic_id: ClinicId, patient_id: str) -> s.VisitList:
     """The patient's visits, oldest first."""
     with _state(request).db.session() as session:
-        p = _patient(session, clinic_id, patient_id)
+        p = scoped.patient(session, clinic_id, patient_id)
         return s.VisitList(visits=[_visit_out(session, v) for v in p.visits])
 
 
@@ -417,7 +368,7 @@ def list_visits(request: Request, clinic_id: ClinicId, patient_id: str) -> s.Vis
 def get_visit(request: Request, clinic_id: ClinicId, visit_id: str) -> s.VisitDetail:
     """A visit with its recordings and its latest analysis."""
     with _state(request).db.session() as session:
-        v = _visit(session, clinic_id, visit_id)
+        v = scoped.visit(session, clinic_id, visit_id)
         latest = _latest_analysis(session, v.id)
         return s.VisitDetail(
             **_visit_out(session, v).model_dump(),
@@ -463,7 +414,7 @@ def upload_recordings(
     with _state(request).db.session() as session:
         if (replay := _replayed(session, clinic_id, key, request)) is not None:
             return replay  # a retry: stored once already
-        _visit(session, clinic_id, visit_id)  # 404 before reading anything
+        scoped.visit(session, clinic_id, visit_id)  # 404 before reading anything
     if len(files) > settings.max_files_per_request:
         raise HTTPException(422, f"at most {settings.max_files_per_request} files per upload")
     uploaded: list[UploadedFile] = []
@@ -485,7 +436,7 @@ def upload_recordings(
         check=runner.pipeline.check_recording if runner else None,
     )
     with _state(request).db.session() as session:
-        visit = _visit(session, clinic_id, visit_id)
+        visit = scoped.visit(session, clinic_id, visit_id)
         rows = []
         for rec in parsed:
             row = Recording(
@@ -521,7 +472,7 @@ def upload_recordings(
 def list_recordings(request: Request, clinic_id: ClinicId, visit_id: str) -> s.RecordingList:
     """The visit's recordings (without their content)."""
     with _state(request).db.session() as session:
-        v = _visit(session, clinic_id, visit_id)
+        v = scoped.visit(session, clinic_id, visit_id)
         return s.RecordingList(recordings=[_recording_out(r) for r in v.recordings])
 
 
@@ -552,7 +503,7 @@ def analyse_visit(
     with state.db.session() as session:
         if (replay := _replayed(session, clinic_id, key, request)) is not None:
             return replay
-        visit = _visit(session, clinic_id, visit_id)
+        visit = scoped.visit(session, clinic_id, visit_id)
         if not visit.recordings:
             raise HTTPException(409, "the visit has no recordings yet; upload some first")
         recordings, origin = runner.load_inputs(session, visit)
@@ -568,7 +519,7 @@ def analyse_visit(
         log.warning("analysis of visit %s failed: %s", visit_id, exc.reason)
         analysis = runner.failed_row(visit_id, exc.reason)
     with state.db.session() as session:
-        visit = _visit(session, clinic_id, visit_id)  # still there (and still this clinic's)?
+        visit = scoped.visit(session, clinic_id, visit_id)  # still there (and still this clinic's)?
         if not recording_ids <= {r.id for r in visit.recordings}:
             raise HTTPException(
                 409, "the visit's recordings changed during the analysis; run it again"
@@ -585,7 +536,7 @@ def analyse_visit(
 def latest_analysis(request: Request, clinic_id: ClinicId, visit_id: str) -> s.AnalysisOut:
     """The visit's most recent analysis."""
     with _state(request).db.session() as session:
-        v = _visit(session, clinic_id, visit_id)
+        v = scoped.visit(session, clinic_id, visit_id)
         latest = _latest_analysis(session, v.id)
         if latest is None:
             raise HTTPException(404, "the visit has not been analysed yet")
@@ -596,7 +547,7 @@ def latest_analysis(request: Request, clinic_id: ClinicId, visit_id: str) -> s.A
 def list_analyses(request: Request, clinic_id: ClinicId, visit_id: str) -> s.AnalysisList:
     """Every analysis of the visit, newest first."""
     with _state(request).db.session() as session:
-        v = _visit(session, clinic_id, visit_id)
+        v = scoped.visit(session, clinic_id, visit_id)
         rows = session.scalars(
             select(Analysis).where(Analysis.visit_id == v.id).order_by(Analysis.created_at.desc())
         ).all()
@@ -607,7 +558,7 @@ def list_analyses(request: Request, clinic_id: ClinicId, visit_id: str) -> s.Ana
 def get_analysis(request: Request, clinic_id: ClinicId, analysis_id: str) -> s.AnalysisOut:
     """One analysis."""
     with _state(request).db.session() as session:
-        return _analysis_out(_analysis(session, clinic_id, analysis_id))
+        return _analysis_out(scoped.analysis(session, clinic_id, analysis_id))
 
 
 @router.get(
@@ -661,14 +612,14 @@ def figure_png(request: Request, clinic_id: ClinicId, figure_id: str) -> Respons
             .where(Figure.id == figure_id, Patient.clinic_id == clinic_id)
         )
         if png is None:
-            raise _not_found("figure")
+            raise scoped.NotFound("figure")
         return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 def _timeline(
     session: Session, clinic_id: str, patient_id: str
 ) -> tuple[list[TimelinePoint], list[str]]:
-    p = _patient(session, clinic_id, patient_id)
+    p = scoped.patient(session, clinic_id, patient_id)
     points: list[TimelinePoint] = []
     names: list[str] = []
     for v in p.visits:
@@ -733,11 +684,8 @@ def timeline_png(request: Request, clinic_id: ClinicId, patient_id: str) -> Resp
 
 
 def _erase(request: Request, clinic_id: str, target: ErasureTarget, target_id: str) -> s.Erased:
-    try:
-        with _state(request).db.session() as session:
-            counts = erase(session, clinic_id, target, target_id, actor=request.state.actor)
-    except NotFound:
-        raise _not_found(target) from None
+    with _state(request).db.session() as session:
+        counts = erase(session, clinic_id, target, target_id, actor=request.state.actor)
     return s.Erased(target=target, id=target_id, deleted=counts)
 
 

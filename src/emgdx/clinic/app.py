@@ -27,6 +27,7 @@ from emgdx.clinic.ingest import configure_staging
 from emgdx.clinic.live import LiveHub
 from emgdx.clinic.live import router as live_router
 from emgdx.clinic.middleware import RequestGuard
+from emgdx.clinic.scoped import NotFound
 from emgdx.clinic.settings import ClinicSettings
 from emgdx.errors import EmgdxError
 
@@ -145,6 +146,11 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error(request, exc.detail, exc.status_code, getattr(exc, "headers", None))
+
+    # another clinic's row, as one that does not exist (emgdx.clinic.scoped)
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, exc: NotFound) -> JSONResponse:
+        return _error(request, f"no such {exc.what}", 404)
 
     # (an upload's UploadError is an EmgdxError)
     @app.exception_handler(EmgdxError)

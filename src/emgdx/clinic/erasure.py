@@ -24,6 +24,7 @@ from typing import Literal
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from emgdx.clinic import scoped
 from emgdx.clinic.models import (
     Analysis,
     AuditEvent,
@@ -35,49 +36,15 @@ from emgdx.clinic.models import (
     Visit,
 )
 
-__all__ = ["ErasureTarget", "NotFound", "erase"]
+__all__ = ["ErasureTarget", "erase"]
 
 ErasureTarget = Literal["patient", "visit", "recording"]
-
-
-class NotFound(LookupError):
-    """No such target in this clinic (another clinic's looks the same: not found)."""
 
 
 @dataclass(frozen=True)
 class _Doomed:
     ids: set[str]
     counts: dict[str, int]
-
-
-def _patient(session: Session, clinic_id: str, target_id: str) -> Patient:
-    row = session.scalar(
-        select(Patient).where(Patient.id == target_id, Patient.clinic_id == clinic_id)
-    )
-    if row is None:
-        raise NotFound("patient")
-    return row
-
-
-def _visit(session: Session, clinic_id: str, target_id: str) -> Visit:
-    row = session.scalar(
-        select(Visit).join(Patient).where(Visit.id == target_id, Patient.clinic_id == clinic_id)
-    )
-    if row is None:
-        raise NotFound("visit")
-    return row
-
-
-def _recording(session: Session, clinic_id: str, target_id: str) -> Recording:
-    row = session.scalar(
-        select(Recording)
-        .join(Visit)
-        .join(Patient)
-        .where(Recording.id == target_id, Patient.clinic_id == clinic_id)
-    )
-    if row is None:
-        raise NotFound("recording")
-    return row
 
 
 def _of_visits(visits: list[Visit]) -> _Doomed:
@@ -96,20 +63,20 @@ def erase(
 
     Raises
     ------
-    NotFound
+    emgdx.clinic.scoped.NotFound
         No such target in this clinic.
     """
     if target == "patient":
-        patient = _patient(session, clinic_id, target_id)
+        patient = scoped.patient(session, clinic_id, target_id)
         doomed = _of_visits(list(patient.visits))
         doomed = _Doomed(doomed.ids | {patient.id}, {"patients": 1, **doomed.counts})
         _delete(session, Patient, {patient.id})
     elif target == "visit":
-        visit = _visit(session, clinic_id, target_id)
+        visit = scoped.visit(session, clinic_id, target_id)
         doomed = _of_visits([visit])
         _delete(session, Visit, {visit.id})
     else:
-        recording = _recording(session, clinic_id, target_id)
+        recording = scoped.recording(session, clinic_id, target_id)
         readers = set(
             session.scalars(
                 select(RecordResult.analysis_id).where(RecordResult.recording_id == recording.id)

@@ -39,8 +39,9 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from emgdx.clinic import schemas as s
+from emgdx.clinic import scoped
 from emgdx.clinic.admin import authenticate
-from emgdx.clinic.api import ERRORS, ClinicId, clinic_recording
+from emgdx.clinic.api import ERRORS, ClinicId
 from emgdx.clinic.ingest import UploadedFile, read_stored
 from emgdx.config import json_ready
 from emgdx.streaming import (
@@ -489,7 +490,7 @@ def _stored_recording(
     """A stored recording's channel as a Recording, and the recording's name (404 if not the
     clinic's)."""
     with db.session() as session:
-        row = clinic_recording(session, clinic_id, recording_id)
+        row = scoped.recording(session, clinic_id, recording_id)
         files = [UploadedFile(f.filename, f.content) for f in row.files]
         options = dict(row.read_options)
         name = row.name
