@@ -58,7 +58,16 @@ def serve(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     max_file_mb: Annotated[float, typer.Option(help="Largest uploaded file, MiB.")] = 64.0,
-    analysis_workers: Annotated[int, typer.Option(help="Analyses run at the same time.")] = 1,
+    analysis_workers: Annotated[
+        int, typer.Option(help="Analyses run at the same time, each in a worker process.")
+    ] = 1,
+    analysis_timeout_s: Annotated[
+        int,
+        typer.Option(
+            envvar="EMGDX_ANALYSIS_TIMEOUT_S",
+            help="An analysis running longer is stopped and stored as failed.",
+        ),
+    ] = 600,
     backend: Annotated[
         str | None,
         typer.Option(
@@ -82,6 +91,7 @@ def serve(
             model_dir=model,
             max_file_bytes=int(max_file_mb * 2**20),
             analysis_workers=analysis_workers,
+            analysis_timeout_s=analysis_timeout_s,
             backend=backend,
         )
         application = create_app(settings)
