@@ -849,3 +849,33 @@ def test_a_crashed_or_hung_analysis_fails_alone(
     app.state.runner.close()
     assert pool.pids() == []
     close_app(app)
+
+
+def test_a_failing_analysis_in_process_is_stored_failed_without_internals(
+    tmp_path: Path, model_dir: Path, headers_on_disk: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without worker processes (``isolate_analyses=False``) a failure is the same outcome: a
+    failed analysis whose reason names no server internals (the traceback goes to the log)."""
+    import emgdx.clinic.analysis as analysis
+
+    app = make_app(f"sqlite:///{tmp_path / 'c.db'}", model_dir, isolate_analyses=False)
+    assert app.state.runner.pool is None
+    c = add_clinic(app, "Inline")
+    _, vid = _patient_visit(c)
+    files = record_files(headers_on_disk[0])
+    r = c.client.post(f"/api/v1/visits/{vid}/recordings", files=files, headers=c.headers)
+    assert r.status_code == 201, r.text
+
+    def broken(*_: Any) -> Any:
+        raise ValueError("cannot open /srv/emgdx/secret/model.bin")
+
+    monkeypatch.setattr(analysis, "run_job", broken)
+    r = c.client.post(f"/api/v1/visits/{vid}/analysis", json={"explain": False}, headers=c.headers)
+    assert r.status_code == 201, r.text
+    failed = r.json()
+    assert failed["status"] == "failed" and "ValueError" in failed["failure"]
+    assert "/srv" not in r.text and "secret" not in r.text
+    monkeypatch.undo()
+    r = c.client.post(f"/api/v1/visits/{vid}/analysis", json={"explain": False}, headers=c.headers)
+    assert r.json()["status"] == "done" and r.json()["predicted"] is not None
+    close_app(app)

@@ -20,7 +20,14 @@ import numpy as np
 
 from emgdx.clinic.ingest import UploadedFile, read_stored
 from emgdx.clinic.models import Analysis, Figure, RecordResult, Visit
-from emgdx.clinic.workers import AnalysisFailed, AnalysisJob, AnalysisProduct, WorkerPool, run_job
+from emgdx.clinic.workers import (
+    AnalysisFailed,
+    AnalysisJob,
+    AnalysisProduct,
+    WorkerPool,
+    describe_failure,
+    run_job,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -149,7 +156,7 @@ class AnalysisRunner:
             try:
                 return run_job(self.pipeline, job)
             except Exception as exc:  # the same outcome as in a worker: a failed analysis
-                raise AnalysisFailed(f"{type(exc).__name__}: {exc}") from exc
+                raise AnalysisFailed(describe_failure(exc)) from exc
 
     def failed_row(self, visit_id: str, reason: str) -> Analysis:
         """A failed analysis as an (unsaved) row: the reason, and nothing that looks like a

@@ -11,6 +11,7 @@ dead one, and after one crash it refuses every later job until it is rebuilt.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import multiprocessing as mp
 import os
 import queue
@@ -26,7 +27,16 @@ if TYPE_CHECKING:
     from emgdx.pipeline import Pipeline
     from emgdx.report import ClinicalReport
 
-__all__ = ["AnalysisFailed", "AnalysisJob", "AnalysisProduct", "WorkerPool", "run_job"]
+__all__ = [
+    "AnalysisFailed",
+    "AnalysisJob",
+    "AnalysisProduct",
+    "WorkerPool",
+    "describe_failure",
+    "run_job",
+]
+
+log = logging.getLogger("emgdx.clinic")
 
 
 class AnalysisFailed(Exception):
@@ -53,6 +63,18 @@ class AnalysisProduct:
     pdf: bytes
 
 
+def describe_failure(exc: BaseException) -> str:
+    """The reason stored with a failed analysis: an emgdx error's own message (it names the
+    problem, never a server path); for anything else only its type, the traceback going to
+    the server's log."""
+    from emgdx.errors import EmgdxError
+
+    if isinstance(exc, EmgdxError):
+        return str(exc)
+    log.error("analysis failed", exc_info=exc)
+    return f"an internal error in the analysis ({type(exc).__name__}); the server log has details"
+
+
 def run_job(pipeline: Pipeline, job: AnalysisJob) -> AnalysisProduct:
     """The report of one visit and its two renderings: the same road in a worker or inline."""
     from emgdx.report import build_report, render_html, render_pdf
@@ -71,6 +93,8 @@ def run_job(pipeline: Pipeline, job: AnalysisJob) -> AnalysisProduct:
 def _worker_main(conn: Connection, model_dir: str, backend: str, threads: int) -> None:
     """A worker: load the pipeline, say so, then answer jobs until told to stop (or orphaned)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's Ctrl-C is the server's to handle
+    # the server's log format, on the stderr the worker shares with it
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         import torch
 
@@ -92,7 +116,7 @@ def _worker_main(conn: Connection, model_dir: str, backend: str, threads: int) -
         try:
             answer: tuple[str, Any] = ("ok", run_job(pipeline, job))
         except Exception as exc:  # a failed analysis is an answer, not the end of the worker
-            answer = ("error", f"{type(exc).__name__}: {exc}")
+            answer = ("error", describe_failure(exc))
         try:
             conn.send(answer)
         except OSError:  # the server is gone
