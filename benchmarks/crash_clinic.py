@@ -253,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
             service.start()
             try:
                 for round_no in range(1, args.rounds + 1):
-                    visit_ids = asyncio.run(create_visits(service.url, token, args.n))
+                    visit_ids = asyncio.run(
+                        create_visits(service.url, token, args.n, prefix=f"CRASH{round_no}")
+                    )
                     kill_after = rng.randint(args.n // 10, args.n * 6 // 10)
                     burst = asyncio.run(
                         burst_with_kill(service, token, visit_ids, headers, kill_after)

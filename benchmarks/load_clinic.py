@@ -247,13 +247,16 @@ def _client(base_url: str, token: str, connections: int) -> httpx.AsyncClient:
     )
 
 
-async def create_visits(base_url: str, token: str, n: int, parallel: int = 16) -> list[str]:
-    """Setup: n patients with one visit each; returns the visit ids (in patient order)."""
+async def create_visits(
+    base_url: str, token: str, n: int, parallel: int = 16, prefix: str = "LOAD"
+) -> list[str]:
+    """Setup: n patients (``prefix``-00000, ...) with one visit each; returns the visit ids
+    (in patient order)."""
     gate = asyncio.Semaphore(parallel)
 
     async def one(client: httpx.AsyncClient, i: int) -> str:
         async with gate:
-            r = await client.post("/api/v1/patients", json={"external_id": f"LOAD-{i:05d}"})
+            r = await client.post("/api/v1/patients", json={"external_id": f"{prefix}-{i:05d}"})
             r.raise_for_status()
             r = await client.post(
                 f"/api/v1/patients/{r.json()['id']}/visits", json={"date": "2026-11-24"}
