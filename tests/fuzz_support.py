@@ -233,6 +233,8 @@ def field_edit(name: str, data: bytes, pos: int, value: int) -> bytes:
         return data[:start] + HOSTILE[value % len(HOSTILE)] + data[end:]
     if suffix == ".edf":
         spans = _edf_spans(data)
+        if not spans:  # cut to nothing by an earlier edit
+            return data
         start, width = spans[pos % len(spans)]
         token = HOSTILE[value % len(HOSTILE)]
         # most edits keep the field's width (a well-formed header with a bad value), some not
