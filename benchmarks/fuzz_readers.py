@@ -2,6 +2,7 @@
 
     python benchmarks/fuzz_readers.py --n 100000            # per format (hours on 2 cores)
     python benchmarks/fuzz_readers.py --n 2000 --formats csv wav
+    python benchmarks/fuzz_readers.py --table docs/results/fuzz_readers_100k.json  # markdown
 
 Each input is one seed file of a format (tests/fuzz_support.py: WFDB, EMGLAB, EDF, CSV, NPY,
 NPZ, WAV) with 1-4 random edits, half of them byte edits (flips, nasty bytes, cuts,
@@ -168,6 +169,25 @@ def fuzz_format(fmt: str, n: int, seed: int, timeout_s: float, mem_cap_mb: int) 
     }
 
 
+def table(paths: list[Path]) -> str:
+    """The docs' markdown table of one or more result files."""
+    lines = [
+        "| format | inputs | read | emgdx error | other exception | crash | timeout | slowest "
+        "| peak (traced) | over the memory target |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for path in paths:
+        for row in json.loads(path.read_text())["formats"]:
+            o = row["outcomes"]
+            cells = [row["format"], f"{row['inputs']:,}",
+                     *(f"{o.get(k, 0):,}" for k in ("read", "emgdx_error", "other_exception",
+                                                    "crash", "timeout")),
+                     f"{1000 * row['slowest_s']:.0f} ms", f"{row['peak_traced_mb']:.1f} MB",
+                     str(row["over_memory_target"])]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000, help="inputs per format")
@@ -176,7 +196,11 @@ def main() -> int:
     parser.add_argument("--timeout-s", type=float, default=10.0)
     parser.add_argument("--mem-cap-mb", type=int, default=2048)
     parser.add_argument("--out", type=Path, default=OUT, help="where the JSON goes")
+    parser.add_argument("--table", nargs="+", type=Path, help="print the table of result files")
     args = parser.parse_args()
+    if args.table:
+        print(table(args.table))
+        return 0
     rows = []
     for fmt in args.formats:
         row = fuzz_format(fmt, args.n, args.seed, args.timeout_s, args.mem_cap_mb)
