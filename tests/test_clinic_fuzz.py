@@ -173,15 +173,24 @@ STATEFUL_EXAMPLES = int(os.environ.get("EMGDX_FUZZ_STATEFUL_EXAMPLES", "15"))
 
 
 def test_call_sequences_keep_the_contract(fuzz_state: Any) -> None:
-    """Every check above, on chained calls, in a clinic of its own (its erasures cannot touch
-    the seeded rows)."""
-    clinic = add_clinic(fuzz_state["app"], "Stateful clinic")
-    app, headers = fuzz_state["app"], clinic.headers
+    """Every check above, on chained calls. Each sequence runs in a fresh clinic of its own:
+    its erasures cannot touch the seeded rows, and a replayed sequence (hypothesis shrinking)
+    meets the same state, not the rows an earlier sequence left."""
+    import uuid
+
+    from emgdx.clinic.admin import create_clinic, create_token
+
+    app = fuzz_state["app"]
 
     class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+        def setup(self) -> None:
+            name = f"Stateful {uuid.uuid4().hex[:12]}"
+            create_clinic(app.state.db, name)
+            self.headers = {"Authorization": f"Bearer {create_token(app.state.db, name)}"}
+
         def call(self, case: Any, **kwargs: Any) -> Any:
             _explain_off(case)
-            response = case.call(app=app, headers=headers, **kwargs)
+            response = case.call(app=app, headers=self.headers, **kwargs)
             RESPONSES["stateful", response.status_code] += 1
             return response
 
