@@ -11,6 +11,7 @@ record's other files stay valid: ``wfdb-header`` and ``emglab-header`` (the text
 sample file kept), ``edf``, ``npy``, ``wav`` and ``npz`` (whole files; their headers come
 first). Each input is read with ``emgdx.io.read``; an exception outside ``emgdx.errors`` is
 recorded with the input that raised it (saved under ``--crash-dir``) and fuzzing goes on.
+The coverage libFuzzer reached (edges, features, corpus size) is recorded with each target.
 Each target runs in its own process (libFuzzer owns the process) for ``--runs`` inputs.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -137,6 +139,10 @@ def main() -> int:
             row = {"target": target, "stopped": done.returncode, "log": done.stderr[-2000:]}
         else:
             row = json.loads(child_out.read_text())
+            # libFuzzer's last status line: the coverage it reached ("cov": edges, "ft": features)
+            status = re.findall(r"cov: (\d+) ft: (\d+) corp: (\d+)", done.stderr)
+            if status:
+                row.update(zip(("edges", "features", "corpus"), map(int, status[-1]), strict=True))
         child_out.unlink()
         print(json.dumps(row), flush=True)
         rows.append(row)
