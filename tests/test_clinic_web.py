@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -153,7 +154,12 @@ def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     with urllib.request.urlopen(f"{base}/api/v1/health", timeout=10) as answer:
         health = json.load(answer)
     try:
-        yield {"base": base, "token": token, "class_names": health["model"]["class_names"]}
+        yield {
+            "base": base,
+            "token": token,
+            "class_names": health["model"]["class_names"],
+            "app": app,
+        }
     finally:
         uv.should_exit = True
         thread.join(timeout=30)
@@ -357,6 +363,14 @@ def test_clinician_workflow_in_headless_chromium(
         with page.expect_download(timeout=120_000) as download:
             page.get_by_test_id("download-pdf").click()
         assert Path(download.value.path()).read_bytes()[:5] == b"%PDF-"
+
+        # --- the analysis worker crashes: that analysis fails with its reason, the next runs
+        os.kill(server["app"].state.runner.pool.pids()[0], signal.SIGSEGV)
+        page.get_by_test_id("analyse-button").click()
+        expect(page.get_by_test_id("result-failure")).to_contain_text(
+            "SIGSEGV", timeout=ANALYSIS_TIMEOUT_MS
+        )
+        _analyse(page, classes)
 
         # --- back button: to the patient, whose timeline now has one analysed visit
         page.go_back()
