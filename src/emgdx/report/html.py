@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import math
 from typing import Any
 
@@ -34,7 +35,10 @@ def format_interval(bounds: tuple[float, float]) -> str:
     return f"{lo:.2f}–{hi:.2f}"
 
 
+@functools.cache
 def _environment() -> Any:
+    # One environment per process: jinja2 caches compiled templates in it (compiling the
+    # report's template cost ~0.1 s, more than the model, on every report).
     jinja2 = require("jinja2", "the HTML report")
     return jinja2.Environment(
         loader=jinja2.PackageLoader("emgdx.report", "templates"),
