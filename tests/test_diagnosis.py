@@ -84,13 +84,17 @@ def test_records_subjects_and_visit_follow_the_aggregation(method: str) -> None:
     assert dx.subject("S1").probs == visit.probs
 
 
-def test_few_records_have_no_visit_interval_and_one_record_is_the_visit() -> None:
+def test_few_records_get_a_wide_visit_interval_and_one_record_is_the_visit() -> None:
     probs, index = _windows(np.random.default_rng(2))
     keep = index["record_id"].isin(["R0", "R1"]).to_numpy()
     two = Diagnosis.from_windows(
         probs[keep], index[keep], class_names=NAMES, task="3class", aggregation="mean", model=MODEL
     )
-    assert 2 < MIN_RECORDS_FOR_CI and all(math.isnan(b[0]) for b in two.visit.interval.values())
+    assert 2 < MIN_RECORDS_FOR_CI  # no bootstrap over two records, but the Wilson interval:
+    for c in NAMES:
+        lo, hi = two.visit.interval[c]
+        p = two.visit.probs[c]
+        assert lo <= p <= hi and hi - lo > 0.4  # two records say little
     one = index["record_id"].eq("R2").to_numpy()
     single = Diagnosis.from_windows(
         probs[one], index[one], class_names=NAMES, task="3class", aggregation="mean", model=MODEL
@@ -138,3 +142,102 @@ def test_report_honours_the_vote(voting_forest) -> None:
         if not np.allclose(votes, mean, atol=1e-3):
             assert not np.allclose(got, mean, atol=1e-3)  # not the mean probability
     assert report.visit_probs == dx.visit.probs
+
+
+def _agreeing(n: int, p: float = 0.97) -> np.ndarray:
+    return np.tile([[p, (1 - p) / 2, (1 - p) / 2]], (n, 1))
+
+
+def test_intervals_widen_with_few_windows_and_with_disagreeing_records() -> None:
+    """A unit judged on little evidence never shows a point interval ("1.00 (1.00-1.00)")."""
+
+    def record_width(n: int) -> float:
+        index = pd.DataFrame({"record_id": "R", "subject_id": "S", "label": None}, index=range(n))
+        dx = Diagnosis.from_windows(
+            _agreeing(n),
+            index,
+            class_names=NAMES,
+            task="3class",
+            aggregation="mean",
+            model=MODEL,
+            block=2,
+        )
+        lo, hi = dx.record("R").interval["healthy"]
+        return hi - lo
+
+    widths = [record_width(n) for n in (2, 8, 40)]
+    assert widths[0] > widths[1] > widths[2] > 0  # identical windows: only the count speaks
+
+    # Records that disagree widen the visit's interval beyond that of agreeing ones.
+    def visit_width(second: list[float]) -> float:
+        probs = np.vstack([_agreeing(10), np.tile([second], (10, 1)), _agreeing(10)])
+        index = pd.DataFrame(
+            {"record_id": np.repeat(["A", "B", "C"], 10), "subject_id": "S", "label": None}
+        )
+        dx = Diagnosis.from_windows(
+            probs, index, class_names=NAMES, task="3class", aggregation="mean", model=MODEL
+        )
+        lo, hi = dx.visit.interval["healthy"]
+        return hi - lo
+
+    assert visit_width([0.05, 0.9, 0.05]) > visit_width([0.97, 0.015, 0.015]) + 0.1
+
+
+def test_records_qc_says_are_not_needle_emg_are_not_interpretable_with_reasons() -> None:
+    probs = np.vstack([_agreeing(6), _agreeing(6, 0.9)])
+    index = pd.DataFrame(
+        {"record_id": np.repeat(["NOISE", "EMG"], 6), "subject_id": "S", "label": None}
+    )
+    qc = pd.DataFrame(
+        {"record_id": ["NOISE", "EMG"], "qc_flags": ["no_mu_activity;stationary_noise", ""]}
+    )
+    dx = Diagnosis.from_windows(
+        probs, index, class_names=NAMES, task="3class", aggregation="mean", model=MODEL, qc=qc
+    )
+    noise = dx.record("NOISE")
+    assert noise.outcome == "not interpretable" and noise.predicted is None
+    assert noise.reasons and noise.reasons[0].startswith("no motor-unit activity")
+    row = dx.records.set_index("record_id").loc["NOISE"]
+    assert not row["interpretable"] and math.isnan(row["p_healthy"])
+    assert row["note"].startswith("not interpretable: no motor-unit activity")
+    # the visit is the one interpretable record; the noise takes no part in it
+    assert dx.visit.probs == dx.record("EMG").probs and dx.visit.n_records == 1
+    assert dx.subjects["n_windows"].sum() == 6
+    only_noise = Diagnosis.from_windows(
+        probs[:6],
+        index[:6],
+        class_names=NAMES,
+        task="3class",
+        aggregation="mean",
+        model=MODEL,
+        qc=qc[:1],
+    )
+    visit = only_noise.visit
+    assert visit.outcome == "not interpretable" and visit.reasons == noise.reasons
+    assert only_noise.to_dict()["visit"]["outcome"] == "not interpretable"
+
+
+def test_out_of_distribution_records_are_warned_or_refused() -> None:
+    probs = _agreeing(9)
+    index = pd.DataFrame(
+        {
+            "record_id": np.repeat(["TYPICAL", "UNUSUAL", "ALIEN"], 3),
+            "subject_id": "S",
+            "label": None,
+        }
+    )
+    dx = Diagnosis.from_windows(
+        probs,
+        index,
+        class_names=NAMES,
+        task="3class",
+        aggregation="mean",
+        model=MODEL,
+        ood={"TYPICAL": 3.0, "UNUSUAL": 12.0, "ALIEN": 40.0},
+        ood_limits=(10.0, 20.0),
+    )
+    assert dx.record("TYPICAL").judged and not dx.record("TYPICAL").warnings
+    assert dx.record("UNUSUAL").judged and "out-of-distribution" in dx.record("UNUSUAL").warnings[0]
+    assert dx.record("ALIEN").outcome == "not interpretable"
+    assert "unlike any recording" in dx.record("ALIEN").reasons[0]
+    assert dx.visit.n_records == 2 and dx.visit.warnings == dx.record("UNUSUAL").warnings

@@ -12,11 +12,11 @@ import pytest
 from scipy.signal import butter, sosfilt, welch
 
 from emgdx.errors import ConfigError, SignalError
+from emgdx.needle import welch_psd
 from emgdx.quality import (
     QC_FLAGS,
     QCConfig,
     QualityReport,
-    _welch_psd,
     assess,
     assess_cohort,
 )
@@ -29,10 +29,12 @@ QUANTUM_UV = 2 * RAIL_UV / 65535  # a 16-bit converter spanning ±2500 µV
 def emg_surrogate(
     fs_hz: float, duration_s: float, rms_uv: float = 60.0, seed: int = 0
 ) -> np.ndarray:
-    """Noise-like EMG: band-limited Gaussian noise with a slowly varying envelope.
+    """EMG-like: band-limited Gaussian noise with a slowly varying envelope, and motor units.
 
     Band 20 Hz - min(2 kHz, 0.4 fs) like needle EMG after its amplifier, an envelope that
-    waxes and wanes like recruitment, a few µV of white amplifier noise, 16-bit quantisation.
+    waxes and wanes like recruitment, three motor units discharging at about 10 Hz (biphasic
+    potentials of ~1.5 ms, twice the background's RMS; needle EMG is not noise, and QC says
+    so), a few µV of white amplifier noise, 16-bit quantisation.
     """
     rng = np.random.default_rng(seed)
     n = round(fs_hz * duration_s)
@@ -41,6 +43,16 @@ def emg_surrogate(
     t = np.arange(n) / fs_hz
     envelope = 1.0 + 0.5 * np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, 2 * np.pi))
     x = x * envelope
+    x *= 0.5 / x.std()
+    width = 0.0004 * fs_hz
+    half = round(4 * width)
+    tt = np.arange(-half, half + 1)
+    muap = -tt / width * np.exp(0.5 - 0.5 * (tt / width) ** 2)  # peak magnitude 1
+    for unit in range(3):
+        times = np.cumsum(rng.normal(0.1, 0.01, size=int(duration_s * 12) + 2))
+        at = (times[times < duration_s - 0.01] * fs_hz).astype(int) + half
+        for i in at[at < n - half - 1]:
+            x[i - half : i + half + 1] += (1.0 + 0.5 * unit) * muap
     x *= rms_uv / x.std()
     x += 3.0 * rng.standard_normal(n)
     return np.round(x / QUANTUM_UV) * QUANTUM_UV
@@ -173,8 +185,12 @@ def test_short_hold_below_threshold_is_not_flat() -> None:
 
 
 def clipped_signal(fs_hz: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A surrogate loud enough to hit ±RAIL_UV in bursts, and where it was clipped."""
-    x = emg_surrogate(fs_hz, 4.0, rms_uv=900.0, seed=seed)
+    """A surrogate with loud bursts that hit ±RAIL_UV, and where it was clipped."""
+    x = emg_surrogate(fs_hz, 4.0, rms_uv=300.0, seed=seed)
+    rng = np.random.default_rng(seed)
+    burst = round(0.015 * fs_hz)
+    for start in rng.integers(0, x.size - burst, 12):
+        x[start : start + burst] *= 12.0
     clipped = np.abs(x) >= RAIL_UV
     return np.clip(x, -RAIL_UV, RAIL_UV), clipped
 
@@ -265,7 +281,7 @@ def test_hum_detection_works_at_a_low_sampling_rate() -> None:
 def test_batched_welch_matches_scipy() -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal(5000) + 2.0
-    freqs, psd = _welch_psd(x, 1000.0, 512)
+    freqs, psd = welch_psd(x, 1000.0, 512)
     ref_f, ref_p = welch(x, fs=1000.0, window="hann", nperseg=512, noverlap=256)
     np.testing.assert_allclose(freqs, ref_f)
     np.testing.assert_allclose(psd, ref_p, rtol=1e-10, atol=1e-15)

@@ -161,17 +161,33 @@ def test_visit_report_html_and_pdf(cnn: Pipeline, sim: SimulatedCohort, tmp_path
         write_report(report, tmp_path / "visit.docx")
 
 
-def test_unusable_record_is_reported_not_analysed(cnn: Pipeline, tmp_path: Path) -> None:
+def test_unusable_record_is_reported_not_interpretable(cnn: Pipeline, tmp_path: Path) -> None:
     flat = Recording(np.zeros(int(2 * FS), np.float32), FS, "FLAT-R01", "P-9", label=None)
     report = build_report(cnn, [flat])
     (section,) = report.records
-    assert not section.analysed and section.note.startswith("Not analysed")
+    assert not section.analysed and section.note.startswith("Not interpretable")
     assert "empty" in section.qc_flags and "holds no signal" in " ".join(section.qc_messages)
-    assert "0.5-s window" in section.note
-    assert report.summary_line.startswith("No recording could be analysed")
-    assert "Not analysed" in render_html(report)
+    assert report.summary_line == "NOT INTERPRETABLE: the recording holds no signal."
+    html = render_html(report)
+    assert "Not read or not judged (1)" in html and "FLAT-R01" in html
     text, _ = _pdf_text(render_pdf(report), tmp_path)
-    assert "Not analysed" in text
+    assert "NOT INTERPRETABLE" in text and "Not read or not judged" in text
+
+
+def test_noise_gets_no_probability_but_its_reason_on_the_first_page(
+    cnn: Pipeline, tmp_path: Path
+) -> None:
+    """The new user's noise file: once "HEALTHY (1.00, 1.00-1.00)", now not interpretable."""
+    noise = np.random.default_rng(5).normal(0, 40, int(6 * FS)).astype(np.float32)
+    report = build_report(cnn, [Recording(noise, FS, "NOISE", "P-9")], n_figures=0)
+    (section,) = report.records
+    assert section.verdict.outcome == "not interpretable" and section.predicted is None
+    assert report.summary_line.startswith("NOT INTERPRETABLE: no motor-unit activity")
+    assert "Most consistent" not in render_html(report)
+    data = render_pdf(report)
+    text, _ = _pdf_text(data, tmp_path)
+    first_page = text[: text.find("Methods")] if "Methods" in text else text
+    assert "no motor-unit activity" in first_page and "HEALTHY" not in text
 
 
 # --------------------------------------------------------------------------- CLI
@@ -198,6 +214,8 @@ def test_cli_explain_and_report(cnn: Pipeline, sim: SimulatedCohort, tmp_path: P
     # The broken file is named and skipped; the others still make the report (exit code 1).
     assert result.exit_code == 1
     assert "broken.hea" in result.output and out.read_bytes()[:5] == b"%PDF-"
+    text, _ = _pdf_text(out.read_bytes(), tmp_path)
+    assert "unreadable file" in text and "broken.hea" in text  # in the document itself
     result = runner.invoke(app, ["report", str(model), str(files[0]), "--out", "r.txt"])
     assert result.exit_code != 0 and ".html or .pdf" in result.output
 

@@ -249,6 +249,28 @@ def test_clipping_flat_and_hum_are_reported_on_the_fly(cnn: Pipeline, sim: list[
     assert all(w.line_freq_hz == 60.0 for w in windows_of(items))
 
 
+def test_noise_is_shown_as_not_interpretable_live_and_in_the_summary(
+    forest: Pipeline, sim: list[Recording]
+) -> None:
+    """EMG, then a stretch of pure noise: the state says why, no window of noise is judged."""
+    rng = np.random.default_rng(3)
+    noise = rng.normal(0, 40, round(5 * FS)).astype(np.float32)
+    mixed = sim[0].with_signal(np.concatenate([sim[0].signal, noise]))
+    mon, items = stream(forest, mixed)
+    changes = events_of(items, "state")
+    refused = [e for e in changes if e.new == "not interpretable"]
+    assert refused and "no motor-unit activity" in refused[0].message
+    assert refused[0].details["reasons"][0].startswith("no motor-unit activity")
+    assert any(e.new in forest.class_names for e in changes)  # the EMG part was judged
+    t_noise = sim[0].n_samples / FS
+    for w in windows_of(items):
+        if w.start_s > t_noise + 2.5:  # the QC span (2 s) lies wholly in the noise
+            assert w.probs is None and w.state == "not interpretable"
+    mon_noise, _ = stream(forest, sim[0].with_signal(noise))
+    summary = mon_noise.summary()
+    assert "not interpretable: no motor-unit activity" in summary.message
+
+
 # ---- faults --------------------------------------------------------------------------------
 
 

@@ -40,6 +40,7 @@ from emgdx.evaluation.cv import package_versions, windows_hash
 from emgdx.frontend import FrontEnd, ReducedBandWarning, as_cohort
 from emgdx.models.adapters import ModelAdapter, attach_backend, build_adapter, sha256_file
 from emgdx.normalise import Normaliser
+from emgdx.ood import TrainingDistribution
 from emgdx.preprocess import PreprocessConfig
 from emgdx.recording import Cohort, Recording, Windows
 from emgdx.tasks import check_task, class_names, encode_labels
@@ -193,6 +194,11 @@ class Pipeline:
         self.pretrained_: dict[str, Any] | None = None
         #: How the model was adapted to a new site (:meth:`adapt`), or ``None``.
         self.adaptation_: dict[str, Any] | None = None
+        #: The temperature fitted on held-out training subjects (:mod:`emgdx.calibration`)
+        #: and how, or ``None`` (not fitted, or no held-out subjects).
+        self.calibration_: dict[str, Any] | None = None
+        #: The training windows' distribution and its threshold (:mod:`emgdx.ood`).
+        self.distribution_: TrainingDistribution | None = None
 
     # ---- the stages' state, read through the pipeline -----------------------------------------
 
@@ -391,7 +397,66 @@ class Pipeline:
         self.model_ = model
         self.weights_sha256_ = None
         self.reference_ = self._reference(windows)
+        self.calibration_, self.distribution_ = None, None
+        if self.train.calibrate:
+            self.calibration_ = self._fit_calibration(model, windows, inputs, y, groups)
+            self.distribution_ = self._fit_distribution(windows, y)
         return self
+
+    def _fit_calibration(
+        self,
+        model: ModelAdapter,
+        windows: Windows,
+        inputs: Mapping[str, np.ndarray],
+        y: np.ndarray,
+        groups: np.ndarray,
+    ) -> dict[str, Any] | None:
+        """A temperature from training subjects the model did not learn from: the early-stopping
+        subjects of a torch model, else (classical models) grouped inner folds, each refitted
+        without its subjects. ``None`` when there are no such subjects."""
+        from sklearn.model_selection import GroupKFold
+
+        from emgdx.calibration import fit_temperature
+
+        records = windows.index["record_id"].astype(str).to_numpy()
+        val = list(self.train_result_.val_subjects) if self.train_result_ is not None else []
+        batch = self.train.eval_batch_size
+        if val:
+            held = np.isin(groups, val)
+            raw = model.predict_proba({k: v[held] for k, v in inputs.items()}, batch_size=batch)
+            source = f"the {len(val)} early-stopping subjects"
+            y_held, rec_held = y[held], records[held]
+        elif not model.has_weights and np.unique(groups).size >= 3:
+            n_folds = min(3, np.unique(groups).size)
+            raw = np.zeros((len(y), len(self.class_names)))
+            for train, test in GroupKFold(n_folds).split(y, y, groups):
+                inner = self.new_model(float(windows.fs_hz))
+                pick = {k: v[train] for k, v in inputs.items()}
+                inner.fit(pick, y[train], groups[train], self.train, fs_hz=float(windows.fs_hz))
+                raw[test] = inner.predict_proba(
+                    {k: v[test] for k, v in inputs.items()}, batch_size=batch
+                )
+            self.input_shapes_ = {k: tuple(int(s) for s in v.shape[1:]) for k, v in inputs.items()}
+            source = f"{n_folds} grouped inner folds over the training subjects"
+            y_held, rec_held = y, records
+        else:
+            return None
+        temperature = fit_temperature(raw, y_held, rec_held)
+        return {
+            "method": "temperature",
+            "temperature": temperature,
+            "fitted_on": source,
+            "n_records": int(np.unique(rec_held).size),
+        }
+
+    def _fit_distribution(self, windows: Windows, y: np.ndarray) -> TrainingDistribution | None:
+        from emgdx.ood import fit_distribution
+
+        if len(windows) < 10:
+            return None
+        return fit_distribution(
+            windows.data, float(windows.fs_hz), windows.index, y, seed=self.train.seed
+        )
 
     def check_init_from(self, source: Pipeline | str | os.PathLike[str]) -> Pipeline:
         """The pipeline to fine-tune from (loaded when a path), checked to match this one.
@@ -513,8 +578,18 @@ class Pipeline:
             self.model_name, __version__, self.weights_sha256(), self.backend, self.task
         )
 
-    def predict_windows(self, windows: Windows) -> np.ndarray:
-        """Class probabilities ``[n_windows, n_classes]`` for windows from :meth:`prepare`.
+    def calibrate_probs(self, probs: np.ndarray) -> np.ndarray:
+        """The model's window probabilities with the fitted temperature applied (unchanged
+        without a calibration)."""
+        if self.calibration_ is None:
+            return np.asarray(probs, dtype=np.float64)
+        from emgdx.calibration import temper
+
+        return temper(probs, float(self.calibration_["temperature"]))
+
+    def predict_windows(self, windows: Windows, *, calibrated: bool = True) -> np.ndarray:
+        """Class probabilities ``[n_windows, n_classes]`` for windows from :meth:`prepare`
+        (calibrated with the fitted temperature unless ``calibrated=False``).
 
         Raises
         ------
@@ -528,7 +603,16 @@ class Pipeline:
             self.frontend.check_windows(windows)
             return np.zeros((0, len(self.class_names)), dtype=np.float64)
         inputs = self.model_inputs(windows)
-        return model.predict_proba(inputs, batch_size=self.train.eval_batch_size)
+        probs = model.predict_proba(inputs, batch_size=self.train.eval_batch_size)
+        return self.calibrate_probs(probs) if calibrated else probs
+
+    def ood_scores(self, windows: Windows) -> dict[str, float]:
+        """Each record's out-of-distribution score (:mod:`emgdx.ood`); empty without a
+        training distribution."""
+        if self.distribution_ is None or len(windows) == 0:
+            return {}
+        scores = self.distribution_.score_windows(windows.data, float(windows.fs_hz))
+        return self.distribution_.score_records(scores, windows.index["record_id"].to_numpy())
 
     def predict(
         self,
@@ -563,6 +647,7 @@ class Pipeline:
             windows, qc, problems = prepared.windows, prepared.qc, prepared.problems
             base = cohort.manifest[["record_id", "subject_id", "label"]]
         probs = self.predict_windows(windows)
+        dist = self.distribution_
         return Diagnosis.from_windows(
             probs,
             windows.index,
@@ -575,6 +660,10 @@ class Pipeline:
             qc=qc,
             problems=problems,
             windows=windows if keep_windows else None,
+            ood=None if dist is None else self.ood_scores(windows),
+            ood_limits=None
+            if dist is None
+            else (dist.threshold, dist.refuse_factor * dist.threshold),
         )
 
     # ---- save / load -------------------------------------------------------------------------
@@ -648,6 +737,10 @@ class Pipeline:
                 },
                 "pretrained": self.pretrained_,
                 "adaptation": self.adaptation_,
+                "calibration": self.calibration_,
+                "training_distribution": None
+                if self.distribution_ is None
+                else self.distribution_.to_dict(),
                 "train_result": None
                 if self.train_result_ is None
                 else self.train_result_.to_dict(),
@@ -711,6 +804,15 @@ class Pipeline:
         pipe.reference_ = doc.get("reference")
         pipe.pretrained_ = doc.get("pretrained")
         pipe.adaptation_ = doc.get("adaptation")
+        pipe.calibration_ = doc.get("calibration")
+        temperature = (pipe.calibration_ or {}).get("temperature", 1.0)
+        if not (isinstance(temperature, int | float) and 0 < temperature < math.inf):
+            raise PipelineLoadError(f"{cfg_path}: invalid calibration temperature {temperature!r}")
+        try:
+            dist = doc.get("training_distribution")
+            pipe.distribution_ = None if dist is None else TrainingDistribution.from_dict(dist)
+        except ConfigError as exc:
+            raise PipelineLoadError(f"{cfg_path}: {exc}") from exc
         pipe.weights_sha256_ = digest
         model = pipe.new_model()
         saved_shapes = {k: tuple(v) for k, v in doc["input_shapes"].items()}

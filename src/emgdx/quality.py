@@ -105,24 +105,101 @@ Everything is vectorised numpy: an 11 s N2001 record (262,124 samples at 23.4 kH
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
-from scipy.signal import get_window
 
 from emgdx.config import JsonConfig, ProgressCallback, check_fields
 from emgdx.errors import ConfigError, SignalError
+from emgdx.needle import (
+    NEEDLE_FLAGS,
+    NEEDLE_METRICS,
+    NOT_NEEDLE_CAUSES,
+    NeedleConfig,
+    needle_checks,
+    welch_psd,
+)
 from emgdx.preprocess import design_filter, true_runs
 from emgdx.recording import Cohort, Recording
 
-__all__ = ["QC_FLAGS", "QCConfig", "QualityReport", "assess", "assess_cohort"]
+__all__ = [
+    "FLAG_TEXT",
+    "NOT_INTERPRETABLE_FLAGS",
+    "QC_FLAGS",
+    "QCConfig",
+    "QualityReport",
+    "assess",
+    "assess_cohort",
+    "flag_messages",
+    "not_interpretable_reasons",
+]
 
-#: Every flag a :class:`QualityReport` can carry, in a fixed order.
-QC_FLAGS: tuple[str, ...] = ("empty", "flat", "clipping", "garbage_tail", "line_noise", "too_short")
+#: Every flag a :class:`QualityReport` can carry, in a fixed order: faults in a recording,
+#: then the "is this needle EMG?" findings of :mod:`emgdx.needle`.
+QC_FLAGS: tuple[str, ...] = (
+    "empty",
+    "flat",
+    "clipping",
+    "garbage_tail",
+    "line_noise",
+    "too_short",
+    *NEEDLE_FLAGS,
+)
+#: Flags that make a record *not interpretable*: the model's answer on it would mean nothing,
+#: so no probability is given for it (:class:`emgdx.diagnosis.Diagnosis`).
+NOT_INTERPRETABLE_FLAGS: tuple[str, ...] = (
+    "empty",
+    "too_short",
+    "no_mu_activity",
+    "implausible_amplitude",
+    "saturated",
+)
+#: One sentence per flag, for reports, the clinic, the CLI and the live monitor.
+FLAG_TEXT: dict[str, str] = {
+    "empty": "the recording holds no signal",
+    "flat": "flat stretches (no signal) were found and left out",
+    "clipping": "the amplifier clipped (signal at its limits); clipped stretches were left out",
+    "garbage_tail": "the end of the file holds corrupt data; it was left out",
+    "line_noise": "mains interference was detected and notch-filtered",
+    "too_short": "too little usable signal for a reliable analysis",
+    "no_mu_activity": "no motor-unit activity: no potentials stand out of the background",
+    "stationary_noise": "the signal is stationary broadband noise",
+    "surface_emg_like": "the spectrum is smooth and low like surface EMG, without needle "
+    "potentials",
+    "ecg_dominated": "the signal is dominated by heart beats (ECG)",
+    "tonal": "the signal is made of a few pure tones",
+    "implausible_amplitude": "the amplitude is implausible for needle EMG (wrong units or "
+    "scaling?)",
+    "saturated": "a large part of the recording is saturated at the amplifier's limits",
+    "movement_artefact": "slow movement artefact (needle or limb) was filtered out",
+}
+
+
+def flag_messages(flags: Sequence[str]) -> list[str]:
+    """The sentence of each flag (:data:`FLAG_TEXT`), in the order given."""
+    return [FLAG_TEXT.get(f, f) for f in flags]
+
+
+def not_interpretable_reasons(flags: Sequence[str] | str) -> list[str]:
+    """Why a record with these QC flags cannot be judged (empty when it can).
+
+    ``flags`` is a sequence of names or the manifest's ``";"``-joined string. A record without
+    motor-unit activity gets one reason naming what it holds instead.
+    """
+    names = [f for f in flags.split(";") if f] if isinstance(flags, str) else list(flags)
+    if "empty" in names:
+        return [FLAG_TEXT["empty"]]
+    reasons = []
+    if "no_mu_activity" in names:
+        cause = next((c for c in NOT_NEEDLE_CAUSES if c in names), None)
+        reasons.append("no motor-unit activity" + (f" ({FLAG_TEXT[cause]})" if cause else ""))
+    reasons += [FLAG_TEXT[f] for f in ("implausible_amplitude", "saturated") if f in names]
+    if "too_short" in names and not reasons:
+        reasons.append(FLAG_TEXT["too_short"])
+    return reasons
 
 
 @dataclass(frozen=True)
@@ -188,6 +265,9 @@ class QCConfig(JsonConfig):
         Hum power / remaining signal power from which a record is flagged ``line_noise``.
     min_usable_s
         Usable duration below which a record is flagged ``too_short``.
+    needle
+        Thresholds of the "is this needle EMG?" checks (:mod:`emgdx.needle`); ``None``
+        switches them off.
     """
 
     flat_min_run_s: float = 0.010
@@ -216,8 +296,13 @@ class QCConfig(JsonConfig):
     line_detect_db: float = 10.0
     line_flag_power_ratio: float = 0.1
     min_usable_s: float = 1.0
+    needle: NeedleConfig | None = field(default_factory=NeedleConfig)
 
     def __post_init__(self) -> None:
+        if isinstance(self.needle, Mapping):
+            object.__setattr__(self, "needle", NeedleConfig.from_dict(self.needle))
+        elif self.needle is not None and not isinstance(self.needle, NeedleConfig):
+            raise ConfigError(f"QCConfig.needle must be a NeedleConfig or None: {self.needle!r}")
         # JSON turns tuples into lists; accept those and store tuples (the class is frozen).
         object.__setattr__(self, "line_freqs_hz", tuple(float(f) for f in self.line_freqs_hz))
         object.__setattr__(
@@ -280,6 +365,11 @@ class QualityReport:
     def ok(self) -> bool:
         """``True`` when no check raised a flag."""
         return not self.flags
+
+    @property
+    def not_interpretable(self) -> list[str]:
+        """Why the record cannot be judged (:func:`not_interpretable_reasons`); empty if it can."""
+        return not_interpretable_reasons(self.flags)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (everything but the per-sample mask; ``nan`` becomes ``None``)."""
@@ -427,23 +517,6 @@ def _signal_floor_uv(x: np.ndarray, fs: float, line_hz: float | None, harmonics:
     return float(np.median(np.sqrt(np.mean(blocks**2, axis=1))))
 
 
-def _welch_psd(x: np.ndarray, fs_hz: float, n_per: int) -> tuple[np.ndarray, np.ndarray]:
-    """One-sided Welch PSD (Hann window, 50 % overlap, mean removed per segment).
-
-    The same estimator as :func:`scipy.signal.welch` with those settings, written as one
-    batched FFT because scipy's version transforms segment by segment, which costs ~2 ms per
-    record here, most of the per-record QC budget.
-    """
-    hop = n_per // 2
-    segments = sliding_window_view(x, n_per)[::hop]
-    window = get_window("hann", n_per)
-    centred = segments - segments.mean(axis=1, keepdims=True)
-    spectra = np.fft.rfft(centred * window, axis=1)
-    psd = (spectra.real**2 + spectra.imag**2).mean(axis=0) / (fs_hz * float(window @ window))
-    psd[1 : (n_per + 1) // 2] *= 2  # one-sided: fold negative frequencies (not DC/Nyquist)
-    return np.fft.rfftfreq(n_per, 1 / fs_hz), psd
-
-
 def _line_noise(
     x: np.ndarray, fs_hz: float, config: QCConfig
 ) -> tuple[float | None, dict[str, float]]:
@@ -461,7 +534,7 @@ def _line_noise(
         return None, metrics
     # Box-car average as a matrix-vector product: a BLAS call, ~7x faster than .mean(axis=1).
     x_d = x[: m * q].reshape(m, q) @ np.full(q, 1 / q, dtype=np.float32) if q > 1 else x
-    freqs, psd = _welch_psd(x_d, fs_d, n_per)
+    freqs, psd = welch_psd(x_d, fs_d, n_per)
     df = float(freqs[1] - freqs[0])
     inner, outer = config.line_neighbour_hz
     nyquist = fs_d / 2
@@ -553,6 +626,7 @@ def _assess(recording: Recording, config: QCConfig, repeated_tail: int) -> Quali
         "line_power_ratio": nan,
         "line_snr_db": nan,
         "signal_floor_uv": nan,
+        **dict.fromkeys(NEEDLE_METRICS, nan),
     }  # _report adds usable_s and usable_fraction
     if n == 0:
         flags.update(("empty", "too_short"))
@@ -665,6 +739,19 @@ def _assess(recording: Recording, config: QCConfig, repeated_tail: int) -> Quali
     if floor < config.empty_floor_uv:
         flags.update(("empty", "too_short"))
         return _report(recording, flags, np.zeros(n, dtype=bool), metrics, line_freq)
+
+    # --- is it needle EMG at all? (emgdx.needle)
+    if config.needle is not None:
+        found, needle_metrics = needle_checks(
+            clean,
+            fs,
+            line_hz=line_freq,
+            n_harmonics=config.line_harmonics,
+            clipped_fraction=n_clipped / n,
+            config=config.needle,
+        )
+        flags.update(found)
+        metrics.update(needle_metrics)
 
     # --- too short
     if n_usable / fs < config.min_usable_s:

@@ -123,6 +123,10 @@ class TrainConfig(JsonConfig):
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     eval_batch_size
         Windows per forward pass at validation / prediction time.
+    calibrate
+        In :meth:`emgdx.pipeline.Pipeline.fit`: fit a temperature on held-out training
+        subjects (:mod:`emgdx.calibration`) and describe the training distribution
+        (:mod:`emgdx.ood`). Off only to save time in experiments that do not read them.
     """
 
     config_name: ClassVar[str] = "training config"
@@ -148,6 +152,7 @@ class TrainConfig(JsonConfig):
     seed: int = 0
     device: str = "auto"
     eval_batch_size: int = 256
+    calibrate: bool = True
 
     def __post_init__(self) -> None:
         problems = check_fields(
@@ -169,6 +174,8 @@ class TrainConfig(JsonConfig):
             problems.append(f"label_smoothing must be < 1, got {self.label_smoothing!r}")
         if not is_number(self.val_fraction) or not 0 <= self.val_fraction < 1:
             problems.append(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if not isinstance(self.calibrate, bool):
+            problems.append(f"calibrate must be true or false, got {self.calibrate!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             problems.append(f"seed must be an integer, got {self.seed!r}")
         if not isinstance(self.device, str) or not (

@@ -34,6 +34,7 @@ _STATE_STYLE = {
     "myopathy": "bold magenta",
     "uncertain": "bold yellow",
     "no signal": "bold white on red",
+    "not interpretable": "bold black on yellow",
     "starting": "dim",
     "stalled": "bold white on red",
 }

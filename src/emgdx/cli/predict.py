@@ -42,7 +42,13 @@ def predict(
     fs_hz: ui.FsHz = None,
     backend: ui.BackendOpt = "auto",
 ) -> None:
-    """Class probabilities with intervals, prediction, QC and notes per record of each file."""
+    """Class probabilities with intervals, prediction, QC and notes per record of each file.
+
+    A record that is not needle EMG one can judge (no motor-unit activity, implausible
+    amplitude, ...) or unlike anything the model was trained on is reported as NOT
+    INTERPRETABLE with the reasons; that is an answer, so the exit status stays 0. A file that
+    cannot be read, or a record without a usable window, exits 1.
+    """
     from emgdx.io import read
 
     model_dir, files = model_and_files(paths)
@@ -67,7 +73,8 @@ def predict(
                 for row in diagnosis.records.to_dict(orient="records"):
                     row = {"file": str(path), **{k: json_ready(v) for k, v in row.items()}}
                     rows.append(row)
-                    if not row["n_windows"]:
+                    # "Not interpretable" is an answer (with its reasons), not a failure.
+                    if row.get("outcome") == "not analysed":
                         flags = row.get("qc_flags") or "none"
                         why = row.get("note") or (
                             f"has no usable window to classify (QC flags: {flags})"
@@ -90,6 +97,7 @@ def predict(
         )
     else:
         _print_predictions(pipe, rows)
+        _print_outcomes(rows)
         if failed:
             sys.stdout.flush()
             ui.err.print(Text(f"{len(failed)} problem(s):", "bold red"))
@@ -111,19 +119,34 @@ def _print_predictions(pipe: Pipeline, rows: list[dict[str, Any]]) -> None:
         table.add_column("true label")
     for name in pipe.class_names:
         table.add_column(f"P({name})", justify="right")
-    for col in ("predicted", "confidence", "windows", "QC", "usable"):
+    for col in ("predicted", "confidence", "windows", "QC", "usable", "OOD"):
         table.add_column(col, justify="left" if col in ("predicted", "QC") else "right")
     for r in rows:
         probs = [r.get(f"p_{n}") for n in pipe.class_names]
         usable = r.get("usable_fraction")
+        ood = r.get("ood_score")
+        predicted = r.get("predicted") or (
+            "NOT INTERPRETABLE" if r.get("outcome") == "not interpretable" else "-"
+        )
         table.add_row(
             str(r["record_id"]),
             *([str(r.get("label") or "-")] if show_label else []),
             *("-" if p is None else f"{p:.3f}" for p in probs),
-            str(r.get("predicted") or "-"),
+            predicted,
             "-" if r.get("confidence") is None else f"{r['confidence']:.3f}",
             str(r["n_windows"]),
             (r.get("qc_flags") or "ok") if "qc_flags" in r else "-",
             "-" if usable is None else f"{100 * usable:.0f}%",
+            "-" if ood is None else f"{ood:.1f}" + (" !" if r.get("warnings") else ""),
         )
     ui.print_table(table)
+
+
+def _print_outcomes(rows: list[dict[str, Any]]) -> None:
+    """The reasons of every record that is not interpretable and the cautions of the others,
+    in plain words under the table."""
+    for r in rows:
+        if r.get("outcome") == "not interpretable":
+            ui.out.print(Text(f"{r['record_id']}: not interpretable: {r['reasons']}", "yellow"))
+        elif r.get("warnings"):
+            ui.out.print(f"{r['record_id']}: {r['warnings']}")

@@ -49,6 +49,7 @@ def report(
             visit={"id": visit} if visit else None,
             explain_method=method,
             n_figures=figures,
+            unreadable=problems,
         )
         path = write_report(rep, out_file)
     ui.out.print(f"{rep.summary_line}\nreport: {path}")

@@ -169,6 +169,8 @@ class AnalysisRunner:
             visit_id=visit_id,
             status="failed",
             failure=reason,
+            outcome="not analysed",
+            reasons=[],
             model_name=self.model_info["name"],
             model_version=self.model_info["version"],
             weights_sha256=self.model_info["weights_sha256"],
@@ -193,6 +195,8 @@ class AnalysisRunner:
             model_name=self.model_info["name"],
             model_version=self.model_info["version"],
             weights_sha256=self.model_info["weights_sha256"],
+            outcome=verdict.outcome,
+            reasons=list(verdict.reasons),
             predicted=verdict.predicted,
             **_probs_and_intervals(names, verdict.probs, verdict.interval),
             summary=report.summary_line,
@@ -207,6 +211,9 @@ class AnalysisRunner:
                 recording_id=recording_id,
                 position=position,
                 channel=channel,
+                outcome=section.verdict.outcome,
+                reasons=list(section.verdict.reasons),
+                ood_score=finite(_ood_score(report, section.record_id)),
                 predicted=section.predicted,
                 **_probs_and_intervals(names, section.probs, section.intervals),
                 qc_flags=list(section.qc_flags),
@@ -222,6 +229,14 @@ class AnalysisRunner:
             ]
             analysis.records.append(result)
         return analysis
+
+
+def _ood_score(report: ClinicalReport, record_id: str) -> float | None:
+    rows = report.diagnosis.records
+    if "ood_score" not in rows:
+        return None
+    match = rows.loc[rows["record_id"] == record_id, "ood_score"]
+    return float(match.iloc[0]) if len(match) else None
 
 
 def _saved_copy(pipeline: Pipeline, scratch_dir: Path | None, info: Mapping[str, str]) -> Path:

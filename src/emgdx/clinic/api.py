@@ -209,10 +209,14 @@ def _visit_out(session: Session, v: Visit) -> s.VisitOut:
         v,
         date=v.visit_date,
         n_recordings=len(v.recordings),
-        status=("failed" if latest.status == "failed" else "analysed")
-        if covered and latest is not None
-        else "new",
+        status=_visit_status(latest) if covered and latest is not None else "new",
     )
+
+
+def _visit_status(latest: Analysis) -> str:
+    if latest.status == "failed":
+        return "failed"
+    return "not interpretable" if latest.outcome == "not interpretable" else "analysed"
 
 
 def _recording_out(r: Recording) -> s.RecordingOut:
@@ -624,7 +628,7 @@ def _timeline(
     names: list[str] = []
     for v in p.visits:
         a = _latest_analysis(session, v.id, done=True)  # a failed analysis has no result
-        if a is None:
+        if a is None or a.outcome != "judged":  # nor has one that could judge nothing
             continue
         names = names or list(a.probs)
         points.append(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 __all__ = [
     "AnalysisIn",
@@ -110,9 +110,10 @@ class VisitOut(BaseModel):
     notes: str | None
     created_at: dt.datetime
     n_recordings: int
-    status: Literal["new", "analysed", "failed"] = Field(
+    status: Literal["new", "analysed", "not interpretable", "failed"] = Field(
         description="'analysed' when the latest analysis covers every recording of the visit, "
-        "'failed' when that analysis failed, else 'new'."
+        "'not interpretable' when it found no recording it could judge, 'failed' when that "
+        "analysis failed, else 'new'."
     )
 
 
@@ -157,9 +158,28 @@ class FigureOut(BaseModel):
     url: str
 
 
+Outcome = Literal["judged", "not interpretable", "not analysed"]
+
+
+def _no_reasons(value: Any) -> Any:
+    return [] if value is None else value  # rows stored before outcomes existed
+
+
+Reasons = Annotated[list[str], BeforeValidator(_no_reasons)]
+
+
 class RecordResultOut(BaseModel):
     recording_id: str
     channel: str
+    outcome: Outcome = Field(
+        description="'not interpretable': not needle EMG one can judge, or unlike anything the "
+        "model was trained on (``reasons``); 'not analysed': no usable window."
+    )
+    reasons: Reasons
+    ood_score: float | None = Field(
+        description="Out-of-distribution score against the model's training data (see "
+        "docs/safety.md); null when the model stores no training distribution."
+    )
     predicted: str | None
     probs: dict[str, float | None]
     intervals: dict[str, list[float | None]]
@@ -185,6 +205,11 @@ class AnalysisSummary(BaseModel):
         "worker process, a timeout); ``failure`` says why, and there is no result or report."
     )
     failure: str | None
+    outcome: Outcome = Field(
+        description="The visit's reading: 'judged', 'not interpretable' (no recording could be "
+        "judged; ``reasons`` says why) or 'not analysed'."
+    )
+    reasons: Reasons
     predicted: str | None
     summary: str
 

@@ -24,6 +24,7 @@ import pandas as pd
 
 from emgdx.diagnosis import Diagnosis, Verdict
 from emgdx.errors import ConfigError
+from emgdx.quality import flag_messages
 from emgdx.recording import Cohort, Recording, Windows
 
 if TYPE_CHECKING:
@@ -42,15 +43,6 @@ DISCLAIMER = (
 )
 
 SEGMENT_COLUMNS = ["start_s", "end_s", "share", "peak_uv"]
-
-QC_TEXT = {
-    "empty": "the recording holds no signal",
-    "flat": "flat stretches (no signal) were found and left out",
-    "clipping": "the amplifier clipped (signal at its limits); clipped stretches were left out",
-    "garbage_tail": "the end of the file holds corrupt data; it was left out",
-    "line_noise": "mains interference was detected and notch-filtered",
-    "too_short": "too little usable signal for a reliable analysis",
-}
 
 
 @dataclass
@@ -106,6 +98,19 @@ class ClinicalReport:
     references: list[str]
     class_names: tuple[str, ...]
     disclaimer: str = DISCLAIMER
+    #: Files that could not be read (each message names the file and the problem).
+    unreadable: list[str] = field(default_factory=list)
+
+    @property
+    def not_judged(self) -> list[tuple[str, str]]:
+        """``(what, why)`` for every file that could not be read and every recording that
+        could not be judged: listed in the report itself, not only on a terminal."""
+        out = [("unreadable file", problem) for problem in self.unreadable]
+        for s in self.records:
+            if not s.analysed:
+                name = f"{s.record_id}" + (f" ({s.source})" if s.source else "")
+                out.append((name, s.note))
+        return out
 
     @property
     def visit_verdict(self) -> Verdict | None:
@@ -121,17 +126,26 @@ class ClinicalReport:
     def summary_line(self) -> str:
         """One sentence for the top of the report."""
         analysed = [r for r in self.records if r.analysed]
+        refused = [r for r in self.records if r.verdict.outcome == "not interpretable"]
         if not analysed:
+            if refused:
+                reasons = self.diagnosis.visit.reasons or refused[0].verdict.reasons
+                return "NOT INTERPRETABLE: " + "; ".join(reasons) + "."
             return "No recording could be analysed (see the quality findings)."
         verdict, where = self.visit_verdict, f" across {len(analysed)} recordings"
         if verdict is None or verdict.predicted is None:
             verdict, where = analysed[0].verdict, ""
         assert verdict.predicted is not None
         bounds = verdict.interval.get(verdict.predicted, (math.nan, math.nan))
-        return (
+        line = (
             f"Most consistent with {verdict.predicted.upper()} (model probability "
             f"{verdict.probs[verdict.predicted]:.2f}{_interval_text(bounds)}){where}."
         )
+        if refused:
+            line += f" {len(refused)} recording(s) not interpretable (listed below)."
+        if verdict.warnings:
+            line += " Caution: " + "; ".join(verdict.warnings) + "."
+        return line
 
 
 def _interval_text(bounds: tuple[float, float]) -> str:
@@ -197,17 +211,23 @@ def _record_section(
         fs_hz=float(recording.fs_hz),
         duration_s=float(recording.signal.size / recording.fs_hz),
         qc_flags=flags,
-        qc_messages=[QC_TEXT.get(f, f) for f in flags],
+        qc_messages=flag_messages(flags),
         usable_fraction=float(usable) if pd.notna(usable) else 1.0,
         true_label=recording.label,
         verdict=diagnosis.record(rid),
     )
     if not section.analysed:
+        reasons = section.verdict.reasons
+        if reasons:
+            section.note = "Not interpretable: " + "; ".join(reasons) + "."
+            return section
         why = diagnosis.problems.get(rid) or (
             f"no usable {pipeline.preprocess.window_s:g}-s window after quality control."
         )
         section.note = f"Not analysed: {why}"
         return section
+    if section.verdict.warnings:
+        section.note = "Caution: " + "; ".join(section.verdict.warnings) + "."
     assert diagnosis.windows is not None
     mine = (diagnosis.window_index["record_id"].astype(str) == rid).to_numpy()
     windows, probs = diagnosis.windows.select(mine), diagnosis.window_probs[mine]
@@ -314,6 +334,7 @@ def build_report(
     explain_method: str | None = "integrated_gradients",
     n_figures: int = 3,
     title: str | None = None,
+    unreadable: Sequence[str] = (),
 ) -> ClinicalReport:
     """Analyse, explain and summarise the recordings of one patient visit.
 
@@ -331,6 +352,8 @@ def build_report(
         Figures per record (1: signal; 2: + zoomed segments; 3: + time-frequency image).
     title
         Report title.
+    unreadable
+        Messages about files of this visit that could not be read: listed in the report.
     """
     from emgdx.report.methods import methods_paragraph
 
@@ -375,4 +398,5 @@ def build_report(
         methods=methods,
         references=references,
         class_names=names,
+        unreadable=list(unreadable),
     )

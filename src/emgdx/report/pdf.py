@@ -263,6 +263,10 @@ def render_pdf(report: ClinicalReport, path: str | os.PathLike[str] | None = Non
     first, _, rest = report.disclaimer.partition(".")
     story.append(P(f"<b>{_esc(first)}.</b>{_esc(rest)}", st["warn"]))
     story.append(P(_esc(report.summary_line), st["summary"]))
+    if report.not_judged:
+        story.append(P(f"Not read or not judged ({len(report.not_judged)})", st["h2"]))
+        for what, why in report.not_judged:
+            story.append(P(f"<b>{_esc(what)}</b>: {_esc(why)}", st["base"]))
     if report.visit_probs and report.visit_intervals:
         analysed = sum(r.analysed for r in report.records)
         story.append(

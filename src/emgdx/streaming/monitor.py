@@ -34,6 +34,7 @@ import pandas as pd
 from emgdx.config import check_fields
 from emgdx.errors import ConfigError, SignalError
 from emgdx.frontend import QCConfig
+from emgdx.quality import not_interpretable_reasons
 
 if TYPE_CHECKING:
     from emgdx.diagnosis import Diagnosis
@@ -300,6 +301,8 @@ class LiveMonitor:
         self.latencies_ms: list[float] = []
         self.n_windows = 0
         self._judged: list[tuple[float, np.ndarray]] = []  # (start_s, probs) of judged windows
+        #: How often each reason made a window not interpretable (for the summary).
+        self.refusals: dict[str, int] = {}
 
     # ---- stream time ---------------------------------------------------------------------
 
@@ -487,12 +490,16 @@ class LiveMonitor:
             )
             self.qc_flags = flags
         probs: np.ndarray | None = None
-        if live.windows is not None:
+        # Signal QC says is not needle EMG one can judge gets no probability (as offline).
+        reasons = not_interpretable_reasons(flags) if "empty" not in flags else []
+        for why in reasons:
+            self.refusals[why] = self.refusals.get(why, 0) + 1
+        if live.windows is not None and not reasons:
             probs = self.pipeline.predict_windows(live.windows)[0]
             self._judged.append((start_s, probs))
             s = self.smoothed
             self.smoothed = probs.copy() if s is None else s + self._alpha * (probs - s)
-        state = self._next_state(flags, events)
+        state = self._next_state(flags, reasons, events)
         latency = (time.perf_counter() - t0) * 1000.0
         self.latencies_ms.append(latency)
         self.n_windows += 1
@@ -518,6 +525,9 @@ class LiveMonitor:
         dx = self.diagnosis()
         verdict = dx.visit
         text = "no window could be judged"
+        if verdict.predicted is None and self.refusals:
+            common = sorted(self.refusals, key=lambda r: -self.refusals[r])
+            text = "not interpretable: " + "; ".join(common)
         if verdict.predicted is not None:
             low, high = verdict.interval[verdict.predicted]
             text = (
@@ -546,10 +556,13 @@ class LiveMonitor:
             base=record,
         )
 
-    def _next_state(self, flags: tuple[str, ...], events: list[Item]) -> str:
+    def _next_state(self, flags: tuple[str, ...], reasons: list[str], events: list[Item]) -> str:
         if any(f in _NO_SIGNAL_FLAGS for f in flags):
             proposal = "no signal"
             self.smoothed = None  # what came before the silence is stale
+        elif reasons:
+            proposal = "not interpretable"
+            self.smoothed = None
         elif self.smoothed is None:
             proposal = self.state
         else:
@@ -567,11 +580,14 @@ class LiveMonitor:
         self._candidate = (proposal, count)
         if count < hops_needed:
             return self.state
-        details = _by_class(self.class_names, self.smoothed) or {}
+        details: dict[str, Any] = _by_class(self.class_names, self.smoothed) or {}
+        why = f" ({'; '.join(reasons)})" if proposal == "not interpretable" else ""
+        if why:
+            details = {"reasons": list(reasons)}
         events.append(
             self._event(
                 "state",
-                f"{self.state} -> {proposal}",
+                f"{self.state} -> {proposal}{why}",
                 old=self.state,
                 new=proposal,
                 details=details,
