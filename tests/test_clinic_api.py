@@ -879,3 +879,34 @@ def test_a_failing_analysis_in_process_is_stored_failed_without_internals(
     r = c.client.post(f"/api/v1/visits/{vid}/analysis", json={"explain": False}, headers=c.headers)
     assert r.json()["status"] == "done" and r.json()["predicted"] is not None
     close_app(app)
+
+
+def test_noise_is_stored_not_interpretable_and_left_out_of_the_timeline(clinic: Clinic) -> None:
+    """The new user's noise CSV: an answer ("not interpretable", with the reason), not a
+    probability; the visit says so and the patient's trends ignore it."""
+    c = clinic
+    pid, vid = _patient_visit(c)
+    fs = 4000
+    noise = np.random.default_rng(11).normal(0, 40, 5 * fs)
+    csv = "time_s,emg_uV\n" + "\n".join(f"{i / fs:.6f},{v:.3f}" for i, v in enumerate(noise))
+    r = c.client.post(
+        f"/api/v1/visits/{vid}/recordings",
+        files=[("files", ("noise.csv", csv.encode(), "text/csv"))],
+        headers=c.headers,
+    )
+    assert r.status_code == 201, r.text
+    r = c.client.post(f"/api/v1/visits/{vid}/analysis", json={"explain": False}, headers=c.headers)
+    assert r.status_code == 201, r.text
+    a = r.json()
+    assert a["status"] == "done" and a["outcome"] == "not interpretable"
+    assert a["predicted"] is None and a["reasons"][0].startswith("no motor-unit activity")
+    assert a["summary"].startswith("NOT INTERPRETABLE: no motor-unit activity")
+    (rec,) = a["records"]
+    assert rec["outcome"] == "not interpretable" and rec["note"].startswith("Not interpretable")
+    assert all(p is None for p in rec["probs"].values())
+    visit = c.client.get(f"/api/v1/visits/{vid}", headers=c.headers).json()
+    assert visit["status"] == "not interpretable"
+    html = c.client.get(a["report_html_url"], headers=c.headers).text
+    assert "NOT INTERPRETABLE" in html and "no motor-unit activity" in html
+    timeline = c.client.get(f"/api/v1/patients/{pid}/timeline", headers=c.headers).json()
+    assert timeline["points"] == []

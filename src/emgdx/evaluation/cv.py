@@ -39,7 +39,7 @@ from emgdx.evaluation.splits import (
 from emgdx.preprocess import PreprocessConfig
 from emgdx.recording import Cohort, Windows, muscle_group
 from emgdx.tasks import class_names as task_class_names
-from emgdx.tasks import encode_labels
+from emgdx.tasks import encode_labels, targets_of
 
 __all__ = [
     "CV_SCHEMES",
@@ -120,6 +120,14 @@ class CVResult:
         :func:`windows_hash` of the windows cross-validated.
     versions
         :func:`package_versions` at run time.
+    calibration
+        When the pipelines calibrate (:mod:`emgdx.calibration`): record-level expected
+        calibration error and reliability tables before and after, overall and per site
+        (:func:`calibration_summary`); else empty.
+    ood
+        When the pipelines store a training distribution (:mod:`emgdx.ood`): each tested
+        record's out-of-distribution score and verdict against its fold's training data, and
+        the verdict counts per site; else empty.
     """
 
     task: str
@@ -133,6 +141,8 @@ class CVResult:
     config: dict[str, Any] = field(default_factory=dict)
     data_hash: str = ""
     versions: dict[str, str] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    ood: dict[str, Any] = field(default_factory=dict)
 
     def metric(
         self, name: str, *, level: str = "record", method: str = "mean", subset: str = "all"
@@ -190,7 +200,64 @@ class CVResult:
             "per_subject": {
                 subset: _records(self.per_subject(subset=subset)) for subset in self.tables
             },
+            "calibration": json_ready(self.calibration),
+            "ood": json_ready(self.ood),
         }
+
+
+def _ood_of_fold(pipeline: Any, test: Windows, fold: int) -> dict[str, dict[str, Any]]:
+    """Each test record's out-of-distribution score against this fold's training data."""
+    dist = getattr(pipeline, "distribution_", None)
+    if dist is None:
+        return {}
+    scores = pipeline.ood_scores(test)
+    return {
+        rid: {"score": score, "verdict": dist.verdict(score), "fold": fold}
+        for rid, score in scores.items()
+    }
+
+
+def _ood_summary(records: dict[str, dict[str, Any]], index: pd.DataFrame) -> dict[str, Any]:
+    """Verdict counts overall and per site, and the records' scores."""
+    site_of = (
+        dict(zip(index["record_id"].astype(str), index["site"].astype(str), strict=False))
+        if "site" in index
+        else {}
+    )
+    counts: dict[str, dict[str, int]] = {}
+    for rid, info in records.items():
+        for key in ("all", *([site_of[rid]] if rid in site_of else [])):
+            by_verdict = counts.setdefault(key, {"typical": 0, "unusual": 0, "alien": 0})
+            by_verdict[info["verdict"]] += 1
+    return {"counts": counts, "records": records}
+
+
+def calibration_summary(
+    raw: np.ndarray, calibrated: np.ndarray, index: pd.DataFrame, task: str
+) -> dict[str, Any]:
+    """Record-level ECE and reliability tables before and after calibration, for all records
+    and per site (records of windows whose label is in the task)."""
+    from emgdx.calibration import expected_calibration_error, record_probs, reliability_table
+
+    y = np.asarray(targets_of(index["label"].to_list(), task))
+    keep = y >= 0
+    rec_ids = index["record_id"].astype(str).to_numpy()
+    sites = index["site"].astype(str).to_numpy() if "site" in index else None
+    groups: dict[str, np.ndarray] = {"all": keep}
+    if sites is not None and len(set(sites[keep].tolist())) > 1:
+        for site in sorted(set(sites[keep].tolist())):
+            groups[site] = keep & (sites == site)
+    out: dict[str, Any] = {}
+    for name, mask in groups.items():
+        entry: dict[str, Any] = {}
+        for stage, p in (("before", raw), ("after", calibrated)):
+            rec, rec_y = record_probs(p[mask], rec_ids[mask], y[mask])
+            assert rec_y is not None
+            entry[f"ece_{stage}"] = expected_calibration_error(rec, rec_y)
+            entry[f"reliability_{stage}"] = _records(reliability_table(rec, rec_y))
+            entry["n_records"] = len(rec)
+        out[name] = entry
+    return out
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -460,6 +527,8 @@ def cross_validate(
         raise ConfigError("the cross-validation scheme produced no folds")
 
     probs = np.full((len(windows), len(names)), np.nan)
+    raw_probs = np.full((len(windows), len(names)), np.nan)
+    ood_records: dict[str, dict[str, Any]] = {}
     fold_of = np.full(len(windows), -1, dtype=np.int64)
     folds: list[dict[str, Any]] = []
     for i, (train_idx, test_idx) in enumerate(splits):
@@ -476,13 +545,27 @@ def cross_validate(
         t1 = time.perf_counter()
         if adapt:
             _adapt(pipeline, windows.select(test_idx))
-        fold_probs = pipeline.predict_windows(windows.select(test_idx))
+        test = windows.select(test_idx)
+        calibration = getattr(pipeline, "calibration_", None)
+        if calibration is not None:  # the model's own and the calibrated probabilities
+            calibrating: Any = pipeline  # an emgdx Pipeline (it has a calibration)
+            raw = _check_fold_probs(
+                calibrating.predict_windows(test, calibrated=False), test_idx.size, len(names), i
+            )
+            fold_probs = calibrating.calibrate_probs(raw)
+            raw_probs[test_idx] = raw
+        else:
+            fold_probs = pipeline.predict_windows(test)
         t2 = time.perf_counter()
         probs[test_idx] = _check_fold_probs(fold_probs, test_idx.size, len(names), i)
+        if calibration is None:
+            raw_probs[test_idx] = probs[test_idx]
         fold_of[test_idx] = i
+        ood_records.update(_ood_of_fold(pipeline, test, i))
         folds.append(
             {
                 "fold": i,
+                "temperature": None if calibration is None else calibration["temperature"],
                 "test_subjects": sorted(set(groups[test_idx].tolist())),
                 "n_train_windows": int(train_idx.size),
                 "n_test_windows": int(test_idx.size),
@@ -532,4 +615,10 @@ def cross_validate(
         config=run_config,
         data_hash=windows_hash(windows),
         versions=package_versions(),
+        calibration=(
+            calibration_summary(raw_probs[tested], oof, index, task)
+            if any(f["temperature"] is not None for f in folds)
+            else {}
+        ),
+        ood=_ood_summary(ood_records, index) if ood_records else {},
     )

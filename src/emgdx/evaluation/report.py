@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "atomic_write",
     "figure_confusion",
+    "figure_reliability",
     "figure_roc",
     "figure_subject_probabilities",
     "load_results",
@@ -160,6 +161,34 @@ def figure_subject_probabilities(
     ax.set_xlabel("mean probability" if method == "mean" else "vote share")
     ax.legend(loc="upper left", bbox_to_anchor=(1.04, 1.0))
     ax.set_title("Per-subject scores (x = wrong)")
+    return fig
+
+
+def figure_reliability(results: Mapping[str, Any]) -> Figure:
+    """Record-level reliability diagrams before and after calibration, one panel per site
+    (and all records): mean confidence against accuracy per confidence bin."""
+    figure_cls = _matplotlib()
+    groups = list(results["calibration"])
+    fig = figure_cls(figsize=(4.0 * len(groups), 3.8), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(groups)))
+    for ax, name in zip(axes, groups, strict=True):
+        entry = results["calibration"][name]
+        for stage, style in (("before", "o--"), ("after", "s-")):
+            rows = entry[f"reliability_{stage}"]
+            ece = entry[f"ece_{stage}"]
+            ax.plot(
+                [r["confidence"] for r in rows],
+                [r["accuracy"] for r in rows],
+                style,
+                label=f"{stage} (ECE {_num(ece)})",
+            )
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.01)
+        ax.set_xlabel("confidence (top-class probability)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{name} ({entry['n_records']} records)")
+        ax.legend(loc="upper left", fontsize="small")
     return fig
 
 
@@ -297,6 +326,40 @@ def render_html(results: CVResult | Mapping[str, Any], *, title: str = "emgdx ev
         ]
         for f in res["folds"]
     ]
+    if res.get("calibration"):
+        parts.append("<h2>Calibration (record level)</h2>")
+        parts.append(
+            "<p>Temperature scaling fitted on held-out <em>training</em> subjects of each fold "
+            "(emgdx.calibration); expected calibration error over 10 confidence bins.</p>"
+        )
+        parts.append(
+            _table(
+                ["records", "n", "ECE before", "ECE after"],
+                [
+                    [
+                        html.escape(name),
+                        _num(e["n_records"]),
+                        _num(e["ece_before"]),
+                        _num(e["ece_after"]),
+                    ]
+                    for name, e in res["calibration"].items()
+                ],
+            )
+        )
+        parts.append(
+            f'<img alt="reliability" src="data:image/png;base64,{_png(figure_reliability(res))}">'
+        )
+    if res.get("ood"):
+        parts.append("<h2>Out-of-distribution verdicts of the tested records</h2>")
+        parts.append(
+            _table(
+                ["records", "typical", "unusual (warned)", "alien (not interpretable)"],
+                [
+                    [html.escape(name), _num(c["typical"]), _num(c["unusual"]), _num(c["alien"])]
+                    for name, c in res["ood"]["counts"].items()
+                ],
+            )
+        )
     parts.append("<h2>Folds</h2>")
     parts.append(
         _table(

@@ -935,8 +935,11 @@ function resultView(ctx, a) {
         "div",
         { class: "verdict" },
         h("div", { class: "muted small" }, "Model output"),
-        h("div", { class: `predicted cls-${a.predicted ?? "none"}`, testid: "result-predicted", "data-class": a.predicted ?? "" }, a.predicted ?? "undetermined"),
+        h("div", { class: `predicted cls-${a.predicted ?? "none"}`, testid: "result-predicted", "data-class": a.predicted ?? "", "data-outcome": a.outcome ?? "" }, a.predicted ?? (a.outcome === "not interpretable" ? "not interpretable" : "undetermined")),
         h("p", { class: "summary", testid: "result-summary" }, a.summary),
+        a.outcome === "not interpretable" && a.reasons?.length
+          ? h("ul", { class: "qc-messages", testid: "result-reasons" }, a.reasons.map((why) => h("li", {}, why)))
+          : null,
         h("p", { class: "muted small" }, `${a.model?.name ?? ""} ${a.model?.version ?? ""} · ${dateTime(a.created_at)}`),
       ),
       probBars(a.probs || {}, a.intervals || {}),
@@ -1044,7 +1047,7 @@ function recordResult(rec, name) {
       "header",
       { class: "record-head" },
       h("h4", {}, name ?? rec.recording_id, rec.channel ? h("span", { class: "muted" }, ` · ${rec.channel}`) : null),
-      classBadge(rec.predicted),
+      rec.outcome === "not interpretable" ? h("span", { class: "badge badge-warn", testid: "record-outcome" }, "not interpretable") : classBadge(rec.predicted),
     ),
     h("p", { class: "small" }, probs, h("span", { class: "muted" }, ` · ${rec.n_windows ?? "?"} windows, ${pct(rec.usable_fraction)} usable`)),
     rec.note ? h("p", { class: "small note", testid: "record-note" }, rec.note) : null,

@@ -1,4 +1,7 @@
-"""A panel of inputs that are not needle EMG, or are corrupted needle EMG, for docs/safety.md.
+"""A panel of inputs that are not needle EMG, or are corrupted needle EMG (docs/safety.md).
+
+It tests what emgdx refuses to judge (:mod:`emgdx.needle`, :mod:`emgdx.ood`); a site can run
+it against its own quality checks or models too.
 
 :func:`make_panel` draws every kind from a seed, at several sampling rates and levels:
 
@@ -11,7 +14,7 @@
 * real N2001 records time-reversed, phase-scrambled (the same spectrum, no potentials) and
   scaled by 0.01 and by 100.
 
-Run by ``benchmarks/safety.py``; ``python benchmarks/safety_panel.py`` prints the kinds.
+Used by ``benchmarks/safety.py`` and the tests.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import numpy as np
 import scipy.signal as ss
 
 from emgdx.recording import Recording
+
+__all__ = ["DERIVED_KINDS", "SYNTHETIC_KINDS", "make_panel"]
 
 SYNTHETIC_KINDS = (
     "white_noise",
@@ -52,8 +57,13 @@ def _ecg(rng: np.random.Generator, n: int, fs: float) -> np.ndarray:
     beats = beats + rng.normal(0, 0.02, beats.size)
     x = np.zeros(n)
     # (offset s, width s, height): P, Q, R, S, T waves as Gaussian bumps
-    waves = ((-0.2, 0.025, 0.12), (-0.03, 0.01, -0.1), (0, 0.01, 1.0), (0.03, 0.01, -0.25),
-             (0.25, 0.05, 0.3))
+    waves = (
+        (-0.2, 0.025, 0.12),
+        (-0.03, 0.01, -0.1),
+        (0, 0.01, 1.0),
+        (0.03, 0.01, -0.25),
+        (0.25, 0.05, 0.3),
+    )
     for b in beats:
         for offset, width, height in waves:
             x += height * np.exp(-0.5 * ((t - b - offset) / width) ** 2)
@@ -72,8 +82,9 @@ def _synthetic(kind: str, rng: np.random.Generator, n: int, fs: float) -> np.nda
         t = np.arange(n) / fs
         k = int(rng.integers(1, 7))
         freqs = rng.uniform(20, min(2000, fs / 3), k)
-        x = sum(rng.uniform(0.2, 1) * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3))
-                for f in freqs)
+        x = sum(
+            rng.uniform(0.2, 1) * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3)) for f in freqs
+        )
         x = np.asarray(x) / np.std(x) * level
         return x + rng.standard_normal(n) * level * rng.choice([0.0, 0.05])
     if kind == "ecg_like":
@@ -125,14 +136,9 @@ def make_panel(
             rid = f"{kind}-{i:02d}"
             panel.append((kind, Recording(x, fs, rid, rid)))
     for kind in DERIVED_KINDS:
-        for i, j in enumerate(rng.choice(len(real), per_kind, replace=len(real) < per_kind)):
+        for j in rng.choice(len(real), per_kind, replace=len(real) < per_kind):
             src = real[int(j)]
             x = _derived(kind, rng, src.signal.astype(np.float64)).astype(np.float32)
             rid = f"{kind}-{src.record_id}"
             panel.append((kind, Recording(x, src.fs_hz, rid, rid)))
     return panel
-
-
-if __name__ == "__main__":
-    print("synthetic:", ", ".join(SYNTHETIC_KINDS))
-    print("derived from real records:", ", ".join(DERIVED_KINDS))
