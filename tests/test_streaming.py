@@ -256,7 +256,7 @@ def test_noise_is_shown_as_not_interpretable_live_and_in_the_summary(
     rng = np.random.default_rng(3)
     noise = rng.normal(0, 40, round(5 * FS)).astype(np.float32)
     mixed = sim[0].with_signal(np.concatenate([sim[0].signal, noise]))
-    mon, items = stream(forest, mixed)
+    _, items = stream(forest, mixed)
     changes = events_of(items, "state")
     refused = [e for e in changes if e.new == "not interpretable"]
     assert refused and "no motor-unit activity" in refused[0].message
