@@ -6,6 +6,7 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -93,3 +94,19 @@ def test_a_missing_shipped_model_is_a_clear_error(monkeypatch: pytest.MonkeyPatc
     result = runner.invoke(app, ["predict", str(tmp_path / "x.hea")])
     assert result.exit_code == 2
     assert "shipped model is missing" in result.stderr and "Traceback" not in result.output
+
+
+def test_predict_answers_a_noise_csv_not_interpretable_and_exits_0(tmp_path: Path) -> None:
+    """The issue's new user: a CSV of Gaussian noise once got "HEALTHY (1.00)"."""
+    fs = 10_000
+    noise = np.random.default_rng(0).normal(0, 50, 8 * fs)
+    path = tmp_path / "noise.csv"
+    path.write_text("emg_uv\n" + "\n".join(f"{v:.3f}" for v in noise))
+    result = runner.invoke(app, ["predict", str(path), "--fs-hz", str(fs)])
+    assert result.exit_code == 0, result.output
+    assert "NOT INTERPRETABLE" in result.stdout
+    assert "noise: not interpretable: no motor-unit activity" in " ".join(result.stdout.split())
+    result = runner.invoke(app, ["predict", str(path), "--fs-hz", str(fs), "--json"])
+    (row,) = json.loads(result.stdout)["records"]
+    assert row["outcome"] == "not interpretable" and row["predicted"] is None
+    assert row["reasons"].startswith("no motor-unit activity")

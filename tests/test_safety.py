@@ -175,6 +175,11 @@ def test_cross_validation_reports_calibration_and_ood_per_fold() -> None:
     assert sum(counts.values()) == 18
     doc = result.to_dict()
     assert doc["calibration"]["all"]["reliability_after"]
+    from emgdx.evaluation.report import render_html
+
+    page = render_html(doc)
+    assert "Calibration (record level)" in page and 'alt="reliability"' in page
+    assert "Out-of-distribution verdicts" in page
 
 
 # ---- needle-EMG checks on real data and on the generated panel -------------------------------

@@ -156,6 +156,10 @@ def evaluate(
                 "n_folds": len(result.folds),
                 "n_windows": len(result.index),
                 "metrics": ui.evaluation_summary(result),
+                "calibration": {
+                    group: {k: cal[k] for k in ("n_records", "ece_before", "ece_after")}
+                    for group, cal in result.calibration.items()
+                },
                 "report": {k: str(v) for k, v in paths.items()},
             }
         )
@@ -169,6 +173,11 @@ def evaluate(
         )
     )
     fit_s = sum(f["fit_s"] for f in result.folds)
+    for group, cal in result.calibration.items():
+        ui.out.print(
+            f"calibration ({group}, {cal['n_records']} records): expected calibration error "
+            f"{cal['ece_before']:.3f} before, {cal['ece_after']:.3f} after"
+        )
     ui.out.print(f"training time over all folds: {fit_s:.1f} s")
     ui.out.print(f"report: {paths['html']}  (results: {paths['json']})", soft_wrap=True)
     if leaky:

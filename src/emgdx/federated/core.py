@@ -176,13 +176,19 @@ def local_pipeline(pipe_config: Mapping[str, Any], local_epochs: int, seed: int)
     """The site's Pipeline: the server's config, with the round's training budget and seed.
 
     Local rounds train on all of the site's training subjects (no inner validation split nor
-    early stopping within a round) with a constant learning rate.
+    early stopping within a round) with a constant learning rate, and fit no calibration or
+    training distribution (a round's local model is not the one that answers).
     """
     from emgdx.pipeline import Pipeline
 
     pipe = Pipeline.from_config(pipe_config)
     pipe.train = dataclasses.replace(
-        pipe.train, epochs=int(local_epochs), val_fraction=0.0, schedule="none", seed=int(seed)
+        pipe.train,
+        epochs=int(local_epochs),
+        val_fraction=0.0,
+        schedule="none",
+        seed=int(seed),
+        calibrate=False,
     )
     return pipe
 
