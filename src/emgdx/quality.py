@@ -98,8 +98,10 @@ lives in :class:`QCConfig`; none depends on one lab's sampling rate or ADC):
     Fewer than ``min_usable_s`` (1 s) of usable samples remain: too little for even one
     analysis window of the usual length.
 
-Everything is vectorised numpy: an 11 s N2001 record (262,124 samples at 23.4 kHz) takes about
-1.3 ms on one core (all 355 records: ~0.5 s).
+Everything is vectorised numpy: the checks above take about 1.3 ms for an 11 s N2001 record
+(262,124 samples at 23.4 kHz) on one core. The "is this needle EMG?" checks of
+:mod:`emgdx.needle`, run after them on the usable samples, bring it to about 20 ms (all 555
+N2001 and Algiers records: ~12 s).
 """
 
 from __future__ import annotations
