@@ -41,7 +41,7 @@ from emgdx.io import read_cohort
 from emgdx.needle import NEEDLE_FLAGS
 from emgdx.pipeline import Pipeline
 from emgdx.pretrained import default_model_dir, default_pipeline
-from emgdx.quality import assess
+from emgdx.quality import QualityReport, assess
 from emgdx.recording import Cohort
 from emgdx.safety_panel import DERIVED_KINDS, SYNTHETIC_KINDS, make_panel
 
@@ -81,7 +81,7 @@ def panel(cohort: Cohort, per_kind: int, seed: int) -> dict[str, Any]:
                 "flagged": bool(flagged),
                 "qc_flags": ";".join(flags),
                 "ood_score": float(row["ood_score"]),
-                "reason": str(row["reasons"] or row["warnings"]),
+                "reason": str(row["reasons"] or row["warnings"] or row["note"]),
             }
         )
     frame = pd.DataFrame(table)
@@ -102,6 +102,11 @@ def panel(cohort: Cohort, per_kind: int, seed: int) -> dict[str, Any]:
     }
 
 
+def _not_judged(report: QualityReport) -> bool:
+    """QC alone keeps the record from being judged: not needle EMG, or no usable signal."""
+    return bool(report.not_interpretable) or bool({"empty", "too_short"} & set(report.flags))
+
+
 def _site_of(cohort: Cohort) -> dict[str, str]:
     man = cohort.manifest
     return dict(zip(man["record_id"].astype(str), man["site"].astype(str), strict=True))
@@ -111,7 +116,7 @@ def real_records(cohort: Cohort, scheme: dict[str, Any]) -> dict[str, Any]:
     """QC and out-of-distribution refusals of real records tested by models that did not see
     their subjects, and calibration before/after, per site."""
     site_of = _site_of(cohort)
-    qc_refused = {r.record_id: bool(assess(r).not_interpretable) for r in cohort.recordings}
+    qc_refused = {r.record_id: _not_judged(assess(r)) for r in cohort.recordings}
     t0 = time.perf_counter()
     make = default_pipeline
     windows = make().prepare(cohort)

@@ -161,17 +161,18 @@ def test_visit_report_html_and_pdf(cnn: Pipeline, sim: SimulatedCohort, tmp_path
         write_report(report, tmp_path / "visit.docx")
 
 
-def test_unusable_record_is_reported_not_interpretable(cnn: Pipeline, tmp_path: Path) -> None:
+def test_unusable_record_is_reported_not_analysed(cnn: Pipeline, tmp_path: Path) -> None:
     flat = Recording(np.zeros(int(2 * FS), np.float32), FS, "FLAT-R01", "P-9", label=None)
     report = build_report(cnn, [flat])
     (section,) = report.records
-    assert not section.analysed and section.note.startswith("Not interpretable")
+    assert not section.analysed and section.note.startswith("Not analysed")
     assert "empty" in section.qc_flags and "holds no signal" in " ".join(section.qc_messages)
-    assert report.summary_line == "NOT INTERPRETABLE: the recording holds no signal."
+    assert "0.5-s window" in section.note
+    assert report.summary_line.startswith("No recording could be analysed")
     html = render_html(report)
-    assert "Not read or not judged (1)" in html and "FLAT-R01" in html
+    assert "Not analysed" in html and "Not read or not judged (1)" in html
     text, _ = _pdf_text(render_pdf(report), tmp_path)
-    assert "NOT INTERPRETABLE" in text and "Not read or not judged" in text
+    assert "Not analysed" in text and "Not read or not judged" in text
 
 
 def test_noise_gets_no_probability_but_its_reason_on_the_first_page(

@@ -201,9 +201,8 @@ def test_real_needle_emg_is_rarely_refused_and_non_emg_always(n2001: Path, algie
     panel = make_panel(n2001_recs, per_kind=4, seed=3)
     by_kind = pd.Series({rid: kind for kind, rid in ((k, r.record_id) for k, r in panel)})
     flags = {r.record_id: assess(r).flags for _, r in panel}
-    refused_kind = pd.Series(
-        {rid: bool(set(f) & set(NOT_INTERPRETABLE_FLAGS)) for rid, f in flags.items()}
-    )
+    not_judged = {*NOT_INTERPRETABLE_FLAGS, "empty", "too_short"}
+    refused_kind = pd.Series({rid: bool(set(f) & not_judged) for rid, f in flags.items()})
     share = refused_kind.groupby(by_kind).mean()
     for kind in (
         "white_noise",

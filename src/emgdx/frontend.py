@@ -41,10 +41,21 @@ from emgdx.preprocess import (
     preprocess_recording,
     resample_plan,
 )
-from emgdx.quality import QCConfig, QualityReport, assess, assess_cohort
+from emgdx.quality import (
+    FLAG_TEXT,
+    NOT_INTERPRETABLE_FLAGS,
+    QCConfig,
+    QualityReport,
+    assess,
+    assess_cohort,
+    flag_messages,
+    not_interpretable_reasons,
+)
 from emgdx.recording import Cohort, Recording, Windows
 
 __all__ = [
+    "FLAG_TEXT",
+    "NOT_INTERPRETABLE_FLAGS",
     "QC_COLUMNS",
     "FrontEnd",
     "LiveFrontEnd",
@@ -55,6 +66,8 @@ __all__ = [
     "ReducedBandWarning",
     "as_cohort",
     "assess_recording",
+    "flag_messages",
+    "not_interpretable_reasons",
 ]
 
 #: Per-record QC columns of :attr:`Prepared.qc`.

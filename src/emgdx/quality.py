@@ -150,15 +150,11 @@ QC_FLAGS: tuple[str, ...] = (
     "too_short",
     *NEEDLE_FLAGS,
 )
-#: Flags that make a record *not interpretable*: the model's answer on it would mean nothing,
-#: so no probability is given for it (:class:`emgdx.diagnosis.Diagnosis`).
-NOT_INTERPRETABLE_FLAGS: tuple[str, ...] = (
-    "empty",
-    "too_short",
-    "no_mu_activity",
-    "implausible_amplitude",
-    "saturated",
-)
+#: Flags that make a record *not interpretable*: it holds a signal, but not needle EMG one can
+#: judge, so the model's answer would mean nothing and none is given
+#: (:class:`emgdx.diagnosis.Diagnosis`). An ``empty`` or ``too_short`` record is another case:
+#: it has no usable window at all, so it is *not analysed* (a problem with the data).
+NOT_INTERPRETABLE_FLAGS: tuple[str, ...] = ("no_mu_activity", "implausible_amplitude", "saturated")
 #: One sentence per flag, for reports, the clinic, the CLI and the live monitor.
 FLAG_TEXT: dict[str, str] = {
     "empty": "the recording holds no signal",
@@ -192,15 +188,11 @@ def not_interpretable_reasons(flags: Sequence[str] | str) -> list[str]:
     motor-unit activity gets one reason naming what it holds instead.
     """
     names = [f for f in flags.split(";") if f] if isinstance(flags, str) else list(flags)
-    if "empty" in names:
-        return [FLAG_TEXT["empty"]]
     reasons = []
     if "no_mu_activity" in names:
         cause = next((c for c in NOT_NEEDLE_CAUSES if c in names), None)
         reasons.append("no motor-unit activity" + (f" ({FLAG_TEXT[cause]})" if cause else ""))
     reasons += [FLAG_TEXT[f] for f in ("implausible_amplitude", "saturated") if f in names]
-    if "too_short" in names and not reasons:
-        reasons.append(FLAG_TEXT["too_short"])
     return reasons
 
 

@@ -24,7 +24,7 @@ import pandas as pd
 
 from emgdx.diagnosis import Diagnosis, Verdict
 from emgdx.errors import ConfigError
-from emgdx.quality import flag_messages
+from emgdx.frontend import flag_messages
 from emgdx.recording import Cohort, Recording, Windows
 
 if TYPE_CHECKING:

@@ -33,8 +33,7 @@ import pandas as pd
 
 from emgdx.config import check_fields
 from emgdx.errors import ConfigError, SignalError
-from emgdx.frontend import QCConfig
-from emgdx.quality import not_interpretable_reasons
+from emgdx.frontend import QCConfig, not_interpretable_reasons
 
 if TYPE_CHECKING:
     from emgdx.diagnosis import Diagnosis
