@@ -98,6 +98,9 @@ def test_train_predict_round_trip_matches_library(
         assert row["confidence"] == pytest.approx(probs.max())
         assert row["n_windows"] == expected["n_windows"] > 0
         assert "qc_flags" in row
+        # the file's own label is not where a script looks for the answer
+        assert "label" not in row and row["label_in_file"] == read(path)[0].label
+    assert payload["model"]["backend"] == "sklearn"  # what ran, for a random forest
     code, stdout, _ = _invoke("predict", str(model_dir), str(files[0]))  # the human table
     assert code == 0 and files[0].stem in stdout and "P(neurogenic)" in stdout
 

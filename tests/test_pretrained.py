@@ -110,3 +110,24 @@ def test_predict_answers_a_noise_csv_not_interpretable_and_exits_0(tmp_path: Pat
     (row,) = json.loads(result.stdout)["records"]
     assert row["outcome"] == "not interpretable" and row["predicted"] is None
     assert row["reasons"].startswith("no motor-unit activity")
+
+
+def test_warnings_reach_the_user_as_one_line(tmp_path: Path) -> None:
+    """A 4 kHz file on the 6 kHz model loses band: said in one line, without a source path or
+    the echoed code line."""
+    import subprocess
+    import sys
+
+    fs = 4000
+    x = np.random.default_rng(1).normal(0, 50, 6 * fs)
+    path = tmp_path / "slow.csv"
+    path.write_text("emg_uv\n" + "\n".join(f"{v:.3f}" for v in x))
+    run = subprocess.run(
+        [sys.executable, "-m", "emgdx.cli", "predict", str(path), "--fs-hz", str(fs)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = [line for line in run.stderr.splitlines() if line.startswith("warning:")]
+    assert lines and "Hz" in lines[0], run.stderr
+    assert ".py:" not in run.stderr and "Warning:" not in run.stderr

@@ -8,7 +8,9 @@ Shared consoles, option types and helpers are in :mod:`emgdx.cli.console`.
 from __future__ import annotations
 
 import importlib
-from typing import Annotated
+import sys
+import warnings
+from typing import Annotated, TextIO
 
 import click
 import typer
@@ -84,6 +86,20 @@ def _root(
     ] = False,
 ) -> None:
     """emgdx: read, check and preprocess EMG; classify healthy / neurogenic / myopathy."""
+    warnings.showwarning = _one_line_warning
+
+
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A warning as the user reads it: one line, no source path, no echoed code."""
+    text = " ".join(str(message).split())
+    (file or sys.stderr).write(f"warning: {text}\n")
 
 
 def main() -> None:

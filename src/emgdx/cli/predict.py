@@ -72,6 +72,9 @@ def predict(
             else:
                 for row in diagnosis.records.to_dict(orient="records"):
                     row = {"file": str(path), **{k: json_ready(v) for k, v in row.items()}}
+                    # The file's own diagnosis field, where it has one, is not the answer: a
+                    # script that read "label" next to "predicted" would score itself perfect.
+                    row["label_in_file"] = row.pop("label", None)
                     rows.append(row)
                     # "Not interpretable" is an answer (with its reasons), not a failure.
                     if row.get("outcome") == "not analysed":
@@ -113,10 +116,10 @@ def _print_predictions(pipe: Pipeline, rows: list[dict[str, Any]]) -> None:
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    show_label = any(r.get("label") for r in rows)
+    show_label = any(r.get("label_in_file") for r in rows)
     table.add_column("record", no_wrap=True)
     if show_label:
-        table.add_column("true label")
+        table.add_column("label in file")
     for name in pipe.class_names:
         table.add_column(f"P({name})", justify="right")
     for col in ("predicted", "confidence", "windows", "QC", "usable", "OOD"):
@@ -130,7 +133,7 @@ def _print_predictions(pipe: Pipeline, rows: list[dict[str, Any]]) -> None:
         )
         table.add_row(
             str(r["record_id"]),
-            *([str(r.get("label") or "-")] if show_label else []),
+            *([str(r.get("label_in_file") or "-")] if show_label else []),
             *("-" if p is None else f"{p:.3f}" for p in probs),
             predicted,
             "-" if r.get("confidence") is None else f"{r['confidence']:.3f}",
