@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
@@ -56,8 +57,32 @@ def test_info_folder_reports_bad_files_and_flags(n2001: Path, tmp_path: Path) ->
     (bad,) = payload["unreadable"]
     assert bad["path"].endswith("broken.csv") and "broken.csv" in bad["problem"]
 
-    code, stdout, _ = _invoke("info", str(tmp_path))  # the human table
+    code, stdout, stderr = _invoke("info", str(tmp_path))  # the human table
     assert code == 0 and "N2001C01BB51" in stdout
+    # Not a terminal (a log, CI): progress as plain lines, ending at 100 %, never silence.
+    assert "reading: 100 % (3/3)" in stderr, stderr
+
+
+def test_progress_lines_without_a_terminal_say_how_far_and_how_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rich.console import Console
+
+    from emgdx.cli import console as ui
+
+    ticks = iter([0.0, 1.0, 2.0, 7.0, 8.0, 20.0])
+    monkeypatch.setattr(ui.time, "monotonic", lambda: next(ticks))
+    buffer = Console(file=io.StringIO(), width=200)
+    step = ui._log_lines("training", buffer)
+    for done in (0, 1, 2, 3, 4, 10):
+        step(done, 10)
+    lines = buffer.file.getvalue().splitlines()
+    # the start, then no more than one line every 5 s, and the end
+    assert lines == [
+        "training: 0 % (0/10), 0 s elapsed",
+        "training: 30 % (3/10), 7 s elapsed, about 16 s left",
+        "training: 100 % (10/10), 20 s elapsed",
+    ]
 
 
 def test_info_errors_name_the_file(tmp_path: Path) -> None:

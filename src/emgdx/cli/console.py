@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -69,12 +70,17 @@ def progress_bars(
     """Yield one ``on_progress(done, total)`` callback per step, all drawn in one live display.
 
     A step's bar appears when its callback is first called, so bars show up in the order the
-    work happens. With ``enabled=False`` (or no terminal) the callbacks do nothing, so scripts
-    and CI logs stay quiet.
+    work happens. Without a terminal (a log file, CI) each step writes plain lines instead:
+    percentage, elapsed time and time left, every few seconds. With ``enabled=False`` (e.g.
+    ``--json``) the callbacks do nothing.
     """
     console = console or Console(stderr=True)
-    if not enabled or not console.is_terminal:
+    if not enabled:
         yield {step: _ignore for step in steps}
+        return
+    if not console.is_terminal:  # a log or CI: plain lines, so that a long run never looks hung
+        log = plain_console(stderr=True, soft_wrap=True)
+        yield {step: _log_lines(step, log) for step in steps}
         return
     columns = (
         TextColumn("{task.description:<16}", style="bold", markup=False),
@@ -109,6 +115,34 @@ def progress_bar(
 
 def _ignore(done: int, total: int) -> None:
     """A progress callback that draws nothing."""
+
+
+#: Seconds between two progress lines when stderr is not a terminal.
+LOG_INTERVAL_S = 5.0
+
+
+def _log_lines(step: str, console: Console) -> ProgressCallback:
+    """``on_progress`` that writes ``step: 40 % (12/30), 10 s elapsed, about 15 s left`` lines:
+    at the start, then at most every :data:`LOG_INTERVAL_S`, and at the end."""
+    started: list[float] = []
+    last = [-math.inf]
+
+    def update(done: int, total: int) -> None:
+        now = time.monotonic()
+        if not started:
+            started.append(now)
+        finished = total > 0 and done >= total
+        if not finished and now - last[0] < LOG_INTERVAL_S:
+            return
+        last[0] = now
+        elapsed = now - started[0]
+        pct = 100.0 * done / total if total else 0.0
+        line = f"{step}: {pct:.0f} % ({done}/{total}), {elapsed:.0f} s elapsed"
+        if 0 < done < total:
+            line += f", about {elapsed / done * (total - done):.0f} s left"
+        console.print(line)
+
+    return update
 
 
 def missing_extra_message(exc: ModuleNotFoundError) -> str | None:
