@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -321,3 +322,21 @@ def test_commands_that_catch_import_errors_also_name_the_extra(
     assert "pip install 'emgdx[onnx]'" in capsys.readouterr().err
     fail(ModuleNotFoundError("No module named 'leftpad'", name="leftpad"))  # not ours
     assert "No module named 'leftpad'" in capsys.readouterr().err
+
+
+def test_default_threads_follow_physical_cores_and_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from emgdx import threads
+
+    real_cores = threads.physical_cores()
+    assert 1 <= real_cores <= (os.cpu_count() or 1)
+    monkeypatch.setattr(threads, "physical_cores", lambda: 4)
+    for load, expected in ((0.0, 4), (1.4, 3), (2.6, 1), (9.0, 1)):
+        monkeypatch.setattr(threads.os, "getloadavg", lambda load=load: (load, load, load))
+        assert threads.default_threads() == expected
+    before = torch.get_num_threads()
+    try:
+        assert threads.configure_torch_threads(1) == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

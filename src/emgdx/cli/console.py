@@ -242,8 +242,8 @@ Threads = Annotated[
     typer.Option(
         "--threads",
         min=1,
-        help="Torch CPU threads (default: torch's choice). On a CPU busy with other work, 1 "
-        "avoids over-subscription, which can slow training many times over.",
+        help="Torch CPU threads (default: one per physical core, fewer when the machine is "
+        "busy; inter-op: 1). More threads than free cores slows training many times over.",
     ),
 ]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing model folder.")]
@@ -271,12 +271,12 @@ ExplainMethod = Annotated[
 ]
 
 
-def set_threads(threads: int | None) -> None:
-    """Set torch's intra-op threads for this process (``None``: leave torch's default)."""
-    if threads is not None:
-        import torch
+def set_threads(threads: int | None) -> int:
+    """Set torch's threads for this process (``None``: one per free physical core,
+    :func:`emgdx.threads.default_threads`); returns the intra-op count."""
+    from emgdx.threads import configure_torch_threads
 
-        torch.set_num_threads(threads)
+    return configure_torch_threads(threads)
 
 
 def make_pipeline(
