@@ -26,6 +26,37 @@ def pytest_configure(config: pytest.Config) -> None:
     # skip half the suite quietly. Fail the whole run before any test starts.
     if IN_CI and n2001_dir() is None:
         raise pytest.UsageError(f"CI=true but {_MISSING}")
+    if not hasattr(config, "workerinput"):  # the main process (with xdist: the controller)
+        config.stash[_PG_WAS_RUNNING] = _postgres_listening()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Leave the machine as the run found it: stop the PostgreSQL server that the tests
+    started (scripts/postgres.sh), never one that was already running or given by URL."""
+    if hasattr(config, "workerinput") or os.environ.get("EMGDX_TEST_POSTGRES_URL"):
+        return
+    if config.stash.get(_PG_WAS_RUNNING, True) or not _postgres_listening():
+        return
+    subprocess.run(
+        ["bash", str(_POSTGRES_SCRIPT), "stop"],
+        capture_output=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+_PG_WAS_RUNNING = pytest.StashKey[bool]()
+
+
+def _postgres_listening() -> bool:
+    """Whether something listens on the test server's port (scripts/postgres.sh)."""
+    import socket
+
+    port = int(os.environ.get("EMGDX_PG_PORT", "54329"))
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,10 @@ def demo(
         ),
     ] = Path("emgdx-demo"),
     model: ui.ModelName = "",
-    epochs: ui.Epochs = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option("--epochs", min=1, help="Maximum training epochs per fold (default 20)."),
+    ] = None,
     cv: Annotated[
         str, typer.Option("--cv", help="loso or kfold (subject-wise; the demo is never leaky).")
     ] = "",

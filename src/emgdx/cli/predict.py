@@ -99,8 +99,11 @@ def predict(
             }
         )
     else:
-        _print_predictions(pipe, rows)
-        _print_outcomes(rows)
+        if rows:
+            _print_predictions(pipe, rows)
+            _print_outcomes(rows)
+        else:
+            ui.err.print(Text("no readable record", "bold red"))
         if failed:
             sys.stdout.flush()
             ui.err.print(Text(f"{len(failed)} problem(s):", "bold red"))

@@ -141,7 +141,9 @@ def check_fs(path: Path, fs_hz: float | None, source: str) -> float:
     """Validate a sampling rate: present, finite and positive, else SamplingRateError."""
     if fs_hz is None:
         raise SamplingRateError(
-            path, f"no sampling rate in the file ({source}); pass fs_hz= to give one"
+            path,
+            f"no sampling rate in the file ({source}); give it with --fs-hz (command line) or "
+            "fs_hz= (Python)",
         )
     try:
         fs = float(fs_hz)

@@ -261,6 +261,6 @@ def _fs_from_time(
             path,
             f"time column {name!r} is irregular: steps range from {steps.min():.6g} s to "
             f"{steps.max():.6g} s (mean {mean_step:.6g} s, worst at data row {worst + 2}); "
-            "resample it or pass fs_hz=",
+            "resample it or give the rate (--fs-hz on the command line, fs_hz= in Python)",
         )
     return float(1.0 / mean_step)
