@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,3 +193,24 @@ def test_lsl_faults_are_reported_and_survived(forest: Pipeline, recs: list[Recor
     wins = [i for i in items if isinstance(i, WindowResult)]
     assert any(w.probs is None for w in wins)
     assert sum(w.probs is not None for w in wins) > len(wins) // 2
+
+
+def test_an_unknown_stream_on_the_command_line_is_one_clear_error_without_liblsl_chatter(
+    tmp_path: Path,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "LSLAPICFG"}
+    env["TMPDIR"] = str(tmp_path)  # where the quiet liblsl config is written
+    name = f"emgdx-missing-{uuid.uuid4().hex[:8]}"
+    run = subprocess.run(
+        [sys.executable, "-m", "emgdx.cli", "monitor", "--source", f"lsl:{name}", "--no-live"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert run.returncode != 0 and name in run.stderr
+    assert "INFO|" not in run.stderr and "Traceback" not in run.stderr, run.stderr

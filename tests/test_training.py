@@ -300,10 +300,14 @@ def test_fit_leaves_the_global_random_state_alone() -> None:
 def test_early_stopping_on_an_unlearnable_problem() -> None:
     torch.set_num_threads(1)
     cfg = TrainConfig(epochs=40, batch_size=32, lr=5e-2, patience=2, schedule="plateau")
-    _, result, _ = _fit(cfg, learnable=False)
+    calls: list[tuple[int, int]] = []
+    _, result, _ = _fit(cfg, learnable=False, on_progress=lambda d, t: calls.append((d, t)))
     assert result.stopped_early
     assert len(result.history) == result.best_epoch + 2
     assert len(result.history) < 40
+    # a progress bar ends at the epochs that ran, without a jump to 40/40
+    ran = len(result.history)
+    assert calls[-2:] == [(ran, 40), (ran, ran)]
 
 
 @pytest.mark.parametrize(

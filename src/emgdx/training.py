@@ -504,7 +504,8 @@ def fit_torch(
     fs_hz
         Sampling rate of waveform inputs; needed by frequency-domain augmentations.
     on_progress
-        ``on_progress(epoch, epochs)`` after every epoch (drives a progress bar).
+        ``on_progress(epoch, epochs)`` after every epoch (drives a progress bar); after an
+        early stop once more as ``(epochs run, epochs run)``.
     on_epoch
         Called with each epoch's history row (for logging).
     regulariser
@@ -672,7 +673,8 @@ def fit_torch(
                 stopped_early = epoch < cfg.epochs
                 break
         if stopped_early and on_progress is not None:
-            on_progress(cfg.epochs, cfg.epochs)  # let a progress bar finish
+            # Finish a progress bar at the epochs that ran (12/12), not at a jump to 30/30.
+            on_progress(len(history), len(history))
         if best_state is not None:
             model.load_state_dict(best_state)
         elif has_val:

@@ -55,7 +55,7 @@ def info(
 
     show = not as_json
     recordings: list[Any] = []
-    problems: list[tuple[str | None, EmgdxError]] = []
+    problems: list[tuple[str | None, Exception]] = []
     with ui.failing():
         folders = [p for p in paths if p.is_dir()]
         if folders:  # together, so that two sites' "S01" stay two subjects (read_cohort)

@@ -9,6 +9,8 @@ events and reconnection attempts.
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from emgdx.config import atomic_write
 from emgdx.errors import ConfigError, EmgdxError, require
 from emgdx.recording import Recording
 from emgdx.streaming.monitor import EventKind, Item, LiveMonitor, MonitorEvent
@@ -131,6 +134,21 @@ class ReplaySource:
         self._pos = self.recording.signal.size
 
 
+def _quiet_liblsl() -> None:
+    """Keep liblsl's INFO lines ("Loaded default config", ...) off the user's terminal: its
+    log level comes from the file named by ``LSLAPICFG``; one is written when none is set.
+    Warnings and errors still show."""
+    if os.environ.get("LSLAPICFG"):
+        return
+    path = Path(tempfile.gettempdir()) / "emgdx-lsl_api.cfg"
+    try:
+        if not path.is_file():
+            atomic_write(path, "[log]\nlevel = -1\n")  # loguru: -1 warnings, 0 info
+    except OSError:
+        return
+    os.environ["LSLAPICFG"] = str(path)
+
+
 class LSLSource:
     """A Lab Streaming Layer inlet on the stream called ``name`` (``pip install 'emgdx[stream]'``).
 
@@ -149,6 +167,7 @@ class LSLSource:
         resolve_timeout_s: float = 5.0,
         max_chunk: int = 4096,
     ) -> None:
+        _quiet_liblsl()
         self._lsl = require("pylsl", "LSL streams")
         self.name = name
         self.channel = channel
