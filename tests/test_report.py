@@ -215,6 +215,9 @@ def test_cli_explain_and_report(cnn: Pipeline, sim: SimulatedCohort, tmp_path: P
     # The broken file is named and skipped; the others still make the report (exit code 1).
     assert result.exit_code == 1
     assert "broken.hea" in result.output and out.read_bytes()[:5] == b"%PDF-"
+    # no terminal here: progress as plain lines, so a long report never looks hung
+    assert f"analysing: 100 % ({len(files) + 1}/{len(files) + 1})" in result.stderr
+    assert "writing: 100 % (1/1)" in result.stderr
     text, _ = _pdf_text(out.read_bytes(), tmp_path)
     assert "unreadable file" in text and "broken.hea" in text  # in the document itself
     result = runner.invoke(app, ["report", str(model), str(files[0]), "--out", "r.txt"])

@@ -41,7 +41,7 @@ def report(
         ui.err.print(ui.labelled("skipped:", "bold red", str(problem)))
     if not records:
         raise ui.fail(EmgdxError("no readable recording to report on"))
-    with ui.failing():
+    with ui.failing(), ui.progress_bars("analysing", "writing") as hooks:
         rep = build_report(
             pipe,
             records,
@@ -50,8 +50,11 @@ def report(
             explain_method=method,
             n_figures=figures,
             unreadable=problems,
+            on_progress=hooks["analysing"],
         )
+        hooks["writing"](0, 1)
         path = write_report(rep, out_file)
+        hooks["writing"](1, 1)
     ui.out.print(f"{rep.summary_line}\nreport: {path}")
     if problems:
         raise typer.Exit(code=1)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from emgdx.config import ProgressCallback
 from emgdx.diagnosis import Diagnosis, Verdict
 from emgdx.errors import ConfigError
 from emgdx.frontend import flag_messages
@@ -335,6 +336,7 @@ def build_report(
     n_figures: int = 3,
     title: str | None = None,
     unreadable: Sequence[str] = (),
+    on_progress: ProgressCallback | None = None,
 ) -> ClinicalReport:
     """Analyse, explain and summarise the recordings of one patient visit.
 
@@ -354,6 +356,8 @@ def build_report(
         Report title.
     unreadable
         Messages about files of this visit that could not be read: listed in the report.
+    on_progress
+        ``on_progress(done, total)``: the diagnosis (step 1), then each record's section.
     """
     from emgdx.report.methods import methods_paragraph
 
@@ -363,20 +367,28 @@ def build_report(
     if not recs:
         raise ConfigError("no recordings to report on")
     recs = _unique_ids(recs)
+    total = len(recs) + 1
+    if on_progress is not None:
+        on_progress(0, total)
     diagnosis = pipeline.predict(recs, keep_windows=True)
+    if on_progress is not None:
+        on_progress(1, total)
     explains_on_signal = getattr(pipeline.model_, "explanation", None) == "attribution"
     rows = diagnosis.records.set_index("record_id")
-    sections = [
-        _record_section(
-            pipeline,
-            diagnosis,
-            r,
-            rows.loc[r.record_id],
-            explain_method=explain_method,
-            n_figures=n_figures,
+    sections = []
+    for i, r in enumerate(recs, start=2):
+        sections.append(
+            _record_section(
+                pipeline,
+                diagnosis,
+                r,
+                rows.loc[r.record_id],
+                explain_method=explain_method,
+                n_figures=n_figures,
+            )
         )
-        for r in recs
-    ]
+        if on_progress is not None:
+            on_progress(i, total)
     names = tuple(pipeline.class_names)
     fs = {s.fs_hz for s in sections}
     methods, references = methods_paragraph(
