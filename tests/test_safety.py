@@ -180,6 +180,10 @@ def test_cross_validation_reports_calibration_and_ood_per_fold() -> None:
     page = render_html(doc)
     assert "Calibration (record level)" in page and 'alt="reliability"' in page
     assert "Out-of-distribution verdicts" in page
+    # the simulated records are all low-contraction: that subset is said once, not repeated
+    assert "Every evaluated record is in this subset" in page
+    assert page.count("<h4>Per class</h4>") == 1
+    assert "<h2>Quality control</h2>" in page and doc["quality"]["n_records"] == 18
 
 
 # ---- needle-EMG checks on real data and on the generated panel -------------------------------

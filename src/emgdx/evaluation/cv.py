@@ -128,6 +128,8 @@ class CVResult:
         When the pipelines store a training distribution (:mod:`emgdx.ood`): each tested
         record's out-of-distribution score and verdict against its fold's training data, and
         the verdict counts per site; else empty.
+    quality
+        QC of the evaluated records (:func:`quality_summary`).
     """
 
     task: str
@@ -143,6 +145,7 @@ class CVResult:
     versions: dict[str, str] = field(default_factory=dict)
     calibration: dict[str, Any] = field(default_factory=dict)
     ood: dict[str, Any] = field(default_factory=dict)
+    quality: dict[str, Any] = field(default_factory=dict)
 
     def metric(
         self, name: str, *, level: str = "record", method: str = "mean", subset: str = "all"
@@ -202,7 +205,20 @@ class CVResult:
             },
             "calibration": json_ready(self.calibration),
             "ood": json_ready(self.ood),
+            "quality": json_ready(self.quality),
         }
+
+
+def quality_summary(index: pd.DataFrame) -> dict[str, Any]:
+    """How many of the evaluated records carry each QC flag (records with a window)."""
+    if "qc_flags" not in index or not len(index):
+        return {}
+    flags = index.groupby("record_id")["qc_flags"].first().fillna("")
+    counts: dict[str, int] = {}
+    for value in flags:
+        for flag in filter(None, str(value).split(";")):
+            counts[flag] = counts.get(flag, 0) + 1
+    return {"n_records": len(flags), "n_clean": int((flags == "").sum()), "flags": counts}
 
 
 def _ood_of_fold(pipeline: Any, test: Windows, fold: int) -> dict[str, dict[str, Any]]:
@@ -621,4 +637,5 @@ def cross_validate(
             else {}
         ),
         ood=_ood_summary(ood_records, index) if ood_records else {},
+        quality=quality_summary(windows.index),
     )

@@ -294,8 +294,22 @@ def render_html(results: CVResult | Mapping[str, Any], *, title: str = "emgdx ev
             "<p class='warn'><b>Leaky evaluation.</b> Windows of one subject were in training "
             "and test: these numbers are inflated and are not a performance estimate.</p>"
         )
+    quality = res.get("quality") or {}
+    if quality:
+        parts.append("<h2>Quality control</h2>")
+        parts.append(
+            f"<p>{quality['n_records']} records evaluated, {quality['n_clean']} without any "
+            "QC flag. Faulty stretches (clipping, flat, corrupt tails) were left out of the "
+            "windows; mains hum was notched. Records with each flag:</p>"
+        )
+        rows = [[html.escape(f), _num(n)] for f, n in sorted(quality["flags"].items())]
+        parts.append(_table(["flag", "records"], rows or [["none", "0"]]))
+    n_all = _n_records(res["evaluation"].get("all", {}))
     for subset, by_method in res["evaluation"].items():
         parts.append(f"<h2>{html.escape(_SUBSET_TITLES.get(subset, subset))}</h2>")
+        if subset != "all" and _n_records(by_method) == n_all:
+            parts.append("<p>Every evaluated record is in this subset: as above.</p>")
+            continue
         for method, evaluation in by_method.items():
             label = "mean probability" if method == "mean" else "majority vote"
             parts.append(f"<h3>Aggregation: {label}</h3>")
@@ -381,6 +395,13 @@ def render_html(results: CVResult | Mapping[str, Any], *, title: str = "emgdx ev
     )
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _n_records(by_method: Mapping[str, Any]) -> Any:
+    """Records evaluated in one subset (None when unknown)."""
+    for evaluation in by_method.values():
+        return evaluation.get("record", {}).get("metrics", {}).get("n")
+    return None
 
 
 def _ci_level(res: Mapping[str, Any]) -> float:
