@@ -331,6 +331,13 @@ def read_folder(
     return cohort
 
 
+def model_and_files(paths: list[Path]) -> tuple[Path | None, list[Path]]:
+    """``[MODEL_DIR] FILE...``: a leading folder is the model (``None``: the shipped one)."""
+    if paths and paths[0].is_dir():
+        return paths[0], paths[1:]
+    return None, paths
+
+
 def load_pipeline(model_dir: Path, backend: str = "torch") -> Pipeline:
     from emgdx.pipeline import Pipeline
 

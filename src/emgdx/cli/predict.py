@@ -21,13 +21,6 @@ if TYPE_CHECKING:
 app = typer.Typer(add_completion=False)
 
 
-def model_and_files(paths: list[Path]) -> tuple[Path | None, list[Path]]:
-    """``[MODEL_DIR] FILE...``: a leading folder is the model (``None``: the shipped one)."""
-    if paths and paths[0].is_dir():
-        return paths[0], paths[1:]
-    return None, paths
-
-
 @app.command()
 def predict(
     paths: Annotated[
@@ -51,7 +44,7 @@ def predict(
     """
     from emgdx.io import read
 
-    model_dir, files = model_and_files(paths)
+    model_dir, files = ui.model_and_files(paths)
     if not files:
         raise ui.fail(ConfigError("give the record files to classify (after the model folder)"))
     if model_dir is None:

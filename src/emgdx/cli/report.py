@@ -15,8 +15,14 @@ app = typer.Typer(add_completion=False)
 
 @app.command()
 def report(
-    model_dir: Annotated[Path, typer.Argument(help="A folder written by `emgdx train`.")],
-    files: Annotated[list[Path], typer.Argument(help="The recordings of one record or visit.")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="[MODEL_DIR] FILE...: a model folder written by `emgdx train` (left out: the "
+            "shipped model, see docs/model-card.md), then the recordings of one record or visit.",
+            metavar="[MODEL_DIR] FILE...",
+        ),
+    ],
     out_file: Annotated[
         Path, typer.Option("--out", help="report.html or report.pdf (chosen by the suffix).")
     ] = Path("report.html"),
@@ -35,7 +41,10 @@ def report(
 
     if out_file.suffix.lower() not in (".html", ".htm", ".pdf"):
         raise ui.fail(ConfigError(f"{out_file}: --out must end in .html or .pdf"))
-    pipe = ui.load_pipeline(model_dir)
+    model_dir, files = ui.model_and_files(paths)
+    if not files:
+        raise ui.fail(ConfigError("give the recordings to report on (after the model folder)"))
+    pipe = ui.load_pipeline(model_dir if model_dir is not None else ui.shipped_model_dir())
     records, problems = ui.read_records(files, fs_hz)
     for problem in problems:
         ui.err.print(ui.labelled("skipped:", "bold red", str(problem)))
