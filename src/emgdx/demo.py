@@ -19,7 +19,10 @@ on a 2-core CPU. The 1-D CNN on raw windows is the project's main model, so the 
 With 9 subjects, LOSO is 9 fits of ~430 windows (early stopping on a held-out training
 subject). Measured on the 2-core development CPU while another training job was running, one
 torch thread: 15 epochs took 49 s for the whole LOSO (record-level balanced accuracy 0.74,
-macro AUC 0.95), 25 epochs 71 s (0.81, 0.96); 20 epochs keep the whole demo near 70 s. The
+macro AUC 0.95), 25 epochs 71 s (0.81, 0.96); 20 epochs then kept the whole demo near 70 s.
+Each fold now also fits a temperature and a training distribution (:mod:`emgdx.calibration`,
+:mod:`emgdx.ood`): the whole demo took 103 s on an idle machine (2026-12-03,
+``benchmarks/cli_times.py``). The
 numbers show the machinery at work, not clinical performance (that is ``docs/results.md``,
 on real data).
 """

@@ -11,8 +11,9 @@ The score is a class-conditional Mahalanobis distance (Lee et al., NeurIPS 2018,
 network's embedding): features are put on a log scale where they are positive and
 standardised by the training medians and spreads, each class gets its mean, all classes share
 one covariance (Ledoit-Wolf shrinkage, :class:`sklearn.covariance.LedoitWolf`), and a window's
-score is its distance to the nearest class mean. A record's score is the median over its
-windows (a few odd windows do not make a record odd).
+score is its distance to the nearest class mean. A record's score is the median over up to
+six windows spread evenly over it (:func:`representative_windows`; a few odd windows do not make
+a record odd), the same when fitting and when scoring, and it bounds the cost on long records.
 
 The threshold is chosen **subject-wise** on the training subjects: the distribution is refitted
 without each group of subjects (grouped k-fold), their records are scored, and the threshold is
@@ -34,7 +35,7 @@ import pandas as pd
 
 from emgdx.errors import ConfigError, SignalError
 
-__all__ = ["OOD_GROUPS", "TrainingDistribution", "fit_distribution"]
+__all__ = ["OOD_GROUPS", "TrainingDistribution", "fit_distribution", "representative_windows"]
 
 #: Feature groups the distribution is described by.
 OOD_GROUPS: tuple[str, ...] = ("time", "spectral", "muap")
@@ -184,7 +185,7 @@ def _fit(x: np.ndarray, y: np.ndarray) -> TrainingDistribution:
     return TrainingDistribution(tuple(), logged, centre, scale, means, precision, threshold=1.0)
 
 
-def _subsample(index: pd.DataFrame) -> np.ndarray:
+def representative_windows(index: pd.DataFrame) -> np.ndarray:
     """Positions of at most ``_MAX_WINDOWS_PER_RECORD`` windows per record, spread evenly."""
     keep: list[np.ndarray] = []
     rec = index["record_id"].astype(str).to_numpy()
@@ -229,7 +230,7 @@ def fit_distribution(
 
     if not 0.5 <= quantile < 1:
         raise ConfigError(f"quantile must be in [0.5, 1), got {quantile}")
-    pos = _subsample(index)
+    pos = representative_windows(index)
     if pos.size < 10:
         raise SignalError(f"a training distribution needs at least 10 windows, got {pos.size}")
     x, names = _features(np.asarray(data)[pos], fs_hz)

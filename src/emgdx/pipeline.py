@@ -607,12 +607,18 @@ class Pipeline:
         return self.calibrate_probs(probs) if calibrated else probs
 
     def ood_scores(self, windows: Windows) -> dict[str, float]:
-        """Each record's out-of-distribution score (:mod:`emgdx.ood`); empty without a
-        training distribution."""
+        """Each record's out-of-distribution score (:mod:`emgdx.ood`: the median over up to
+        six windows spread over the record, as when its threshold was chosen); empty without
+        a training distribution."""
         if self.distribution_ is None or len(windows) == 0:
             return {}
-        scores = self.distribution_.score_windows(windows.data, float(windows.fs_hz))
-        return self.distribution_.score_records(scores, windows.index["record_id"].to_numpy())
+        from emgdx.ood import representative_windows
+
+        # The windows the threshold was chosen on: a few per record, spread over it.
+        pick = representative_windows(windows.index)
+        scores = self.distribution_.score_windows(windows.data[pick], float(windows.fs_hz))
+        record_ids = windows.index["record_id"].to_numpy()[pick]
+        return self.distribution_.score_records(scores, record_ids)
 
     def predict(
         self,

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from emgdx.cli import console as ui
-from emgdx.errors import ConfigError, EmgdxError
+from emgdx.errors import ConfigError
 
 app = typer.Typer(add_completion=False)
 
@@ -49,7 +49,9 @@ def report(
     for problem in problems:
         ui.err.print(ui.labelled("skipped:", "bold red", str(problem)))
     if not records:
-        raise ui.fail(EmgdxError("no readable recording to report on"))
+        # as info and predict: inputs that could not be read end with exit status 1
+        ui.err.print(ui.labelled("error:", "bold red", "no readable record to report on"))
+        raise typer.Exit(code=1)
     with ui.failing(), ui.progress_bars("analysing", "writing") as hooks:
         rep = build_report(
             pipe,
