@@ -342,7 +342,7 @@ ran = []
 def run(*args):
     result = CliRunner().invoke(app, [str(a) for a in args])
     if result.exit_code != 0:
-        raise SystemExit(f"emgdx {args}: exit {result.exit_code}\n{result.output}")
+        raise SystemExit(f"emgdx {args}: exit {result.exit_code}\\n{result.output}")
     ran.append(str(args[0]))
 
 sim = tmp / "sim"
