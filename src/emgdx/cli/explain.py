@@ -45,14 +45,15 @@ def explain(
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
     results: list[dict[str, Any]] = []
-    with ui.failing():
+    with ui.failing(), ui.progress_bar("explaining", enabled=not as_json) as step:
+        step(0, len(records))
         if pipe.model_ is not None and pipe.model_.explanation == "feature_importance":
             importance = feature_importance(pipe, method="model")
             fig_path = out_dir / "feature_importance.png"
             figs.figure_feature_importance(importance).savefig(fig_path, dpi=130)
             written.append(str(fig_path))
             results.append({"feature_importance": importance.head(15).to_dict(orient="records")})
-        for rec in records:
+        for done, rec in enumerate(records, start=1):
             expl = attribute_record(pipe, rec, method, target=target)  # type: ignore[arg-type]
             top = top_segments(expl, k=segments)
             stem = rec.record_id.replace(":", "_").replace("/", "_")
@@ -81,6 +82,7 @@ def explain(
                     "figures": {k: str(v) for k, v in paths.items()},
                 }
             )
+            step(done, len(records))
     summary = {"model": pipe.model_name, "file": str(file), "records": results}
     (out_dir / "explanation.json").write_text(json.dumps(json_ready(summary), indent=2) + "\n")
     if as_json:

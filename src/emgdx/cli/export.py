@@ -28,8 +28,10 @@ def export_model(
     if not onnx:
         raise ui.fail(ConfigError("choose a format: --onnx (the only one so far)"))
     pipe = ui.load_pipeline(model_dir)
-    with ui.failing(ImportError):
+    with ui.failing(ImportError), ui.progress_bar("exporting", enabled=not as_json) as step:
+        step(0, 1)  # a log sees that the export (and its parity check) started
         result = export_pipeline(pipe, model_dir, int8=int8)
+        step(1, 1)
     if as_json:
         ui.print_json(result.to_dict())
         return
