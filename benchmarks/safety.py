@@ -2,7 +2,7 @@
 
 Run from the project root (needs ../shared/data/n2001 and ../shared/data/algiers):
 
-    python benchmarks/safety.py --threads 2            # everything (about 10 minutes)
+    python benchmarks/safety.py --threads 2            # everything (about 5 minutes)
     python benchmarks/safety.py --panel-only            # the generated panel only (1-2 min)
 
 1. **Panel**: :func:`emgdx.safety_panel.make_panel` (20 inputs of each of 11 kinds: noise of
