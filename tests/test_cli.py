@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -413,9 +414,18 @@ def test_default_threads_follow_physical_cores_and_load(monkeypatch: pytest.Monk
     real_cores = threads.physical_cores()
     assert 1 <= real_cores <= (os.cpu_count() or 1)
     monkeypatch.setattr(threads, "physical_cores", lambda: 4)
-    for load, expected in ((0.0, 4), (1.4, 3), (2.6, 1), (9.0, 1)):
-        monkeypatch.setattr(threads.os, "getloadavg", lambda load=load: (load, load, load))
+    for busy, expected in ((0.0, 4), (1.4, 3), (2.6, 1), (9.0, 1)):
+        monkeypatch.setattr(threads, "busy_cores", lambda busy=busy: busy)
         assert threads.default_threads() == expected
+    # a spinning process shows up in the sampled CPU use at once (no minute-long lag)
+    idle = threads.busy_cores()
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert threads.busy_cores(0.5) >= idle + 0.5
+    finally:
+        hog.kill()
+        hog.wait()
     before = torch.get_num_threads()
     try:
         assert threads.configure_torch_threads(1) == 1 and torch.get_num_threads() == 1
