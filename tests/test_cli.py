@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -412,20 +411,23 @@ def test_default_threads_follow_physical_cores_and_load(monkeypatch: pytest.Monk
     from emgdx import threads
 
     real_cores = threads.physical_cores()
+    busy_cores = threads.busy_cores  # before it is replaced below
     assert 1 <= real_cores <= (os.cpu_count() or 1)
     monkeypatch.setattr(threads, "physical_cores", lambda: 4)
     for busy, expected in ((0.0, 4), (1.4, 3), (2.6, 1), (9.0, 1)):
         monkeypatch.setattr(threads, "busy_cores", lambda busy=busy: busy)
         assert threads.default_threads() == expected
-    # a spinning process shows up in the sampled CPU use at once (no minute-long lag)
-    idle = threads.busy_cores()
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        time.sleep(0.3)
-        assert threads.busy_cores(0.5) >= idle + 0.5
-    finally:
-        hog.kill()
-        hog.wait()
+    # busy cores: the CPU use between two /proc/stat readings (no minute-long lag) ...
+    readings = iter([(100, 1000), (250, 1200)])  # 150 of 200 jiffies busy: 3/4 of the CPUs
+    monkeypatch.setattr(threads, "_cpu_times", lambda: next(readings))
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
+    assert busy_cores(0.0) == pytest.approx(3.0)
+    # ... and the load average only where there is no /proc/stat
+    monkeypatch.setattr(threads, "_cpu_times", lambda: None)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.5, 1.0, 0.5))
+    assert busy_cores(0.0) == 1.5
+    monkeypatch.undo()
+    assert threads._cpu_times() is None or 0 <= busy_cores(0.05) <= (os.cpu_count() or 1)
     before = torch.get_num_threads()
     try:
         assert threads.configure_torch_threads(1) == 1 and torch.get_num_threads() == 1
