@@ -113,3 +113,31 @@ def test_a_missing_model_folder_is_a_usage_error(
     missing.mkdir()
     code, _, err = _run("predict", missing, *files)
     assert code == 2 and "no-model" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "cannot read the --sites file"),
+        ("[{", "not valid JSON"),
+        ('{"name": "a"}', "non-empty JSON list"),
+        ('[{"name": "a", "data_dir": "d", "colour": 1}]', "unknown key(s) ['colour']"),
+        ('[{"name": "a"}]', "needs the text field(s) ['data_dir']"),
+        ('[{"name": "a", "data_dir": "d", "train_subjects": "S1"}]', "must be lists"),
+    ],
+)
+def test_federated_sites_file_problems_are_one_clear_line(
+    tmp_path: Path, content: str | None, problem: str
+) -> None:
+    """`--sites 2` (meant as a count) or a broken sites file: the file and the problem named,
+    exit 2, no traceback."""
+    sites = tmp_path / "sites.json"
+    if content is not None:
+        sites.write_text(content)
+    arg = sites if content is not None else tmp_path / "2"
+    code, out, err = _run(
+        "federated", "simulate", tmp_path, "--out", tmp_path / "o", "--sites", arg
+    )
+    assert code == 2, out + err
+    assert problem in err and str(arg) in err
+    assert "Traceback" not in out + err

@@ -257,3 +257,20 @@ def test_cli_reports_bad_settings_clearly(data: Path, tmp_path: Path) -> None:
         ],
     )
     assert res.exit_code != 0 and "every site excludes 'healthy'" in res.output
+
+
+def test_cli_without_held_out_subjects_trains_and_logs_progress(data: Path, tmp_path: Path) -> None:
+    """`--holdout 0`: nothing to evaluate, which is not an error (Flower divided by zero
+    examples); every round ends with a plain progress line, without colour codes in a log."""
+    import subprocess
+    import sys
+
+    args = ["federated", "simulate", str(data), "--out", str(tmp_path), "--n-sites", "2"]
+    args += ["--holdout", "0", "--rounds", "2", "--fs", str(FS), "--batch-size", "16"]
+    run = subprocess.run(
+        [sys.executable, "-m", "emgdx.cli", *args], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "no subject held out, so no evaluation" in " ".join(run.stdout.split())
+    assert "round 1/2 done (50%)" in run.stderr and "round 2/2 done (100%)" in run.stderr
+    assert "\x1b[" not in run.stderr

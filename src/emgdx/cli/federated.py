@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from emgdx.cli.console import failing, out, print_json
+from emgdx.errors import ConfigError, ReadError
 
 app = typer.Typer(
     add_completion=False,
@@ -32,23 +34,59 @@ Sites = Annotated[
 ]
 
 
+def _read_sites(path: Path, spec: Any) -> list[Any]:
+    """The ``--sites`` JSON file as site specs; :class:`ReadError` or :class:`ConfigError`
+    naming the file and the problem."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReadError(path, f"cannot read the --sites file ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: --sites is not valid JSON ({exc})") from None
+    fields = ("name", "data_dir", "train_subjects", "test_subjects")
+    if not (isinstance(raw, list) and raw and all(isinstance(s, dict) for s in raw)):
+        raise ConfigError(f"{path}: --sites must be a non-empty JSON list of sites {fields}")
+    sites = []
+    for i, s in enumerate(raw):
+        unknown = sorted(set(s) - set(fields))
+        missing = [k for k in ("name", "data_dir") if not isinstance(s.get(k), str)]
+        lists = [k for k in fields[2:] if not isinstance(s.get(k, []), list)]
+        if unknown or missing or lists:
+            raise ConfigError(
+                f"{path}: site {i + 1}: "
+                + "; ".join(
+                    part
+                    for part in (
+                        f"unknown key(s) {unknown}" if unknown else "",
+                        f"needs the text field(s) {missing}" if missing else "",
+                        f"{lists} must be lists of subject ids" if lists else "",
+                    )
+                    if part
+                )
+            )
+        sites.append(
+            spec(
+                name=s["name"],
+                data_dir=s["data_dir"],
+                train_subjects=tuple(map(str, s.get("train_subjects", []))),
+                test_subjects=tuple(map(str, s.get("test_subjects", []))),
+            )
+        )
+    return sites
+
+
 def _run(mode: str, **kw: Any) -> None:
+    from flwr.common.logger import update_console_handler
+
     from emgdx.federated.core import FedSettings, SiteSpec, hospital_sites, split_sites
     from emgdx.pipeline import Pipeline, PreprocessConfig, TrainConfig
 
+    # Flower's log lines are this command's progress; colour codes only on a terminal.
+    update_console_handler(colored=sys.stderr.isatty())
+
     with failing(ImportError):
         if kw["sites"] is not None:
-            raw = json.loads(Path(kw["sites"]).read_text())
-            sites = [
-                SiteSpec(
-                    **{
-                        **s,
-                        "train_subjects": tuple(s.get("train_subjects", ())),
-                        "test_subjects": tuple(s.get("test_subjects", ())),
-                    }
-                )
-                for s in raw
-            ]
+            sites = _read_sites(Path(kw["sites"]), SiteSpec)
         elif len(kw["data"]) > 1:
             sites = hospital_sites(
                 [str(d) for d in kw["data"]],
@@ -90,11 +128,15 @@ def _run(mode: str, **kw: Any) -> None:
         return
     held = result.get("held_out") or {}
     rec = held.get("record", {})
+    scores = (
+        f"held-out records: balanced accuracy {rec.get('balanced_accuracy', float('nan')):.3f}, "
+        f"macro AUC {rec.get('roc_auc', float('nan')):.3f}"
+        if any(site.test_subjects for site in sites)
+        else "no subject held out, so no evaluation"
+    )
     out.print(
         f"{settings.strategy}: {settings.rounds} rounds x {settings.local_epochs} local epoch(s) "
-        f"on {len(sites)} sites in {result['seconds']:.0f} s; held-out records: balanced "
-        f"accuracy {rec.get('balanced_accuracy', float('nan')):.3f}, macro AUC "
-        f"{rec.get('roc_auc', float('nan')):.3f}; result in {kw['out']}"
+        f"on {len(sites)} sites in {result['seconds']:.0f} s; {scores}; result in {kw['out']}"
     )
 
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import time
+from logging import INFO
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg, FedProx
 
@@ -166,6 +168,10 @@ def _strategy(s: FedSettings) -> FedAvg:
         "min_evaluate_nodes": n,
         "min_available_nodes": n,
     }
+    if s.sites and not any(site.test_subjects for site in s.sites):
+        # No site holds subjects out: there is nothing to evaluate (and Flower would divide
+        # by zero examples).
+        common["fraction_evaluate"] = 0.0
     if s.strategy == "fedprox":
         return FedProx(proximal_mu=s.proximal_mu, **common)
     return FedAvg(**common)  # FedBN: FedAvg on the server, batch norm kept local by the sites
@@ -186,12 +192,29 @@ def run_server(grid: Grid, settings: FedSettings) -> dict[str, Any]:
         }
     )
     t0 = time.perf_counter()
+
+    def progress(server_round: int, arrays: ArrayRecord) -> None:
+        """A plain progress line after every round (also in a log): done, elapsed, left."""
+        if server_round > 0:
+            elapsed = time.perf_counter() - t0
+            left = elapsed / server_round * (settings.rounds - server_round)
+            log(
+                INFO,
+                "emgdx federated: round %d/%d done (%d%%), %.0f s elapsed, about %.0f s left",
+                server_round,
+                settings.rounds,
+                round(100 * server_round / settings.rounds),
+                elapsed,
+                left,
+            )
+
     result = _strategy(settings).start(
         grid=grid,
         initial_arrays=initial,
         num_rounds=settings.rounds,
         train_config=config,
         evaluate_config=config,
+        evaluate_fn=progress,
     )
     summary: dict[str, Any] = {
         "strategy": settings.strategy,
